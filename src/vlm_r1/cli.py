@@ -1,0 +1,90 @@
+"""The ``vlm-r1`` command. Each subcommand hands its arguments to the module that owns the job.
+
+    vlm-r1 train --config recipes/tiny/rec_grpo.yaml [--any_field value ...]   GRPO (single process; use
+                                                                              accelerate launch -m vlm_r1.train for more)
+    vlm-r1 make-tiny --out DIR [--model_type qwen2_vl]                         offline tiny model + tokenizer
+    vlm-r1 make-data --out DIR [--tasks rec ...] [--n 1000]                    synthetic shapes data
+    vlm-r1 rewards                                                             list the registered rewards
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def _train(argv: list[str]) -> int:
+    from .train import main
+
+    main(argv)
+    return 0
+
+
+def _make_tiny(argv: list[str]) -> int:
+    from .tiny import make_tiny
+
+    parser = argparse.ArgumentParser(prog="vlm-r1 make-tiny", description="Build an offline tiny VLM checkpoint.")
+    parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
+    parser.add_argument("--model_type", default="qwen2_vl", help="qwen2_vl, qwen2_5_vl, qwen3_vl or internvl")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = make_tiny(args.out, model_type=args.model_type, seed=args.seed)
+    print(f"tiny {args.model_type} checkpoint written to {path}")
+    return 0
+
+
+def _make_data(argv: list[str]) -> int:
+    from .synthetic import write_split
+
+    parser = argparse.ArgumentParser(prog="vlm-r1 make-data", description="Write synthetic shapes datasets (JSONL).")
+    parser.add_argument("--out", required=True, help="folder for images/ and the JSONL files")
+    parser.add_argument("--tasks", nargs="+", default=["rec"], help="rec, detection, counting, classification")
+    parser.add_argument("--splits", nargs="+", default=["train", "test", "ood"])
+    parser.add_argument("--n", type=int, default=1000, help="rows per training split")
+    parser.add_argument("--n_test", type=int, default=None, help="rows per test / ood split (default: n)")
+    parser.add_argument("--image_size", type=int, default=112)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for task in args.tasks:
+        for index, split in enumerate(args.splits):
+            n = args.n if split == "train" or args.n_test is None else args.n_test
+            path = write_split(args.out, task, split, n, seed=args.seed + 1000 * index, image_size=args.image_size)
+            print(f"{task} {split}: {n} rows -> {path}")
+    return 0
+
+
+def _rewards(argv: list[str]) -> int:
+    from .rewards import list_rewards
+
+    argparse.ArgumentParser(prog="vlm-r1 rewards", description="List the registered rewards.").parse_args(argv)
+    for name, func in sorted(list_rewards().items()):
+        doc = (func.__doc__ or "").strip().splitlines()
+        print(f"{name:<24} {doc[0] if doc else ''}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "train": (_train, "GRPO fine-tuning from a recipe YAML and/or flags"),
+    "make-tiny": (_make_tiny, "build an offline tiny model checkpoint"),
+    "make-data": (_make_data, "write synthetic shapes datasets"),
+    "rewards": (_rewards, "list the registered rewards"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        width = max(len(name) for name in COMMANDS)
+        lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+        print("usage: vlm-r1 COMMAND [ARGS]  (vlm-r1 COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines))
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    handler, _ = COMMANDS[argv[0]]
+    return handler(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Configuration dataclasses for `vlm-r1 train` (GRPO), parsed with TRL's ``TrlParser``.
+
+A run is configured by a recipe YAML (``--config recipes/...yaml``) plus command-line overrides; every field has a
+``help`` text, which is what ``vlm-r1 train --help`` prints. Options are honoured or refused: :func:`check_args`
+rejects combinations that would otherwise be silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+
+@dataclass
+class DataArguments:
+    """Where the data is and how a row becomes a prompt and a reward."""
+
+    train_data: list[str] = field(
+        default_factory=list,
+        metadata={"help": "One or more JSONL files of training rows (see docs/data.md for the schema)."},
+    )
+    eval_data: list[str] = field(
+        default_factory=list, metadata={"help": "Optional JSONL files scored during training (eval_strategy)."}
+    )
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder that image paths in the JSONL are relative to. Default: each JSONL file's folder."},
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={
+            "help": "Rewards to optimise: registered names (`vlm-r1 rewards` lists them) or `package.module:function` "
+            "for your own. `accuracy` picks each row's reward from its `reward` field."
+        },
+    )
+    default_reward: str | None = field(
+        default=None,
+        metadata={"help": "Accuracy reward for rows whose JSONL has no `reward` field (e.g. `iou`)."},
+    )
+    question_template: str | None = field(
+        default=None,
+        metadata={"help": "Template wrapping each question; `{question}` is replaced. Default: the model module's."},
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message for every prompt."})
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={"help": "Skip rows that fail validation (count and list them in the output dir) instead of stopping."},
+    )
+    allow_images_outside_root: bool = field(
+        default=False, metadata={"help": "Allow image paths that resolve outside image_root (../, absolute, symlinks)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows (after validation)."}
+    )
+
+
+@dataclass
+class ModelArguments:
+    """Which checkpoint, how it is loaded, and which of its parameters train."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Hub id or local folder of the checkpoint (config.json decides the module)."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a hub checkpoint."})
+    dtype: str = field(
+        default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16."}
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa (default), eager, or flash_attention_2 (needs the flash-attn extra)."}
+    )
+    min_pixels: int | None = field(default=None, metadata={"help": "Qwen: lower bound of pixels per image."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Qwen: upper bound of pixels per image."})
+    max_tiles: int | None = field(default=None, metadata={"help": "InternVL: maximum number of image tiles."})
+    freeze_vision: bool = field(default=False, metadata={"help": "Freeze the vision encoder."})
+    freeze_projector: bool = field(
+        default=False, metadata={"help": "Freeze the vision-to-language projector (merger) too; needs freeze_vision."}
+    )
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all parameters."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "Names of the linear layers that get adapters (language model only unless lora_vision)."},
+    )
+    lora_vision: bool = field(default=False, metadata={"help": "Also put LoRA adapters on the vision encoder."})
+
+
+@dataclass
+class VLMGRPOConfig(GRPOConfig):
+    """TRL's GRPOConfig plus what vlm-r1 adds. Every GRPOConfig field (loss_type, beta, num_generations,
+    temperature, top_p, reward_weights, use_vllm, …) works as documented by TRL."""
+
+    share_image_encoding: bool = field(
+        default=True,
+        metadata={"help": "Encode each image once per group of generations instead of once per completion."},
+    )
+    report_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where the training report (curves, gallery) goes. Default: <output_dir>/report."},
+    )
+    gallery_every: int = field(
+        default=0, metadata={"help": "Add sampled completions to the report gallery every N steps (0: only at the end)."}
+    )
+
+
+def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
+    """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (a hub id or a local folder; `vlm-r1 make-tiny` makes one)")
+    if not data_args.train_data:
+        raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    if model_args.freeze_projector and not model_args.freeze_vision:
+        raise ValueError("freeze_projector needs freeze_vision (a frozen projector under a training encoder is odd)")
+    if model_args.use_peft and (model_args.freeze_vision or model_args.freeze_projector):
+        raise ValueError("with use_peft the base model is frozen already; use lora_vision to choose adapter placement")
+    if model_args.lora_vision and not model_args.use_peft:
+        raise ValueError("lora_vision needs use_peft")
+    if model_args.dtype not in {"auto", "float32", "bfloat16", "float16"}:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
+    if training_args.model_init_kwargs:
+        raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+    if training_args.gallery_every < 0:
+        raise ValueError("gallery_every must be >= 0")

@@ -1,0 +1,79 @@
+"""The contract between the trainer and one family of vision-language models.
+
+A VLM module answers every model-specific question the trainer, the data layer and the rewards would otherwise
+hard-code: which classes load the checkpoint, which parameters form the vision tower and the projector (for
+freezing and LoRA), which processor settings bound the image size, the default question template, and — most
+important for grounding — the coordinate frame the model writes boxes in. Boxes in datasets and rewards are always
+``[x1, y1, x2, y2]`` in pixels of the ORIGINAL image; the module converts model output to that frame once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Box = tuple[float, float, float, float]
+Size = tuple[int, int]  # (width, height)
+
+THINK_ANSWER_TEMPLATE = (
+    "{question} First output the thinking process in <think> </think> tags and then output the final answer "
+    "in <answer> </answer> tags."
+)
+
+
+@dataclass(frozen=True)
+class VLMModule:
+    """Base class; one subclass per model family. Subclasses set the class attributes and ``output_frame``."""
+
+    #: ``config.model_type`` values this module serves.
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: How the model writes box coordinates: "relative_1000" (integers 0–1000 of the image) or
+    #: "resized_pixels" (pixels of the image after the processor resized it).
+    output_frame: ClassVar[str] = "relative_1000"
+    #: Substrings of parameter names that belong to the vision encoder (frozen / excluded from LoRA by default).
+    vision_keywords: ClassVar[tuple[str, ...]] = ()
+    #: Substrings of parameter names of the vision-to-language projector (merger).
+    projector_keywords: ClassVar[tuple[str, ...]] = ()
+    #: Default question template; ``{question}`` is replaced by the row's question text.
+    question_template: ClassVar[str] = THINK_ANSWER_TEMPLATE
+
+    def model_class(self):
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText
+
+    def processor_kwargs(self, min_pixels: int | None, max_pixels: int | None, max_tiles: int | None) -> dict[str, Any]:
+        """Keyword arguments for ``AutoProcessor.from_pretrained`` that bound the image size."""
+        raise NotImplementedError
+
+    def model_input_size(self, processor, original_size: Size) -> Size:
+        """Size (width, height) of the image as the model sees it after the processor resized it."""
+        raise NotImplementedError
+
+    def to_original(self, box: Box, original_size: Size, input_size: Size) -> Box:
+        """Convert a box the model wrote into pixels of the original image."""
+        width, height = original_size
+        if self.output_frame == "relative_1000":
+            sx, sy = width / 1000.0, height / 1000.0
+        elif self.output_frame == "resized_pixels":
+            sx, sy = width / input_size[0], height / input_size[1]
+        else:  # pragma: no cover - guarded by the subclass definitions
+            raise ValueError(f"unknown output frame {self.output_frame!r}")
+        x1, y1, x2, y2 = box
+        return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+    def from_original(self, box: Box, original_size: Size, input_size: Size) -> Box:
+        """Inverse of :meth:`to_original`: write a ground-truth box in the model's frame (for SFT targets)."""
+        width, height = original_size
+        if self.output_frame == "relative_1000":
+            sx, sy = 1000.0 / width, 1000.0 / height
+        else:
+            sx, sy = input_size[0] / width, input_size[1] / height
+        x1, y1, x2, y2 = box
+        return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+    def is_vision_param(self, name: str) -> bool:
+        return any(key in name for key in self.vision_keywords)
+
+    def is_projector_param(self, name: str) -> bool:
+        return any(key in name for key in self.projector_keywords)

@@ -1,0 +1,130 @@
+"""GRPO training entry point: ``vlm-r1 train`` or ``accelerate launch -m vlm_r1.train --config recipe.yaml``.
+
+One linear ``main()`` in phases: arguments, data, model, rewards, trainer, train, save and summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from trl import TrlParser
+
+from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args
+
+logger = logging.getLogger("vlm_r1")
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = TrlParser((DataArguments, ModelArguments, VLMGRPOConfig))
+    data_args, model_args, training_args = parser.parse_args_and_config(argv)
+    check_args(data_args, model_args, training_args)
+    return data_args, model_args, training_args
+
+
+def load_training_rows(data_args: DataArguments, paths: list[str], output_dir: str | None):
+    """Validate every JSONL file; with skip_invalid_rows, write the skipped rows next to the outputs."""
+    from .data import load_rows
+    from .rewards import validate_solution
+
+    samples = []
+    for path in paths:
+        rows = load_rows(
+            path,
+            data_args.image_root,
+            default_reward=data_args.default_reward,
+            skip_invalid=data_args.skip_invalid_rows,
+            validate_solution=validate_solution,
+            allow_outside_root=data_args.allow_images_outside_root,
+        )
+        skipped = getattr(rows, "skipped", None)
+        if skipped and output_dir:
+            report = Path(output_dir) / f"skipped_rows_{Path(path).stem}.jsonl"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            with report.open("w", encoding="utf-8") as handle:
+                for entry in skipped:
+                    handle.write(json.dumps(entry, default=str) + "\n")
+            logger.warning("%s: skipped %d invalid rows, listed in %s", path, len(skipped), report)
+        samples.extend(rows)
+    return samples
+
+
+def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | None, float | None]:
+    """Mean total reward over the first and the last ``window`` logged steps."""
+    rewards = [entry["reward"] for entry in log_history if "reward" in entry]
+    if not rewards:
+        return None, None
+    head, tail = rewards[:window], rewards[-window:]
+    return sum(head) / len(head), sum(tail) / len(tail)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    data_args, model_args, training_args = parse_args(argv)
+
+    # ------------------------------------------------------------------ data
+    from .loading import apply_training_mode, describe_parameters, load_policy
+    from .trainer.dataset import to_hf_dataset
+
+    samples = load_training_rows(data_args, data_args.train_data, training_args.output_dir)
+    if data_args.max_train_samples is not None:
+        samples = samples[: data_args.max_train_samples]
+    eval_samples = load_training_rows(data_args, data_args.eval_data, training_args.output_dir)
+    logger.info("training rows: %d, eval rows: %d", len(samples), len(eval_samples))
+
+    # ------------------------------------------------------------------ model
+    model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
+    peft_config = apply_training_mode(model, module, model_args)
+    template = data_args.question_template or module.question_template
+    train_dataset = to_hf_dataset(samples, template, data_args.system_prompt)
+    eval_dataset = to_hf_dataset(eval_samples, template, data_args.system_prompt) if eval_samples else None
+
+    # ------------------------------------------------------------------ rewards
+    from .rewards import get_reward
+
+    reward_funcs = [get_reward(name) for name in data_args.reward_funcs]
+
+    # ------------------------------------------------------------------ trainer
+    from .trainer.callbacks import StepPrinter
+    from .trainer.grpo import VLMGRPOTrainer
+
+    trainer = VLMGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        vlm_module=module,
+    )
+    if not training_args.disable_tqdm:
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(StepPrinter)
+    logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
+
+    # ------------------------------------------------------------------ train
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # ------------------------------------------------------------------ save and summary
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(training_args.output_dir)
+    start, end = reward_summary(trainer.state.log_history)
+    summary = {"reward_start": start, "reward_end": end, "checkpoint": str(Path(training_args.output_dir).resolve())}
+    if trainer.accelerator.is_main_process:
+        print(
+            f"\nreward at start {start:.3f} -> at end {end:.3f} (mean of first/last 5 logged steps)\n"
+            f"checkpoint written to {summary['checkpoint']}"
+            if start is not None
+            else f"\ncheckpoint written to {summary['checkpoint']}"
+        )
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

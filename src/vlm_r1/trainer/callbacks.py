@@ -1,0 +1,45 @@
+"""Console output of a training run: a progress bar with one compact line per logging step.
+
+Replaces transformers' default ``ProgressCallback``, which prints every logged dict in full. The line shows the
+step, the total reward and each reward function's mean, the loss, the KL when it is computed, and seconds per step.
+"""
+
+from __future__ import annotations
+
+import time
+
+from transformers.trainer_callback import ProgressCallback
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("rewards/").removesuffix("/mean")
+
+
+class StepPrinter(ProgressCallback):
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        self._last_time = time.monotonic()
+        self._last_step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or logs is None or self.training_bar is None:
+            return
+        if "reward" not in logs:  # the end-of-training summary and eval dicts keep transformers' format
+            self.training_bar.write(str({k: v for k, v in logs.items() if k != "total_flos"}))
+            return
+        now = time.monotonic()
+        steps = max(1, state.global_step - self._last_step)
+        seconds_per_step = (now - self._last_time) / steps
+        self._last_time, self._last_step = now, state.global_step
+        parts = [f"step {state.global_step:>5}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
+        per_func = [f"{_short(k)} {v:.3f}" for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")]
+        if per_func:
+            parts[-1] += " (" + ", ".join(per_func) + ")"
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.4f}")
+        if "kl" in logs:
+            parts.append(f"kl {logs['kl']:.4f}")
+        if "completions/mean_length" in logs:
+            parts.append(f"len {logs['completions/mean_length']:.1f}")
+        parts.append(f"{seconds_per_step:.2f} s/step")
+        self.training_bar.write(" | ".join(parts))

@@ -1,0 +1,79 @@
+"""VLMGRPOTrainer: TRL's GRPOTrainer plus what vision-language grounding needs.
+
+What it adds to ``trl.GRPOTrainer`` (everything else — sampling, advantages, the loss family, vLLM, DeepSpeed — is
+TRL's own):
+
+* Every completion is parsed once (:func:`vlm_r1.rewards.parsing.parse_answer`) and the boxes it holds are
+  converted from the model's coordinate frame to pixels of the original image through the VLM module, before any
+  reward runs. Rewards receive the result as the ``answers`` column and never guess a model's convention.
+  For rows with several images, boxes are taken to refer to the first image.
+* The last scored batch (rows, completions, parsed answers in pixels, per-function rewards) is kept in
+  ``last_scored_batch`` so the report callback can draw what the model answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from ..modules import VLMModule
+from ..rewards.parsing import ParsedAnswer, completion_text, parse_answer
+
+
+@dataclass
+class ScoredBatch:
+    """What this process generated and scored in one generation batch (for reports and galleries)."""
+
+    step: int
+    rows: list[dict[str, Any]]  # dataset columns (image_paths, image_sizes, problem, solution, reward, source)
+    completions: list[str]
+    answers: list[ParsedAnswer]  # boxes in pixels of the original (first) image
+    rewards: dict[str, list[float]]  # reward function name -> one value per completion (NaN: did not apply)
+
+
+class VLMGRPOTrainer(GRPOTrainer):
+    def __init__(self, *args, vlm_module: VLMModule, **kwargs):
+        self.vlm_module = vlm_module
+        super().__init__(*args, **kwargs)
+        self._input_size_cache: dict[tuple[int, int], tuple[int, int]] = {}
+        self.last_scored_batch: ScoredBatch | None = None
+
+    # ------------------------------------------------------------------ boxes to original pixels
+    def _model_input_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        if original_size not in self._input_size_cache:
+            self._input_size_cache[original_size] = self.vlm_module.model_input_size(
+                self.processing_class, original_size
+            )
+        return self._input_size_cache[original_size]
+
+    def answer_in_pixels(self, row: dict[str, Any], completion: Any) -> ParsedAnswer:
+        """Parse one completion and express its boxes in pixels of the row's (first) original image."""
+        answer = parse_answer(completion_text(completion))
+        sizes = row.get("image_sizes") or []
+        if not sizes or not answer.detections:
+            return answer
+        original = (int(sizes[0][0]), int(sizes[0][1]))
+        input_size = self._model_input_size(original)
+        return answer.map_boxes(lambda box: self.vlm_module.to_original(box, original, input_size))
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        answers = [self.answer_in_pixels(row, completion) for row, completion in zip(inputs, completions, strict=True)]
+        inputs = [{**row, "answers": answer} for row, answer in zip(inputs, answers, strict=True)]
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._keep_scored_batch(inputs, completions, answers, rewards_per_func)
+        return rewards_per_func
+
+    def _keep_scored_batch(self, inputs, completions, answers, rewards_per_func: torch.Tensor) -> None:
+        start = self.accelerator.process_index * len(inputs)
+        local = rewards_per_func[start : start + len(inputs)].detach().cpu()
+        keep = ("image_paths", "image_sizes", "problem", "solution", "reward", "source")
+        self.last_scored_batch = ScoredBatch(
+            step=self.state.global_step,
+            rows=[{key: row.get(key) for key in keep} for row in inputs],
+            completions=[completion_text(c) for c in completions],
+            answers=answers,
+            rewards={name: local[:, i].tolist() for i, name in enumerate(self.reward_func_names)},
+        )
