@@ -1,0 +1,36 @@
+"""The data layer: the VLM-R1 JSONL schema, row validation with ``file:line: field: message``
+errors, image loading to RGB, and TRL conversational prompts. See docs/data.md."""
+
+from .errors import DataError, DataWarning, ImageError, Problem
+from .images import DEFAULT_MAX_PIXELS, load_image, probe_image, to_rgb
+from .prompts import to_conversation
+from .rows import (
+    IMAGE_PLACEHOLDER,
+    LoadReport,
+    Rows,
+    Sample,
+    SkippedRow,
+    check_rows,
+    load_rows,
+    parse_ground_truth,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_PLACEHOLDER",
+    "DataError",
+    "DataWarning",
+    "ImageError",
+    "LoadReport",
+    "Problem",
+    "Rows",
+    "Sample",
+    "SkippedRow",
+    "check_rows",
+    "load_image",
+    "load_rows",
+    "parse_ground_truth",
+    "probe_image",
+    "to_conversation",
+    "to_rgb",
+]

@@ -1,0 +1,64 @@
+"""VLM modules: selection by config.model_type and the box-frame conversions of each model family."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlm_r1.modules import get_module, module_for_checkpoint, supported_model_types
+
+
+def test_unknown_model_type_lists_supported():
+    with pytest.raises(ValueError) as err:
+        get_module("llava")
+    for name in ("qwen2_vl", "qwen2_5_vl", "internvl"):
+        assert name in str(err.value)
+
+
+def test_qwen2_vl_relative_1000_frame():
+    module = get_module("qwen2_vl")
+    assert module.output_frame == "relative_1000"
+    # 0-1000 of a 200x100 image: x scales by 0.2, y by 0.1; the processor's resize does not matter.
+    box = module.to_original((100, 200, 500, 1000), (200, 100), (224, 112))
+    assert box == pytest.approx((20.0, 20.0, 100.0, 100.0))
+    assert module.from_original(box, (200, 100), (224, 112)) == pytest.approx((100, 200, 500, 1000))
+
+
+def test_qwen2_5_vl_resized_pixel_frame():
+    module = get_module("qwen2_5_vl")
+    assert module.output_frame == "resized_pixels"
+    # The model saw a 224x112 resize of a 200x100 image: its pixel coordinates scale back by 200/224, 100/112.
+    box = module.to_original((112, 56, 224, 112), (200, 100), (224, 112))
+    assert box == pytest.approx((100.0, 50.0, 200.0, 100.0))
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_vl", "qwen2_5_vl"])
+def test_model_input_size_matches_the_processor(tiny_model_dir, model_type):
+    """The size the module predicts is the size the processor really feeds the model (image_grid_thw)."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    path = tiny_model_dir(model_type)
+    module = module_for_checkpoint(str(path))
+    assert model_type in module.model_types
+    processor = AutoProcessor.from_pretrained(path)
+    patch = processor.image_processor.patch_size
+    for size in [(112, 112), (200, 100), (61, 173)]:
+        out = processor.image_processor(images=[Image.new("RGB", size)], return_tensors="pt")
+        _, grid_h, grid_w = out["image_grid_thw"][0].tolist()
+        assert module.model_input_size(processor, size) == (grid_w * patch, grid_h * patch)
+
+
+def test_modules_know_their_vision_parameters(tiny_model_dir):
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir("qwen2_vl"))
+    module = get_module("qwen2_vl")
+    names = [name for name, _ in model.named_parameters()]
+    vision = [n for n in names if module.is_vision_param(n)]
+    projector = [n for n in names if module.is_projector_param(n)]
+    assert vision and projector and set(projector) <= set(vision)
+    assert any("lm_head" in n or "embed_tokens" in n for n in set(names) - set(vision))
+
+
+def test_supported_model_types():
+    assert {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl"} <= set(supported_model_types())
