@@ -115,7 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(training_args.output_dir)
     start, end = reward_summary(trainer.state.log_history)
-    summary = {"reward_start": start, "reward_end": end, "checkpoint": str(Path(training_args.output_dir).resolve())}
+    summary = {
+        "reward_start": start,
+        "reward_end": end,
+        "checkpoint": str(Path(training_args.output_dir).resolve()),
+        "log_history": trainer.state.log_history,
+    }
     if trainer.accelerator.is_main_process:
         print(
             f"\nreward at start {start:.3f} -> at end {end:.3f} (mean of first/last 5 logged steps)\n"
