@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     # ------------------------------------------------------------------ trainer
     from .trainer.callbacks import StepPrinter
     from .trainer.grpo import VLMGRPOTrainer
+    from .trainer.report_callback import ReportCallback
 
     trainer = VLMGRPOTrainer(
         model=model,
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         peft_config=peft_config,
         vlm_module=module,
     )
+    trainer.add_callback(ReportCallback(trainer))
     if not training_args.disable_tqdm:
         from transformers.trainer_callback import ProgressCallback
 
@@ -108,7 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
 
     # ------------------------------------------------------------------ train
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    from .checkpoints import resolve_resume
+
+    # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start.
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
 
     # ------------------------------------------------------------------ save and summary
     trainer.save_model(training_args.output_dir)

@@ -1,0 +1,85 @@
+"""Pictures of a training run: reward / metric curves and a gallery of sampled completions with boxes drawn.
+
+A run's report folder (default ``<output_dir>/report``) holds ``curves.png``, ``log_history.json``, ``gallery.html``
+with ``gallery.json`` and ``images/``. During training :class:`vlm_r1.trainer.report_callback.ReportCallback` fills
+it; afterwards ``vlm-r1 report OUTPUT_DIR`` (:func:`main`) redraws the curves and the page from what the run saved.
+See docs/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from .curves import write_curves
+from .draw import display_scale, draw_answer, ground_truth_boxes, tile
+from .gallery import Gallery, pick_groups
+
+__all__ = [
+    "Gallery",
+    "display_scale",
+    "draw_answer",
+    "find_log_history",
+    "ground_truth_boxes",
+    "main",
+    "pick_groups",
+    "tile",
+    "write_curves",
+]
+
+
+def find_log_history(output_dir: str | Path) -> tuple[list[dict], Path]:
+    """The longest log history saved under ``output_dir``, and the file it came from.
+
+    Looks at ``trainer_state.json`` (written by ``trainer.save_state()``), ``report/log_history.json`` (written by the
+    report callback) and ``checkpoint-*/trainer_state.json``. ``output_dir`` may also be one of those files.
+    Raises FileNotFoundError naming the places it looked.
+    """
+    root = Path(output_dir)
+    if root.is_file():
+        candidates = [root]
+    else:
+        checkpoints = sorted(root.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step_of(p.parent.name))
+        candidates = [root / "trainer_state.json", root / "report" / "log_history.json", *checkpoints[-1:]]
+    best: tuple[list[dict], Path] | None = None
+    for path in candidates:
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            history = data.get("log_history", []) if isinstance(data, dict) else data
+            if best is None or len(history) > len(best[0]):
+                best = (history, path)
+    if best is None:
+        raise FileNotFoundError(
+            f"no log history in {root}: looked for trainer_state.json, report/log_history.json, checkpoint-*/"
+        )
+    return best
+
+
+def _step_of(name: str) -> int:
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``vlm-r1 report OUTPUT_DIR [--out DIR]``: redraw curves.png and gallery.html of a finished run."""
+    parser = argparse.ArgumentParser(
+        prog="vlm-r1 report", description="Redraw the training report (curves, gallery page) of a run."
+    )
+    parser.add_argument("output_dir", help="the run's output_dir (or a trainer_state.json)")
+    parser.add_argument("--out", default=None, help="report folder (default: OUTPUT_DIR/report)")
+    args = parser.parse_args(argv)
+    try:
+        history, source = find_log_history(args.output_dir)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"vlm-r1 report: {e}")
+        return 1
+    base = Path(args.output_dir)
+    out = Path(args.out) if args.out else (base.parent if base.is_file() else base) / "report"
+    curves = write_curves(history, out)
+    print(f"log history: {source} ({len(history)} entries)")
+    print(f"curves: {curves}" if curves else "curves: nothing plottable was logged")
+    if (out / "gallery.json").exists():
+        print(f"gallery: {Gallery(out).write_html()}")
+    return 0

@@ -1,0 +1,147 @@
+"""Draw what the model answered on the image it looked at.
+
+Ground truth boxes are green and sit just OUTSIDE their box; predicted boxes are red and sit just INSIDE theirs, so a
+perfect prediction shows both colours side by side instead of one hiding the other. Small images (the synthetic
+shapes are 112 px) are enlarged by a whole factor with nearest-neighbour sampling so the boxes stay readable; large
+photos are shrunk. Every box is in pixels of the original image (the trainer has already converted predictions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from ..rewards.parsing import Detection
+
+TRUTH = (0, 200, 0)
+PREDICTION = (230, 30, 30)
+LINE = 2  # line width in display pixels
+SMALL_TARGET = 320  # images whose long side is below this are enlarged by an integer factor up to about this
+LARGE_LIMIT = 640  # images whose long side is above this are shrunk to it
+
+Box = tuple[float, float, float, float]
+
+
+def ground_truth_boxes(solution: Any) -> list[tuple[Box, str | None]]:
+    """Boxes of a row's ``solution`` (JSON or parsed): REC ``[x1,y1,x2,y2]``, detection ``[{"bbox_2d", "label"}]``.
+
+    Anything else (a class name, a count, malformed JSON) has no boxes and gives ``[]``; this never raises.
+    """
+    if isinstance(solution, str):
+        try:
+            solution = json.loads(solution)
+        except (ValueError, RecursionError):
+            return []
+    if _is_box(solution):
+        return [(tuple(float(v) for v in solution), None)]
+    if isinstance(solution, dict):
+        solution = [solution]
+    boxes = []
+    if isinstance(solution, list):
+        for item in solution:
+            if isinstance(item, dict) and _is_box(item.get("bbox_2d")):
+                label = item.get("label")
+                boxes.append((tuple(float(v) for v in item["bbox_2d"]), str(label) if label is not None else None))
+    return boxes
+
+
+def _is_box(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
+
+
+def display_scale(size: tuple[int, int]) -> float:
+    """Factor from original pixels to gallery pixels: a whole number >= 1 for small images, < 1 for large ones."""
+    long_side = max(size)
+    if long_side > LARGE_LIMIT:
+        return LARGE_LIMIT / long_side
+    return float(max(1, math.ceil(SMALL_TARGET / long_side))) if long_side < SMALL_TARGET else 1.0
+
+
+@lru_cache(maxsize=4)
+def font(size: int = 12) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_answer(
+    image: Image.Image,
+    truth: Sequence[tuple[Box, str | None]],
+    detections: Sequence[Detection],
+    scale: float | None = None,
+) -> Image.Image:
+    """A new RGB image: ``image`` scaled by ``scale`` (default :func:`display_scale`) with the boxes drawn on it."""
+    scale = display_scale(image.size) if scale is None else scale
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    canvas = image.convert("RGB").resize(size, resample)
+    draw = ImageDraw.Draw(canvas)
+    for box, _ in truth:
+        x1, y1, x2, y2 = _on_canvas(box, scale, size)
+        draw.rectangle([x1 - LINE, y1 - LINE, x2 + LINE - 1, y2 + LINE - 1], outline=TRUTH, width=LINE)
+    for det in detections:
+        if det.box is None:
+            continue
+        x1, y1, x2, y2 = _on_canvas(det.box, scale, size)
+        draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=PREDICTION, width=LINE)
+        caption = " ".join(part for part in (det.label, None if det.score is None else f"{det.score:.2f}") if part)
+        if caption:
+            _label(draw, caption[:40], (x1, y1), size)
+    return canvas
+
+
+def _on_canvas(box: Box, scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box in canvas pixels, clamped a little outside the canvas (absurd coordinates stay drawable)."""
+    w, h = size
+    limits = (w, h, w, h)
+    return tuple(int(round(min(max(v * scale, -2 * LINE), lim + 2 * LINE))) for v, lim in zip(box, limits))
+
+
+def _label(draw: ImageDraw.ImageDraw, text: str, corner: tuple[int, int], size: tuple[int, int]) -> None:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font())
+    tw, th = right - left + 4, bottom - top + 2
+    x = min(max(corner[0], 0), max(0, size[0] - tw))
+    y = corner[1] - th if corner[1] - th >= 0 else corner[1] + LINE
+    y = min(max(y, 0), max(0, size[1] - th))
+    draw.rectangle([x, y, x + tw - 1, y + th - 1], fill=PREDICTION)
+    draw.text((x + 2 - left, y + 1 - top), text, fill=(255, 255, 255), font=font())
+
+
+def tile(images: Sequence[Image.Image], captions: Sequence[str], title: str = "") -> Image.Image:
+    """Images side by side, each with its caption (may hold newlines) under it and an optional title on top."""
+    f = font()
+    line = f.getbbox("Ag")[3] + 3
+    cap_h = line * max(1, max((c.count("\n") + 1 for c in captions), default=1)) + 4
+    title_h = line + 6 if title else 0
+    width = sum(im.width for im in images) + 4 * (len(images) + 1)
+    height = title_h + max((im.height for im in images), default=0) + cap_h + 8
+    sheet = Image.new("RGB", (max(width, 8), height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((4, 3), _fit(draw, title, width - 8), fill=(0, 0, 0), font=f)
+    x = 4
+    for im, caption in zip(images, captions, strict=True):
+        sheet.paste(im, (x, title_h + 4))
+        for i, text in enumerate(caption.split("\n")):
+            draw.text((x, title_h + 6 + im.height + i * line), _fit(draw, text, im.width), fill=(0, 0, 0), font=f)
+        x += im.width + 4
+    return sheet
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    if draw.textlength(text, font=font()) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font()) > width:
+        text = text[:-1]
+    return text + "…"

@@ -1,0 +1,216 @@
+"""The training report: boxes drawn at the right pixels, the HTML gallery, curves, TensorBoard images, the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from types import SimpleNamespace
+
+from PIL import Image
+
+from vlm_r1.report import Gallery, draw_answer, ground_truth_boxes, main, pick_groups, write_curves
+from vlm_r1.report.draw import PREDICTION, TRUTH, display_scale
+from vlm_r1.rewards.parsing import Detection, parse_answer
+from vlm_r1.trainer.grpo import ScoredBatch
+from vlm_r1.trainer.report_callback import ReportCallback
+
+GREY = (128, 128, 128)
+
+
+def _batch(tmp_path, step=3, g=3) -> ScoredBatch:
+    """Three prompt groups of g completions: REC (one HTML-hostile completion), detection, a text-only row."""
+    image = tmp_path / "img.png"
+    Image.new("RGB", (100, 80), GREY).save(image)
+    groups = [
+        ({"image_paths": [str(image)], "image_sizes": [[100, 80]], "problem": "<image>Find the red circle.",
+          "solution": "[10, 10, 50, 40]", "reward": "iou", "source": "rec.jsonl:1"},
+         ["<answer>[20, 20, 60, 60]</answer>", "<script>alert(1)</script> <answer>none</answer>", "no answer"]),
+        ({"image_paths": [str(image)], "image_sizes": [[100, 80]], "problem": "<image>Find all shapes.",
+          "solution": json.dumps([{"bbox_2d": [5, 5, 30, 30], "label": "a"}, {"bbox_2d": [60, 40, 90, 70], "label": "b"}]),
+          "reward": "map", "source": "det.jsonl:7"},
+         ['<answer>[{"bbox_2d": [5, 5, 30, 30], "label": "a", "score": 0.9}]</answer>', "<answer>[]</answer>",
+          "<answer>[9, 9, 1, 1]</answer>"]),
+        ({"image_paths": [], "image_sizes": [], "problem": "What is 2+2?", "solution": '"4"', "reward": "accuracy",
+          "source": "qa.jsonl:2"}, ["<answer>4</answer>", "<answer>5</answer>", "<answer>4</answer>"]),
+    ]
+    rows, completions = [], []
+    for row, texts in groups:
+        for text in texts[:g]:
+            rows.append(dict(row))
+            completions.append(text)
+    n = len(rows)
+    return ScoredBatch(
+        step=step, rows=rows, completions=completions, answers=[parse_answer(c) for c in completions],
+        rewards={"iou_reward": [0.5] * 3 + [math.nan] * (n - 3), "format_reward": [1.0] * n},
+    )
+
+
+def test_ground_truth_boxes_by_task():
+    assert ground_truth_boxes("[1, 2, 3, 4]") == [((1.0, 2.0, 3.0, 4.0), None)]
+    det = json.dumps([{"bbox_2d": [0, 0, 5, 5], "label": "cat"}, {"label": "no box"}])
+    assert ground_truth_boxes(det) == [((0.0, 0.0, 5.0, 5.0), "cat")]
+    for other in ('"cat"', "3", '"yes"', "[1, 2, 3]", "not json", '{"label": "cat", "aliases": []}', "[1, 2, NaN, 4]"):
+        assert ground_truth_boxes(other) == [], other
+
+
+def test_boxes_drawn_at_the_right_pixels():
+    image = Image.new("RGB", (100, 80), GREY)
+    assert display_scale(image.size) == 4  # 100 px -> 400 px, a whole factor
+    pred = Detection(box=(20.0, 20.0, 60.0, 60.0), label=None, score=None)
+    canvas = draw_answer(image, [((10.0, 10.0, 50.0, 40.0), None)], [pred])
+    assert canvas.size == (400, 320)
+    px = canvas.getpixel
+    # truth [10,10,50,40] -> [40,40,200,160]: a 2-px green line just outside the box
+    assert px((38, 100)) == px((39, 100)) == TRUTH
+    assert px((200, 100)) == px((201, 100)) == TRUTH
+    assert px((120, 38)) == px((120, 161)) == TRUTH
+    assert px((40, 100)) == GREY and px((37, 100)) == GREY
+    # prediction [20,20,60,60] -> [80,80,240,240]: a 2-px red line just inside
+    assert px((80, 160)) == px((81, 160)) == PREDICTION
+    assert px((239, 160)) == px((238, 160)) == PREDICTION
+    assert px((160, 80)) == px((160, 239)) == PREDICTION
+    assert px((79, 200)) == GREY and px((82, 200)) == GREY and px((240, 200)) == GREY
+
+
+def test_perfect_prediction_keeps_both_colours_and_labels_and_large_images_shrink():
+    image = Image.new("RGB", (1280, 640), GREY)
+    assert display_scale(image.size) == 0.5
+    box = (100.0, 100.0, 300.0, 300.0)
+    canvas = draw_answer(image, [(box, None)], [Detection(box=box, label="dog", score=0.87)])
+    assert canvas.size == (640, 320)
+    assert canvas.getpixel((49, 100)) == TRUTH and canvas.getpixel((50, 100)) == PREDICTION
+    label_area = [canvas.getpixel((x, y)) for x in range(50, 90) for y in range(30, 50)]
+    assert (255, 255, 255) in label_area and PREDICTION in label_area  # white text on a red tag above the box
+    # absurd or malformed boxes do not break drawing
+    draw_answer(image, [], [Detection(box=(-1e7, 0, 1e7, 5), label="x" * 500), Detection(box=None)])
+
+
+def test_pick_groups_takes_whole_groups_in_order(tmp_path):
+    assert pick_groups(_batch(tmp_path), 2) == [[0, 1, 2], [3, 4, 5]]
+    assert pick_groups(_batch(tmp_path), 5) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+
+
+def test_gallery_files_html_escaping_and_bound(tmp_path):
+    gallery = Gallery(tmp_path / "report", keep=2)
+    sheets = gallery.add(_batch(tmp_path), step=3, groups=3, weights={"iou_reward": 2.0})
+    assert [tag for tag, _ in sheets] == ["gallery/prompt_0", "gallery/prompt_1"]  # the text-only group has no sheet
+    page = (tmp_path / "report" / "gallery.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    assert "&lt;image&gt;Find the red circle." in page
+    assert "What is 2+2?" in page and "n/a" in page  # NaN rewards read "does not apply"
+    assert "2.000" in page  # total = 2 * 0.5 + 1.0
+    assert "1 malformed" in page  # the reversed box [9, 9, 1, 1]
+    images = sorted((tmp_path / "report" / "images").iterdir())
+    assert len(images) == 6 and all(p.stat().st_size > 0 for p in images)
+    for _, sheet in sheets:
+        assert sheet.width > 3 * 300  # three completions side by side
+    for step in (5, 7):
+        gallery.add(_batch(tmp_path), step=step, groups=1)
+    index = json.loads((tmp_path / "report" / "gallery.json").read_text())
+    assert [s["step"] for s in index["snapshots"]] == [5, 7]
+    assert sorted(p.name for p in (tmp_path / "report" / "images").iterdir()) == [
+        f"step000000{s}_p0_c{j}.png" for s in (5, 7) for j in range(3)
+    ]
+    page = Gallery(tmp_path / "report").write_html().read_text()  # rebuilt from gallery.json
+    assert page.index('id="step7"') < page.index('id="step5"')  # newest first
+
+
+def _history(n=30):
+    history = []
+    for step in range(1, n + 1):
+        history.append({
+            "step": step, "loss": 0.1 / step, "reward": step / n, "reward_std": 0.1, "kl": 0.01 * step,
+            "rewards/iou_reward/mean": step / n, "rewards/format_reward/mean": 1.0,
+            "completions/mean_length": 20.0, "completions/min_length": 10.0, "completions/max_length": 30.0,
+        })
+    history.append({"step": n, "eval_reward": 0.7})
+    history.append({"step": n, "train_runtime": 12.0})
+    return history
+
+
+def test_curves_png(tmp_path):
+    path = write_curves(_history(), tmp_path)
+    assert path == tmp_path / "curves.png" and path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        assert image.width >= 1000 and image.height >= 600  # 2 columns x 3 rows of panels
+    assert write_curves([{"step": 1, "train_runtime": 3.0}], tmp_path / "none") is None
+
+
+def test_cli_redraws_from_trainer_state(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoint-10").mkdir(parents=True)
+    (run / "checkpoint-10" / "trainer_state.json").write_text(json.dumps({"log_history": _history(10)}))
+    (run / "checkpoint-2").mkdir()
+    (run / "checkpoint-2" / "trainer_state.json").write_text(json.dumps({"log_history": _history(2)}))
+    assert main([str(run)]) == 0
+    assert (run / "report" / "curves.png").stat().st_size > 0
+    assert "checkpoint-10" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 1
+
+
+def _fake_trainer(tmp_path, batch, writer=None, gallery_every=2):
+    from transformers.integrations import TensorBoardCallback
+
+    args = SimpleNamespace(output_dir=str(tmp_path / "out"), report_dir=None, gallery_every=gallery_every)
+    callbacks = [TensorBoardCallback(tb_writer=writer)] if writer is not None else []
+    return SimpleNamespace(args=args, last_scored_batch=batch, callback_handler=SimpleNamespace(callbacks=callbacks),
+                           reward_func_names=["iou_reward", "format_reward"], reward_weights=[1.0, 1.0])
+
+
+def test_callback_writes_report_and_tensorboard_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(tmp_path / "tb"))
+    trainer = _fake_trainer(tmp_path, _batch(tmp_path), writer)
+    callback = ReportCallback(trainer)
+    assert callback.dir == tmp_path / "out" / "report" and callback.every == 2
+    state = SimpleNamespace(is_world_process_zero=True, global_step=1, max_steps=10, log_history=_history(4))
+    callback.on_step_end(None, state, None)  # not a gallery step
+    assert not (callback.dir / "gallery.html").exists()
+    state.global_step = 2
+    callback.on_step_end(None, state, None)
+    state.global_step = 4
+    callback.on_step_end(None, state, None)  # same batch object: not drawn twice
+    trainer.last_scored_batch = _batch(tmp_path, step=5)
+    state.global_step = 5
+    callback.on_train_end(None, state, None)  # the end always snapshots a new batch
+    writer.close()
+    assert [s["step"] for s in json.loads((callback.dir / "gallery.json").read_text())["snapshots"]] == [2, 5]
+    assert (callback.dir / "curves.png").stat().st_size > 0
+    assert json.loads((callback.dir / "log_history.json").read_text())["log_history"] == state.log_history
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"gallery/prompt_0", "gallery/prompt_1"} <= set(events.Tags()["images"])
+    shots = events.Images("gallery/prompt_0")
+    assert [s.step for s in shots] == [2, 5] and shots[0].width > 900
+    assert shots[0].encoded_image_string[:4] == b"\x89PNG"
+    assert callback.failures == 0
+    assert main([str(tmp_path / "out")]) == 0  # the CLI reads report/log_history.json
+
+
+def test_callback_never_raises_but_reports(tmp_path, caplog):
+    broken = SimpleNamespace(step=0, rows=[{"image_paths": [str(tmp_path / "gone.png")], "problem": "p"}],
+                             completions=["x"], answers=[parse_answer("x")], rewards={})
+    callback = ReportCallback(_fake_trainer(tmp_path, broken), report_dir=str(tmp_path / "r"), gallery_every=1)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=1, max_steps=3, log_history=[])
+    with caplog.at_level(logging.WARNING, logger="vlm_r1"):
+        callback.on_step_end(None, state, None)
+        callback.trainer.last_scored_batch = SimpleNamespace(**vars(broken))
+        callback.on_step_end(None, state, None)
+        callback.on_train_end(None, state, None)
+    assert callback.failures == 2
+    warnings = [r for r in caplog.records if "gallery failed" in r.getMessage()]
+    assert len(warnings) == 1  # once, with the traceback
+    assert "2 report step(s) failed" in caplog.text
+    assert (tmp_path / "r" / "errors.log").read_text().count("--- gallery") == 2
+
+
+def test_callback_silent_off_main_process(tmp_path):
+    callback = ReportCallback(_fake_trainer(tmp_path, _batch(tmp_path)), gallery_every=1)
+    state = SimpleNamespace(is_world_process_zero=False, global_step=1, max_steps=1, log_history=_history(2))
+    callback.on_step_end(None, state, None)
+    callback.on_save(None, state, None)
+    callback.on_train_end(None, state, None)
+    assert not callback.dir.exists()
