@@ -132,7 +132,7 @@ def test_written_jsonl_round_trips_through_load_rows(tmp_path, task):
     for i, (line, sample) in enumerate(zip(path.read_text().splitlines(), rows)):
         row = json.loads(line)
         assert row["image"] == f"images/{task}_test_{i:06d}.png"
-        assert sample.reward == syn.TASK_REWARDS[task]
+        assert sample.reward == task
         assert sample.image_sizes == ((64, 64),)
         assert sample.problem == row["conversations"][0]["value"] and sample.problem.startswith("<image>")
         ex = syn.make_example(task, "test", i, seed=1, image_size=64)

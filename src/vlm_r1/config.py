@@ -28,7 +28,7 @@ class DataArguments:
         metadata={"help": "Folder that image paths in the JSONL are relative to. Default: each JSONL file's folder."},
     )
     reward_funcs: list[str] = field(
-        default_factory=lambda: ["accuracy", "format"],
+        default_factory=lambda: ["accuracy", "think_format"],
         metadata={
             "help": "Rewards to optimise: registered names (`vlm-r1 rewards` lists them) or `package.module:function` "
             "for your own. `accuracy` picks each row's reward from its `reward` field."

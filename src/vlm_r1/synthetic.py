@@ -29,18 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-# Reward names written into each row's "reward" field (one place to rename them).
-REWARD_REC = "iou"
-REWARD_DETECTION = "map"
-REWARD_COUNTING = "count"
-REWARD_CLASSIFICATION = "class"
-TASK_REWARDS = {
-    "rec": REWARD_REC,
-    "detection": REWARD_DETECTION,
-    "counting": REWARD_COUNTING,
-    "classification": REWARD_CLASSIFICATION,
-}
-TASKS = tuple(TASK_REWARDS)
+# Each row's "reward" field names its task; the accuracy reward of a task is chosen in one place,
+# vlm_r1.rewards.dispatch.TASK_REWARDS (rec -> iou_acc, detection -> det_map, ...).
+TASKS = ("rec", "detection", "counting", "classification")
 
 COLOURS = {  # name -> base RGB; every colour has a channel <= 60, every background channel >= 180
     "red": (220, 40, 40),
@@ -375,7 +366,7 @@ def make_example(task: str, split: str, index: int, seed: int = 0, image_size: i
     """Build example ``index`` of ``task``/``split`` in memory (what :func:`write_split` writes)."""
     rng = example_rng(task, split, index, seed)
     image, specs, question, answer = _BUILDERS[task](rng, DOMAINS[split], int(image_size))
-    return Example(image, tuple(specs), question, answer, task, TASK_REWARDS[task])
+    return Example(image, tuple(specs), question, answer, task, task)
 
 
 def write_split(out_dir, task: str, split: str, n: int, seed: int = 0, image_size: int = 112) -> Path:

@@ -1,0 +1,72 @@
+"""Classification reward: normalised exact match of the `<answer>` with the class name or an alias.
+
+Ground truth: `"cat"` or `{"label": "cat", "aliases": ["kitty", ...]}`.
+Normalisation (both sides): Unicode NFKC, casefold, punctuation and symbols become spaces, the
+articles a / an / the are dropped, whitespace collapsed. The WHOLE answer must then equal a name:
+"The cat." matches "cat"; "cat or dog", "cat, dog, bird", "a photo of a cat" and "" score 0, so an
+answer that hedges over several classes (or lists all of them) never earns the reward.
+"""
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from .parsing import answers_from, load_solution
+from .registry import register_reward
+
+_ARTICLES = {"a", "an", "the"}
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case words without punctuation or articles, single-spaced ("The Cat!" -> "cat")."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
+    return " ".join(w for w in text.split() if w not in _ARTICLES)
+
+
+def validate_classification(solution: Any) -> None:
+    """Raise ValueError unless `solution` is a non-empty class name or {"label": str, "aliases": [str, ...]}."""
+    if isinstance(solution, dict):
+        label, aliases = solution.get("label"), solution.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ValueError(f"classification 'aliases' must be a list of strings, got {aliases!r:.200}")
+    else:
+        label = solution
+    if not isinstance(label, str) or not normalize_text(label):
+        raise ValueError("classification ground truth must be a class name or {'label', 'aliases'}, "
+                         f"got {solution!r:.200}")
+
+
+def class_names(solution: Any) -> set[str] | None:
+    """The normalised accepted names of a classification ground truth, or None when it is unusable."""
+    value = load_solution(solution)
+    try:
+        validate_classification(value)
+    except ValueError:
+        return None
+    if isinstance(value, str):
+        return {normalize_text(value)}
+    names = {normalize_text(value["label"])} | {normalize_text(a) for a in value.get("aliases", [])}
+    return names - {""}
+
+
+@register_reward("cls_match", validator=validate_classification)
+def cls_match(completions, solution=None, **kwargs) -> list[float | None]:
+    """1.0 if the normalised `<answer>` equals the class name or an alias, else 0.0.
+
+    >>> cls_match(["<answer> The Cat. </answer>", "<answer>cat or dog</answer>"], solution=['"cat"', '"cat"'])
+    [1.0, 0.0]
+    """
+    answers = answers_from(completions, kwargs)
+    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
+    out: list[float | None] = []
+    for parsed, sol in zip(answers, solutions):
+        names = class_names(sol)
+        if names is None:
+            out.append(None)
+        elif parsed.answer is None or len(parsed.answer) > 10_000:
+            out.append(0.0)
+        else:
+            answer = normalize_text(parsed.answer)
+            out.append(1.0 if answer and answer in names else 0.0)
+    return out

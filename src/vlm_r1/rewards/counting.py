@@ -1,0 +1,131 @@
+"""Short-answer rewards: a number (counting), a multiple-choice letter, yes / no. All strict, all 1.0 or 0.0.
+
+The `<answer>` (fence and surrounding whitespace stripped, one trailing "." allowed) must BE the
+answer; anything hedged or with extra words scores 0:
+- number_match: a single number literal ("3", "-2.5", "1e3") or an English number word zero..twenty.
+  An integer ground truth needs an exactly equal value ("3" and "3.0" match 3); a non-integer one
+  matches within a relative tolerance of 1e-6 (|pred - gt| <= 1e-6 * max(1, |gt|)).
+- choice_match: one letter, optionally bracketed and/or followed by "." or ":" ("B", "(B)", "B.", "[b]");
+  "A or B", "B. Paris" and "AB" score 0.
+- yes_no_match: "yes" or "no" (any case, trailing punctuation ignored); "yes and no" scores 0.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from typing import Any, Callable
+
+from .parsing import answers_from, load_solution, strip_fence
+from .registry import register_reward
+
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_CHOICE_RE = re.compile(r"[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:]?")
+_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen twenty").split()
+NUMBER_WORDS = {w: float(i) for i, w in enumerate(_WORDS)}
+MAX_ANSWER_CHARS = 1_000  # longer answers are not "a number / letter / yes-no" and score 0
+
+
+def _clean(answer: str | None) -> str | None:
+    if answer is None or len(answer) > 100 * MAX_ANSWER_CHARS:
+        return None
+    text = unicodedata.normalize("NFKC", strip_fence(answer)).strip()
+    if text.endswith("."):
+        text = text[:-1].rstrip()
+    return text if 0 < len(text) <= MAX_ANSWER_CHARS else None
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.casefold() in NUMBER_WORDS:
+            return NUMBER_WORDS[text.casefold()]
+        if not _NUMBER_RE.fullmatch(text):
+            return None
+        value = text
+    if not isinstance(value, (int, float, str)):
+        return None
+    try:
+        x = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def validate_number(solution: Any) -> None:
+    """Raise ValueError unless `solution` is a finite number (or a string holding one)."""
+    if _as_number(solution) is None:
+        raise ValueError(f"numeric ground truth must be a finite number, got {solution!r:.200}")
+
+
+def validate_choice(solution: Any) -> None:
+    """Raise ValueError unless `solution` is a single letter A-Z."""
+    if not (isinstance(solution, str) and len(solution.strip()) == 1 and solution.strip().isascii()
+            and solution.strip().isalpha()):
+        raise ValueError(f"multiple-choice ground truth must be one letter such as 'B', got {solution!r:.200}")
+
+
+def validate_yes_no(solution: Any) -> None:
+    """Raise ValueError unless `solution` is "yes" or "no" (any case)."""
+    if not (isinstance(solution, str) and solution.strip().casefold() in ("yes", "no")):
+        raise ValueError(f"yes/no ground truth must be 'yes' or 'no', got {solution!r:.200}")
+
+
+def _short_answer_reward(validate: Callable[[Any], None], correct: Callable[[str, Any], bool],
+                         completions, solution, kwargs):
+    answers = answers_from(completions, kwargs)
+    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
+    out: list[float | None] = []
+    for parsed, sol in zip(answers, solutions):
+        gt = load_solution(sol)
+        try:
+            validate(gt)
+        except ValueError:
+            out.append(None)
+            continue
+        text = _clean(parsed.answer)
+        out.append(1.0 if text is not None and correct(text, gt) else 0.0)
+    return out
+
+
+def _number_correct(text: str, gt: Any) -> bool:
+    pred, target = _as_number(text), _as_number(gt)
+    if pred is None:
+        return False
+    if target == round(target):
+        return pred == target
+    return abs(pred - target) <= 1e-6 * max(1.0, abs(target))
+
+
+def _choice_correct(text: str, gt: Any) -> bool:
+    m = _CHOICE_RE.fullmatch(text)
+    return m is not None and m.group(1).upper() == gt.strip().upper()
+
+
+def _yes_no_correct(text: str, gt: Any) -> bool:
+    return text.casefold().rstrip("!?.").strip() == gt.strip().casefold()
+
+
+@register_reward("number_match", validator=validate_number)
+def number_match(completions, solution=None, **kwargs) -> list[float | None]:
+    """1.0 if the `<answer>` is a number equal to the ground truth (see module docstring), else 0.0.
+
+    >>> number_match(["<answer>3</answer>", "<answer>3 or 4</answer>"], solution=["3", "3"])
+    [1.0, 0.0]
+    """
+    return _short_answer_reward(validate_number, _number_correct, completions, solution, kwargs)
+
+
+@register_reward("choice_match", validator=validate_choice)
+def choice_match(completions, solution=None, **kwargs) -> list[float | None]:
+    """1.0 if the `<answer>` is exactly the ground-truth option letter ("B", "(B)", "B."), else 0.0."""
+    return _short_answer_reward(validate_choice, _choice_correct, completions, solution, kwargs)
+
+
+@register_reward("yes_no_match", validator=validate_yes_no)
+def yes_no_match(completions, solution=None, **kwargs) -> list[float | None]:
+    """1.0 if the `<answer>` is exactly the ground truth's "yes" or "no", else 0.0."""
+    return _short_answer_reward(validate_yes_no, _yes_no_correct, completions, solution, kwargs)

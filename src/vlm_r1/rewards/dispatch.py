@@ -1,0 +1,97 @@
+"""Per-sample accuracy: send each row to the accuracy reward its `reward` column names; validate ground truth.
+
+A row's `reward` is a task name (see TASK_REWARDS), a registered accuracy reward (one registered with
+a ground-truth validator, e.g. "iou_acc", "det_map") or "package.module:function". Rows naming
+nothing use the dispatcher's default; with no default they get None ("does not apply"), as do rows
+naming something unknown (the data loader's `validate_solution` reports those at load time).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+from .registry import get_reward, get_validator, list_rewards, register_reward
+
+TASK_REWARDS = {  # task names and short aliases (as written in `reward` columns) -> registered accuracy reward
+    "rec": "iou_acc", "grounding": "iou_acc",
+    "detection": "det_map", "ovd": "det_map", "map": "det_map", "ap50": "det_ap50",
+    "classification": "cls_match", "class": "cls_match",
+    "counting": "number_match", "count": "number_match", "numeric": "number_match",
+    "multiple_choice": "choice_match", "mc": "choice_match", "choice": "choice_match",
+    "yes_no": "yes_no_match", "yesno": "yes_no_match",
+}
+
+
+def resolve_accuracy(name: str):
+    """The accuracy reward for a task name, accuracy-reward name or 'module:function'; ValueError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a reward name must be a non-empty string, got {name!r:.100}")
+    name = TASK_REWARDS.get(name, name)
+    if ":" in name:
+        return get_reward(name)
+    if name in list_rewards() and get_validator(name) is not None:
+        return get_reward(name)
+    accuracy = sorted(n for n in list_rewards() if get_validator(n) is not None)
+    raise ValueError(f"unknown accuracy reward {name!r}; use a task ({', '.join(sorted(TASK_REWARDS))}), "
+                     f"an accuracy reward ({', '.join(accuracy)}) or 'package.module:function'")
+
+
+def validate_solution(reward_name: str, solution: Any) -> None:
+    """Raise ValueError when `solution` (already json-decoded) cannot be scored by reward `reward_name`.
+
+    Rewards without ground truth (format, shaping, the `accuracy` dispatcher itself) and imported
+    'module:function' rewards accept anything, and so does `reward_name=None` (a row that names no
+    reward); an unknown name is an error.
+    """
+    if reward_name is None:
+        return
+    name = TASK_REWARDS.get(reward_name, reward_name) if isinstance(reward_name, str) else reward_name
+    if isinstance(name, str) and name in list_rewards():
+        validator = get_validator(name)
+        if validator is not None:
+            validator(solution)
+        return
+    resolve_accuracy(name)  # raises for unknown names; an importable module:function accepts anything
+
+
+def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
+    """The dispatcher: for each row, the reward named by its `reward` column (or `default`), else None.
+
+    Rows are grouped by reward name and each reward is called once with its rows' slices of every
+    per-row column. A reward that raises or returns a non-number gives None for its rows.
+    """
+    if default is not None:
+        resolve_accuracy(default)  # fail early on a bad default
+
+    def reward(completions, **kwargs) -> list[float | None]:
+        n = len(completions)
+        names = kwargs.get("reward")
+        names = list(names) if isinstance(names, (list, tuple)) and len(names) == n else [None] * n
+        groups: dict[str, list[int]] = {}
+        for i, row_name in enumerate(names):
+            row_name = row_name or default
+            if isinstance(row_name, str):
+                groups.setdefault(row_name, []).append(i)
+        out: list[float | None] = [None] * n
+        for row_name, idx in groups.items():
+            try:
+                fn = resolve_accuracy(row_name)
+                sub = {k: ([v[i] for i in idx] if isinstance(v, (list, tuple)) and len(v) == n else v)
+                       for k, v in kwargs.items()}
+                values = fn([completions[i] for i in idx], **sub)
+            except Exception as e:  # a reward must never raise: report it and score the rows None
+                warnings.warn(f"accuracy reward {row_name!r} failed: {type(e).__name__}: {e}", RuntimeWarning)
+                continue
+            for i, v in zip(idx, values):
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    out[i] = float(v)
+        return out
+
+    reward.__name__ = reward.__qualname__ = name
+    reward.__doc__ = (f"Per-row accuracy: the reward named by the row's `reward` column (default {default!r}); "
+                      "None where nothing applies. Range: that of the reward used.")
+    return reward
+
+
+accuracy = register_reward("accuracy")(make_accuracy_reward())

@@ -1,0 +1,98 @@
+"""Shaping rewards (no ground truth of their own): a repetition penalty and a cosine length reward.
+
+repetition_penalty, in [-1, 0]: -max(r_text, r_box) where
+  r_text = 1 - (#distinct word 3-grams / #word 3-grams) over the first 20,000 whitespace-separated
+           words of the completion (0 when it has fewer than 3 words), and
+  r_box  = (#boxes that repeat an earlier box of the same label with IoU >= 0.95) / #boxes in the answer.
+  Whitespace-free scripts (e.g. Chinese) are one "word" per run and so are barely penalised.
+
+cosine_length (Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in LLMs"), in [-1, 1]:
+  r(L) = r_end + (r_start - r_end) * (1 + cos(pi * min(L, L_max) / L_max)) / 2
+  with (r_start, r_end) = (1.0, 0.5) for a correct answer (shorter is better) and (-1.0, 0.0) for a
+  wrong one (a longer attempt is penalised less). Every correct value (>= 0.5) beats every wrong
+  value (<= 0.0). "Correct" = the accuracy reward (default: `accuracy`, the per-row dispatcher) is
+  >= 0.5; where that is None the cosine reward is None too. L is the completion's token count
+  when the trainer passes `completion_ids` (TRL does), else its whitespace-separated word count.
+  Unlike the paper there is no separate over-length penalty: L is clipped at L_max.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .boxes import box_iou
+from .parsing import answers_from, normalize_label
+from .registry import get_reward, register_reward
+
+MAX_WORDS = 20_000
+
+
+def _text_repetition(text: str, n: int = 3) -> float:
+    words = text.split(maxsplit=MAX_WORDS)[:MAX_WORDS]
+    grams = list(zip(*(words[i:] for i in range(n))))
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _box_repetition(detections) -> float:
+    dets = [d for d in detections if d.box is not None]
+    if len(dets) < 2:
+        return 0.0
+    ious = box_iou([d.box for d in dets], [d.box for d in dets])
+    codes: dict = {}
+    labels = np.array([codes.setdefault(normalize_label(d.label), len(codes)) for d in dets])
+    same = (labels[:, None] == labels[None, :]) & (ious >= 0.95)
+    repeats = np.tril(same, k=-1).any(axis=1)  # a box that repeats an EARLIER one
+    return float(repeats.sum()) / len(detections)
+
+
+@register_reward("repetition_penalty")
+def repetition_penalty(completions, **kwargs) -> list[float]:
+    """-max(repeated word-3-gram fraction, duplicated-box fraction), in [-1, 0] (0 = no repetition)."""
+    out = []
+    for parsed in answers_from(completions, kwargs):
+        out.append(0.0 - max(_text_repetition(parsed.text), _box_repetition(parsed.detections)))
+    return out
+
+
+def make_cosine_length_reward(accuracy: str = "accuracy", max_len: int = 1024,
+                              correct: tuple[float, float] = (1.0, 0.5), wrong: tuple[float, float] = (-1.0, 0.0),
+                              threshold: float = 0.5, name: str | None = None):
+    """A cosine length reward (see the module docstring); `correct` / `wrong` are (value at L=0, value at L_max).
+
+    Raises ValueError unless every correct value exceeds every wrong value and max_len > 0.
+    """
+    if max_len <= 0:
+        raise ValueError(f"max_len must be positive, got {max_len}")
+    if min(correct) <= max(wrong):
+        raise ValueError(f"every correct value {correct} must exceed every wrong value {wrong}")
+
+    def value(is_correct: bool, length: int) -> float:
+        start, end = correct if is_correct else wrong
+        progress = min(max(length, 0), max_len) / max_len
+        return end + (start - end) * (1.0 + math.cos(math.pi * progress)) / 2.0
+
+    def reward(completions, **kwargs) -> list[float | None]:
+        try:
+            scores = get_reward(accuracy)(completions, **kwargs)
+        except Exception:
+            return [None] * len(completions)
+        ids = kwargs.get("completion_ids")
+        lengths = []
+        for i, parsed in enumerate(answers_from(completions, kwargs)):
+            seq = ids[i] if isinstance(ids, (list, tuple)) and len(ids) == len(completions) else None
+            lengths.append(len(seq) if hasattr(seq, "__len__") else len(parsed.text.split()))
+        return [None if s is None or not _is_number(s) else value(s >= threshold, n) for s, n in zip(scores, lengths)]
+
+    reward.__name__ = reward.__qualname__ = name or "cosine_length"
+    reward.__doc__ = make_cosine_length_reward.__doc__
+    reward.value = value  # the formula itself, for tests and plots
+    return reward
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+cosine_length = register_reward("cosine_length")(make_cosine_length_reward())

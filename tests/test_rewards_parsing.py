@@ -1,0 +1,98 @@
+"""Parsing of completions: answer extraction, box forms, adversarial input, the `answers` column."""
+import time
+
+import pytest
+
+from vlm_r1.rewards.parsing import (
+    Detection,
+    ParsedAnswer,
+    answers_from,
+    completion_text,
+    is_empty_answer,
+    parse_answer,
+)
+
+
+def boxes(text):
+    return [d.box for d in parse_answer(text).detections]
+
+
+def test_completion_text_forms():
+    assert completion_text("hi") == "hi"
+    assert completion_text([{"role": "assistant", "content": "a"}]) == "a"
+    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "image"}]}]) == "a"
+    assert completion_text([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]) == "y"
+    assert completion_text(None) == "" and completion_text(42) == "" and completion_text([{"content": None}]) == ""
+
+
+def test_answer_is_the_last_complete_one():
+    assert parse_answer("<answer>1</answer> then <answer>2</answer>").answer == "2"
+    assert parse_answer("<answer>1</answer><answer>open").answer == "1"
+    assert parse_answer("no tags").answer is None
+    assert parse_answer("</answer><answer>").answer is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("<answer>[1, 2, 3, 4]</answer>", [(1.0, 2.0, 3.0, 4.0)]),
+    ("<answer>[1.5,2,3e1,4.25]</answer>", [(1.5, 2.0, 30.0, 4.25)]),
+    ('<answer>{"bbox_2d": [1, 2, 3, 4], "label": "cat"}</answer>', [(1.0, 2.0, 3.0, 4.0)]),
+    ('<answer>[[1,2,3,4],[5,6,7,8]]</answer>', [(1.0, 2.0, 3.0, 4.0), (5.0, 6.0, 7.0, 8.0)]),
+    ('<answer>```json\n[{"bbox_2d": [1, 2, 3, 4]}]\n```</answer>', [(1.0, 2.0, 3.0, 4.0)]),
+    ('<answer>{"objects": [{"bbox": [1, 2, 3, 4]}]}</answer>', [(1.0, 2.0, 3.0, 4.0)]),
+    ("<answer>The box is [1, 2, 3, 4].</answer>", [(1.0, 2.0, 3.0, 4.0)]),
+    ('<answer>[{"bbox_2d": [1,2,3,4], "label": "a"}, {"bbox_2d": [5,6,7</answer>', [(1.0, 2.0, 3.0, 4.0)]),
+    ("<answer>[3, 4, 1, 2]</answer>", [None]),  # reversed: rejected, still counted
+    ("<answer>[NaN, 1, 2, 3]</answer>", [None]),
+    ("<answer>[1, 2, Infinity, 3]</answer>", [None]),
+    ("<answer>[0, 0, 1e308, 1e308]</answer>", [None]),  # beyond MAX_COORD
+    ("<answer>[1, 2, 3]</answer>", []),
+    ('<answer>["1", "2", "3", "4"]</answer>', []),
+    ("[1, 2, 3, 4]", []),  # outside <answer>: not looked at
+])
+def test_box_forms(text, expected):
+    assert boxes(text) == expected
+
+
+def test_labels_and_scores():
+    p = parse_answer('<answer>[{"bbox_2d": [1,2,3,4], "label": " Cat ", "score": 0.5},'
+                     ' {"bbox_2d": [1,2,3,4], "label": 3, "confidence": 0.7}, {"bbox_2d": [1,2,3,4], "score": NaN}]</answer>')
+    assert p.detections == (Detection((1.0, 2.0, 3.0, 4.0), "Cat", 0.5), Detection((1.0, 2.0, 3.0, 4.0), None, 0.7),
+                            Detection((1.0, 2.0, 3.0, 4.0), None, None))
+
+
+def test_map_boxes():
+    p = parse_answer("<answer>[[0, 0, 500, 1000], [1, 1, 0, 0]]</answer>")
+    q = p.map_boxes(lambda b: [v * 2 for v in b])
+    assert [d.box for d in q.detections] == [(0.0, 0.0, 1000.0, 2000.0), None]
+    assert q.map_boxes(lambda b: [float("nan")] * 4).detections[0].box is None
+    assert p.detections[0].box == (0.0, 0.0, 500.0, 1000.0)  # frozen: the original is unchanged
+
+
+def test_empty_answers():
+    for text in ["", "[]", " none. ", "```json\n[]\n```", "NULL"]:
+        assert is_empty_answer(text)
+    assert not is_empty_answer(None) and not is_empty_answer("a cat")
+
+
+def test_answers_column_is_used_when_given():
+    given = [ParsedAnswer("x", "y", (Detection((0.0, 0.0, 1.0, 1.0)),))]
+    assert answers_from(["<answer>[5,5,6,6]</answer>"], {"answers": given}) == given
+    assert answers_from(["<answer>[5,5,6,6]</answer>"], {"answers": None})[0].detections[0].box == (5.0, 5.0, 6.0, 6.0)
+    assert answers_from(["a", "b"], {"answers": given})[0].text == "a"  # wrong length: parsed here
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 150_000, "[" * 90_000 + "]" * 90_000, '{"a":' * 30_000, "{" * 190_000, "[1" + " " * 190_000,
+    ("{" + "a" * 3000) * 60, "[" + "1" * 190_000, "1," * 90_000, "[1,2,3,4]" * 20_000, '{"bbox_2d":[1,2,3,4]}' * 9_000,
+])
+def test_adversarial_answers_are_fast_and_safe(body):
+    t = time.perf_counter()
+    p = parse_answer("<answer>" + body + "</answer>")
+    assert time.perf_counter() - t < 2.0
+    assert len(p.detections) <= 1000
+
+
+def test_megabyte_and_garbage_never_raise():
+    for text in ["<answer>" * 200_000, "ü🙂\x00" * 300_000, "<answer>" + "[" * 1_000_000 + "</answer>", b"bytes", {"x": 1}]:
+        p = parse_answer(text)
+        assert isinstance(p, ParsedAnswer) and p.detections == ()
