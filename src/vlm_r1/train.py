@@ -5,7 +5,6 @@ One linear ``main()`` in phases: arguments, data, model, rewards, trainer, train
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -39,14 +38,10 @@ def load_training_rows(data_args: DataArguments, paths: list[str], output_dir: s
             validate_solution=validate_solution,
             allow_outside_root=data_args.allow_images_outside_root,
         )
-        skipped = getattr(rows, "skipped", None)
-        if skipped and output_dir:
-            report = Path(output_dir) / f"skipped_rows_{Path(path).stem}.jsonl"
-            report.parent.mkdir(parents=True, exist_ok=True)
-            with report.open("w", encoding="utf-8") as handle:
-                for entry in skipped:
-                    handle.write(json.dumps(entry, default=str) + "\n")
-            logger.warning("%s: skipped %d invalid rows, listed in %s", path, len(skipped), report)
+        if rows.skipped and output_dir:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            listed = rows.report.write_skipped(Path(output_dir) / f"skipped_rows_{Path(path).stem}.jsonl")
+            logger.warning("%s: skipped %d invalid rows, listed in %s", path, len(rows.skipped), listed)
         samples.extend(rows)
     return samples
 
