@@ -121,5 +121,10 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+    if training_args.use_vllm and any(v is not None for v in (model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)):
+        raise ValueError(
+            "min_pixels / max_pixels / max_tiles would change the images the loss sees but not those vLLM generates "
+            "from (vLLM reads the checkpoint's processor config): set them in the checkpoint's processor config instead"
+        )
     if training_args.gallery_every < 0:
         raise ValueError("gallery_every must be >= 0")

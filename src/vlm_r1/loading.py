@@ -8,6 +8,7 @@ processor pads on the left (generation needs it).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -41,6 +42,11 @@ def load_model(model_args: ModelArguments, module: VLMModule, trust_remote_code:
 
 def load_policy(model_args: ModelArguments, trust_remote_code: bool = False):
     """Return ``(model, processor, module)`` for a checkpoint."""
+    if (Path(model_args.model_name_or_path) / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{model_args.model_name_or_path} is a LoRA adapter folder, not a full checkpoint: merge it first with "
+            f"`vlm-r1 merge-lora --adapter {model_args.model_name_or_path} --out MERGED_DIR`"
+        )
     module = module_for_checkpoint(model_args.model_name_or_path, trust_remote_code=trust_remote_code)
     processor = load_processor(model_args, module, trust_remote_code)
     model = load_model(model_args, module, trust_remote_code)
@@ -48,28 +54,68 @@ def load_policy(model_args: ModelArguments, trust_remote_code: bool = False):
 
 
 def apply_training_mode(model, module: VLMModule, model_args: ModelArguments):
-    """Freeze what the arguments say and return a peft ``LoraConfig`` (or None for full / partial training)."""
+    """Freeze what the arguments say and return a peft ``LoraConfig`` (or None for full / partial training).
+
+    Modes (``check_args`` refuses the combinations that make no sense):
+
+    * full: every parameter trains (the default).
+    * ``freeze_vision``: the vision encoder is frozen; the projector still trains unless ``freeze_projector``.
+    * ``use_peft``: LoRA adapters on the language model's ``lora_target_modules``; the base model is frozen by peft
+      (TRL wraps the model with ``get_peft_model``). ``lora_vision`` also puts adapters on every linear layer of the
+      vision encoder and the projector. With ``beta > 0`` the reference model is the policy with its adapters
+      disabled (TRL's ``use_adapter``), so no second copy of the weights is loaded.
+
+    Gradient checkpointing is TRL's ``gradient_checkpointing`` (on by default in GRPOConfig) and works in every mode.
+    """
     if model_args.freeze_vision:
+        frozen = 0
         for name, param in model.named_parameters():
-            if module.is_vision_param(name) and (model_args.freeze_projector or not module.is_projector_param(name)):
+            part = module.part_of(name)
+            if part == "vision" or (part == "projector" and model_args.freeze_projector):
                 param.requires_grad_(False)
+                frozen += 1
+        if not frozen:
+            raise ValueError(
+                f"freeze_vision matched no parameter of {type(model).__name__}: {type(module).__name__}."
+                f" vision_keywords {module.vision_keywords} do not fit this checkpoint's parameter names"
+            )
     if not model_args.use_peft:
         return None
-    from peft import LoraConfig
+    return lora_config(model, module, model_args)
 
-    targets = set(model_args.lora_target_modules)
-    names = [
-        name
-        for name, submodule in model.named_modules()
-        if isinstance(submodule, torch.nn.Linear)
-        and name.rsplit(".", 1)[-1] in targets
-        and (model_args.lora_vision or not module.is_vision_param(name + "."))
-    ]
-    if not names:
+
+def lora_target_names(model, module: VLMModule, target_modules, lora_vision: bool) -> list[str]:
+    """Full names of the linear layers that get LoRA adapters.
+
+    Language model: the layers whose last name component is in ``target_modules``. Vision side (with
+    ``lora_vision``): every linear layer of the encoder and the projector, whatever its name, because the families
+    name them differently (``qkv``/``fc1``, ``q_proj``/``projection_layer``, ``linear_fc1`` ...). Full names are
+    needed because some vision towers reuse the language model's short names (InternViT's ``q_proj``).
+    """
+    targets = set(target_modules)
+    language, vision = [], []
+    for name, submodule in model.named_modules():
+        if not isinstance(submodule, torch.nn.Linear) or not name:
+            continue
+        if module.part_of(name + ".") == "language":
+            if name.rsplit(".", 1)[-1] in targets:
+                language.append(name)
+        elif lora_vision:
+            vision.append(name)
+    if not language:
         raise ValueError(
-            f"lora_target_modules {sorted(targets)} match no linear layer of this model; "
+            f"lora_target_modules {sorted(targets)} match no linear layer of this model's language model; "
             "set them to the projection names its language model uses"
         )
+    if lora_vision and not vision:
+        raise ValueError(f"lora_vision: {type(module).__name__} found no linear layer in the vision encoder")
+    return language + vision
+
+
+def lora_config(model, module: VLMModule, model_args: ModelArguments):
+    from peft import LoraConfig
+
+    names = lora_target_names(model, module, model_args.lora_target_modules, model_args.lora_vision)
     return LoraConfig(
         r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
@@ -79,7 +125,30 @@ def apply_training_mode(model, module: VLMModule, model_args: ModelArguments):
     )
 
 
-def describe_parameters(model) -> str:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.2f}%)"
+def count_parameters(model, module: VLMModule | None = None) -> dict[str, tuple[int, int]]:
+    """``{part: (trainable, total)}`` with part in total / vision / projector / language (the last three need a
+    module). LoRA weights count in the part of the layer they adapt. Under ZeRO-3 a parameter's local tensor is an
+    empty shard; its full size is ``ds_numel``."""
+    counts: dict[str, list[int]] = {"total": [0, 0]}
+    for name, param in model.named_parameters():
+        size = getattr(param, "ds_numel", None) or param.numel()
+        keys = ["total"] if module is None else ["total", module.part_of(name)]
+        for key in keys:
+            entry = counts.setdefault(key, [0, 0])
+            entry[1] += size
+            if param.requires_grad:
+                entry[0] += size
+    return {key: (trainable, total) for key, (trainable, total) in counts.items()}
+
+
+def describe_parameters(model, module: VLMModule | None = None) -> str:
+    """One line: trainable of total parameters, and per part (vision / projector / language) when a module is given."""
+    counts = count_parameters(model, module)
+    trainable, total = counts["total"]
+    text = f"trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / max(total, 1):.2f}%)"
+    parts = [
+        f"{part} {counts[part][0]:,}/{counts[part][1]:,}"
+        for part in ("vision", "projector", "language")
+        if part in counts
+    ]
+    return text + (f" [{', '.join(parts)}]" if parts else "")

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(StepPrinter)
-    logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
+    logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model, module))
 
     # ------------------------------------------------------------------ train
     from .checkpoints import resolve_resume

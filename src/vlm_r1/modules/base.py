@@ -31,6 +31,8 @@ class VLMModule:
     #: "resized_pixels" (pixels of the image after the processor resized it).
     output_frame: ClassVar[str] = "relative_1000"
     #: Substrings of parameter names that belong to the vision encoder (frozen / excluded from LoRA by default).
+    #: In some families the projector sits inside the encoder's module (Qwen's ``visual.merger``), in others next to
+    #: it (InternVL's ``multi_modal_projector``); :meth:`part_of` sorts that out.
     vision_keywords: ClassVar[tuple[str, ...]] = ()
     #: Substrings of parameter names of the vision-to-language projector (merger).
     projector_keywords: ClassVar[tuple[str, ...]] = ()
@@ -73,7 +75,16 @@ class VLMModule:
         return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
 
     def is_vision_param(self, name: str) -> bool:
-        return any(key in name for key in self.vision_keywords)
+        """True for the vision encoder and the projector (everything that is not the language model)."""
+        return any(key in name for key in self.vision_keywords) or self.is_projector_param(name)
 
     def is_projector_param(self, name: str) -> bool:
         return any(key in name for key in self.projector_keywords)
+
+    def part_of(self, name: str) -> str:
+        """Which part a parameter (or module) name belongs to: "projector", "vision" (the encoder) or "language"."""
+        if self.is_projector_param(name):
+            return "projector"
+        if any(key in name for key in self.vision_keywords):
+            return "vision"
+        return "language"

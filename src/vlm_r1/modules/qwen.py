@@ -1,7 +1,14 @@
 """Qwen2-VL, Qwen2.5-VL and Qwen3-VL: dynamic-resolution image patches merged 2x2 into visual tokens.
 
 Frames differ by generation: Qwen2-VL and Qwen3-VL write integers 0–1000 relative to the image, Qwen2.5-VL writes
-absolute pixels of the image the processor resized (``smart_resize`` to a multiple of patch×merge pixels).
+absolute pixels of the image the processor resized (``smart_resize`` to a multiple of patch×merge pixels: 14×2 for
+Qwen2/2.5-VL, 16×2 for Qwen3-VL).
+
+Parameters: the whole vision side lives under ``model.visual.*``; the projector is ``visual.merger`` (and, in
+Qwen3-VL, the DeepStack mergers ``visual.deepstack_merger_list.*`` that feed intermediate vision features into the
+first decoder layers). The vision blocks' linear layers are ``attn.qkv``/``attn.proj`` and ``mlp.fc1/fc2``
+(Qwen2-VL), ``mlp.gate_proj/up_proj/down_proj`` (Qwen2.5-VL) or ``mlp.linear_fc1/linear_fc2`` (Qwen3-VL).
+``min_pixels`` / ``max_pixels`` are set on the image processor (``size.shortest_edge`` / ``size.longest_edge``).
 """
 
 from __future__ import annotations
@@ -59,3 +66,4 @@ class Qwen25VLModule(QwenVLModule):
 class Qwen3VLModule(QwenVLModule):
     model_types: ClassVar[tuple[str, ...]] = ("qwen3_vl",)
     output_frame: ClassVar[str] = "relative_1000"
+    projector_keywords: ClassVar[tuple[str, ...]] = ("visual.merger", "visual.deepstack_merger_list")

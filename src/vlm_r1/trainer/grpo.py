@@ -7,6 +7,8 @@ TRL's own):
   converted from the model's coordinate frame to pixels of the original image through the VLM module, before any
   reward runs. Rewards receive the result as the ``answers`` column and never guess a model's convention.
   For rows with several images, boxes are taken to refer to the first image.
+* Batches may mix rows with images and rows without: TRL hands ``None`` to the processor for an image-less row,
+  which transformers refuses, so the image lists are normalised to ``[]`` after generation.
 * The last scored batch (rows, completions, parsed answers in pixels, per-function rewards) is kept in
   ``last_scored_batch`` so the report callback can draw what the model answered.
 """
@@ -21,6 +23,8 @@ from trl import GRPOTrainer
 
 from ..modules import VLMModule
 from ..rewards.parsing import ParsedAnswer, completion_text, parse_answer
+from .guards import GuardsMixin
+from .shared_encoding import SharedEncodingMixin
 
 
 @dataclass
@@ -34,7 +38,7 @@ class ScoredBatch:
     rewards: dict[str, list[float]]  # reward function name -> one value per completion (NaN: did not apply)
 
 
-class VLMGRPOTrainer(GRPOTrainer):
+class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
     def __init__(self, *args, vlm_module: VLMModule, **kwargs):
         self.vlm_module = vlm_module
         super().__init__(*args, **kwargs)
@@ -58,6 +62,13 @@ class VLMGRPOTrainer(GRPOTrainer):
         original = (int(sizes[0][0]), int(sizes[0][1]))
         input_size = self._model_input_size(original)
         return answer.map_boxes(lambda box: self.vlm_module.to_original(box, original, input_size))
+
+    def _generate(self, prompts):
+        out = super()._generate(prompts)
+        images = out[6]  # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra, images, tool_images)
+        if images is not None and any(not row_images for row_images in images):
+            out = (*out[:6], [row_images or [] for row_images in images], *out[7:])
+        return out
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         answers = [self.answer_in_pixels(row, completion) for row, completion in zip(inputs, completions, strict=True)]

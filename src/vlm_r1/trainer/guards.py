@@ -1,0 +1,296 @@
+"""GuardsMixin: keep non-finite numbers out of the weights, count what was dropped, and make resuming exact.
+
+Mixed into :class:`vlm_r1.trainer.grpo.VLMGRPOTrainer` ahead of ``trl.GRPOTrainer``. What it does:
+
+* **Rewards.** TRL 1.16 turns a reward function's ``None`` into NaN and then averages with ``nanmean``/``nansum``, so
+  NaN already means "does not apply" — but ``±inf`` passes straight through (``nan_to_num`` later turns an infinite
+  advantage into ±3.4e38) and a non-number crashes ``torch.tensor`` with no name attached. Each plain reward
+  function is wrapped so that NaN and ±inf become ``None`` (counted), numbers (bool, int, numpy scalar, 0-d tensor)
+  become ``float``, and anything else raises ``TypeError`` naming the function. Outputs of reward *models* and async
+  functions are sanitised after the fact the same way. Logged per generation batch:
+  ``guards/nonfinite_reward_frac`` (share of reward values that were NaN/inf/non-number-like and dropped) and
+  ``guards/unscored_frac`` (share of completions no reward applied to: TRL gives them advantage 0). Zero-variance
+  groups are TRL's own ``frac_reward_zero_std``.
+* **Advantages.** Any non-finite advantage left is set to 0 and counted (``guards/nonfinite_advantages``; it should
+  stay 0).
+* **Steps.** If a micro-batch loss or any gradient is non-finite when the optimizer is about to step, every
+  ``.grad`` is dropped (set to ``None``) so ``optimizer.step()`` changes nothing — no weight, no Adam moment, no step
+  count — and a warning is logged; ``guards/skipped_steps`` counts such steps over the whole run (restored on
+  resume). The LR scheduler and ``global_step`` still advance, so the schedule stays tied to the step number. The
+  decision is all-reduced across processes. Under DeepSpeed the gradients are not on ``p.grad``: the guard then only
+  sees the loss, counts and warns, and cannot skip (DeepSpeed's own overflow check covers fp16 only).
+* **Resume.** ``guards_state.json`` (the counters) is written into each checkpoint *before* transformers writes its
+  files, so it is never newer than ``trainer_state.json``. On resume TRL's micro-step counter ``_step`` (reset to 0 by
+  a new process) is set back to ``global_step × gradient_accumulation_steps``, and TRL's ``RepeatSampler`` is made
+  epoch-aware: its permutation for epoch ``e`` is the ``e``-th draw from a generator seeded with ``args.seed``,
+  exactly what an uninterrupted run draws, instead of restarting at the first draw in a resumed process. A checkpoint
+  that is not at a generation boundary (``global_step × GA`` not a multiple of ``steps_per_generation ×
+  num_iterations``) cannot be resumed exactly — the buffered completions are not saved — so that case warns and
+  regenerates; keep ``save_steps × GA`` a multiple of ``steps_per_generation × num_iterations``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import numbers
+import os
+import weakref
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+from trl.trainer.utils import RepeatSampler
+
+logger = logging.getLogger(__name__)
+
+GUARDS_STATE = "guards_state.json"
+
+
+class NonFiniteRewardCounter:
+    """Tally of reward values seen and dropped in the current generation batch (this process)."""
+
+    def __init__(self):
+        self.seen = 0
+        self.dropped = 0
+
+
+def _clean_reward(value, name: str):
+    """float, or None for None/NaN/±inf; TypeError for anything that is not a number."""
+    if value is None:
+        return None, False
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, numbers.Real)):  # numpy floating/integer types are registered as numbers.Real
+        value = float(value)
+        return (value, False) if math.isfinite(value) else (None, True)
+    raise TypeError(f"reward function {name!r} returned {value!r} ({type(value).__name__}); expected float or None")
+
+
+def guard_reward_function(func, counter: NonFiniteRewardCounter):
+    """Wrap a reward function ``f(completions, **columns) -> list[float | None]``: NaN/inf become None (counted)."""
+    name = getattr(func, "__name__", type(func).__name__)
+
+    @functools.wraps(func)
+    def guarded(*args, **kwargs):
+        output = func(*args, **kwargs)
+        if output is None or isinstance(output, (str, bytes)) or not hasattr(output, "__iter__"):
+            raise TypeError(f"reward function {name!r} returned {type(output).__name__}; expected a list")
+        cleaned = []
+        for value in output:
+            value, dropped = _clean_reward(value, name)
+            counter.seen += 1
+            counter.dropped += dropped
+            cleaned.append(value)
+        return cleaned
+
+    guarded.__vlm_r1_guarded__ = True
+    return guarded
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's RepeatSampler whose permutation for epoch ``e`` is the ``e``-th draw from ``Generator(seed)``.
+
+    Uninterrupted, this is the same order as TRL's sampler (which draws once per ``__iter__``). Resumed in a new
+    process at epoch ``e``, TRL's would draw the first permutation again; this one replays ``e`` draws first.
+    """
+
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle and self.seed is not None:
+            self.generator.manual_seed(self.seed)
+            for _ in range(self.epoch):
+                torch.randperm(self.num_samples, generator=self.generator)
+        return super().__iter__()
+
+
+class _GuardCallback(TrainerCallback):
+    """Calls back into the trainer right before ``optimizer.step()`` (transformers' ``on_pre_optimizer_step``)."""
+
+    def __init__(self, trainer):
+        self._trainer = weakref.ref(trainer)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        trainer = self._trainer()
+        if trainer is not None:
+            trainer._guard_before_optimizer_step(model if model is not None else trainer.model)
+
+
+class GuardsMixin:
+    """See the module docstring. Must come before ``trl.GRPOTrainer`` in the class bases."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._reward_counter = NonFiniteRewardCounter()
+        self.reward_funcs = [
+            f
+            if isinstance(f, nn.Module) or inspect.iscoroutinefunction(f) or getattr(f, "__vlm_r1_guarded__", False)
+            else guard_reward_function(f, self._reward_counter)
+            for f in self.reward_funcs
+        ]
+        self.guard_counts = {"skipped_steps": 0, "nonfinite_rewards": 0, "nonfinite_advantages": 0}
+        self._nonfinite_loss_pending = False
+        self.add_callback(_GuardCallback(self))
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self.args.save_strategy == "steps" and (
+            round(self.args.save_steps * self.args.gradient_accumulation_steps) % generate_every
+        ):
+            logger.warning(
+                "save_steps × gradient_accumulation_steps (%s × %s) is not a multiple of steps_per_generation × "
+                "num_iterations (%s): a run resumed from such a checkpoint regenerates the buffered completions and "
+                "will not match an uninterrupted run exactly",
+                self.args.save_steps,
+                self.args.gradient_accumulation_steps,
+                generate_every,
+            )
+
+    # ------------------------------------------------------------------ rewards and advantages
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        self._reward_counter.seen = self._reward_counter.dropped = 0
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # Reward models / async functions are not wrapped: sanitise what they returned (gathered over processes).
+        infinite = torch.isinf(rewards_per_func)
+        late_dropped = int(infinite.sum().item())
+        if late_dropped:
+            rewards_per_func = rewards_per_func.masked_fill(infinite, float("nan"))
+        tally = torch.tensor(
+            [self._reward_counter.dropped, self._reward_counter.seen], dtype=torch.float64, device=rewards_per_func.device
+        )
+        dropped, seen = self.accelerator.gather(tally).view(-1, 2).sum(dim=0).tolist()
+        dropped += late_dropped  # rewards_per_func is already gathered, so this count is global
+        self.guard_counts["nonfinite_rewards"] += int(dropped)
+        mode = "train" if self.model.training else "eval"
+        total = max(seen, rewards_per_func.numel())
+        self._metrics[mode]["guards/nonfinite_reward_frac"].append(dropped / total if total else 0.0)
+        unscored = torch.isnan(rewards_per_func).all(dim=1).float().mean().item() if rewards_per_func.numel() else 0.0
+        self._metrics[mode]["guards/unscored_frac"].append(unscored)
+        if dropped:
+            logger.warning("%d reward value(s) were NaN or infinite and were treated as None (not applied)", dropped)
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        advantages = output.get("advantages") if isinstance(output, dict) else None
+        if isinstance(advantages, torch.Tensor):
+            bad = ~torch.isfinite(advantages)
+            n_bad = int(bad.sum().item())
+            if n_bad:
+                output["advantages"] = advantages.masked_fill(bad, 0.0)
+                self.guard_counts["nonfinite_advantages"] += n_bad
+                logger.warning("%d non-finite advantage(s) set to 0", n_bad)
+        return output
+
+    # ------------------------------------------------------------------ non-finite loss or gradients
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+            self._nonfinite_loss_pending = True
+        return loss
+
+    def _guard_before_optimizer_step(self, model) -> None:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        bad_grads = bool(grads) and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        reasons = [name for name, flag in (("loss", self._nonfinite_loss_pending), ("gradient", bad_grads)) if flag]
+        bad = float(bool(reasons))
+        self._nonfinite_loss_pending = False
+        if self.accelerator.num_processes > 1:
+            flag = torch.tensor([bad], device=self.accelerator.device)
+            bad = float(self.accelerator.reduce(flag, reduction="sum").item())
+        if not bad:
+            return
+        self.guard_counts["skipped_steps"] += 1
+        if grads:
+            for p in model.parameters():
+                p.grad = None
+            what = "skipped: weights and optimizer state left unchanged"
+        else:
+            what = "NOT skipped (no gradients on the parameters, e.g. DeepSpeed): check the run"
+        logger.warning(
+            "step %d: non-finite %s; optimizer step %s (guards/skipped_steps = %d)",
+            self.state.global_step + 1,
+            " and ".join(reasons) or "loss or gradient on another process",
+            what,
+            self.guard_counts["skipped_steps"],
+        )
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if self.model.training and "train_runtime" not in logs:
+            logs = {**logs, "guards/skipped_steps": self.guard_counts["skipped_steps"]}
+            if self.guard_counts["nonfinite_advantages"]:
+                logs["guards/nonfinite_advantages"] = self.guard_counts["nonfinite_advantages"]
+        super().log(logs, *args, **kwargs)
+
+    # ------------------------------------------------------------------ exact resume
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is RepeatSampler:
+            sampler = EpochSeededRepeatSampler(
+                data_source=sampler.data_source,
+                mini_repeat_count=sampler.mini_repeat_count,
+                batch_size=sampler.batch_size,
+                repeat_count=sampler.repeat_count,
+                shuffle=sampler.shuffle,
+                seed=sampler.seed,
+            )
+        return sampler
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Load the checkpoint's weights through ``from_pretrained`` (transformers 5.23 bug workaround).
+
+        ``save_pretrained`` writes some models (Qwen2-VL, Qwen2.5-VL, ...) under their legacy key names (its weight
+        conversion mapping, reversed), but ``Trainer._load_from_checkpoint`` feeds the file straight to
+        ``model.load_state_dict(strict=False)``: every key misses, a warning is printed, and the run silently goes
+        on from the *base* weights with the checkpoint's optimizer state. ``from_pretrained`` applies the mapping;
+        its weights are then copied in with ``strict=True``. Used for a full (non-PEFT) model in one process or
+        DDP; FSDP, SageMaker, adapters and DeepSpeed keep transformers' own path.
+        """
+        from transformers import PreTrainedModel
+
+        target = model if model is not None else self.model
+        full_weights = any(
+            os.path.isfile(os.path.join(resume_from_checkpoint, name))
+            for name in ("model.safetensors", "model.safetensors.index.json")
+        )
+        if not (full_weights and isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        logger.info("loading weights of %s through from_pretrained", resume_from_checkpoint)
+        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype="auto")
+        target.load_state_dict(loaded.state_dict(), strict=True)
+        del loaded
+
+    def _save_checkpoint(self, model, trial):
+        if self.args.should_save:  # written first: never newer than the trainer_state.json written last
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, GUARDS_STATE), "w", encoding="utf-8") as handle:
+                json.dump({"global_step": self.state.global_step, **self.guard_counts}, handle)
+        super()._save_checkpoint(model, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, GUARDS_STATE)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                saved = json.load(handle)
+            for key in self.guard_counts:
+                self.guard_counts[key] = int(saved.get(key, 0))
+        # Called after trainer_state.json is loaded: global_step is the checkpoint's.
+        self._step = self.state.global_step * self.args.gradient_accumulation_steps
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self._step % generate_every:
+            logger.warning(
+                "resuming at step %d, inside a generation batch (steps_per_generation × num_iterations = %d): the "
+                "buffered completions were not saved, so they are regenerated and the run will differ from an "
+                "uninterrupted one",
+                self.state.global_step,
+                generate_every,
+            )

@@ -1,0 +1,173 @@
+"""LoRA through peft: only adapter weights train, the reference model is the adapter-disabled policy, and
+`merge-lora` writes a plain checkpoint whose logits match the adapter model's.
+
+Tolerance of the merge check: float32 logits of the merged model equal the adapter model's to 1e-4 absolute
+(measured: about 1e-6; W + scale * B @ A is summed in a different order than W x + scale * B (A x)).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from vlm_r1.config import ModelArguments
+from vlm_r1.loading import apply_training_mode, count_parameters, load_policy
+from vlm_r1.synthetic import write_split
+
+VARYING_REWARD = '''
+def bracket_share(completions, **kwargs):
+    """Share of digits and brackets: differs between random completions, so advantages are non-zero."""
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [sum(ch.isdigit() or ch in "[]<>" for ch in t) / max(len(t), 1) for t in texts]
+'''
+
+
+@pytest.fixture(scope="module")
+def rec_rows(tmp_path_factory):
+    return write_split(tmp_path_factory.mktemp("rec_lora"), "rec", "train", 8, seed=0)
+
+
+def _train(tmp_path, monkeypatch, model_dir, data, **overrides):
+    from vlm_r1.train import main
+
+    (tmp_path / "lora_rewards.py").write_text(textwrap.dedent(VARYING_REWARD))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = {
+        "model_name_or_path": str(model_dir),
+        "train_data": [str(data)],
+        "reward_funcs": ["iou", "lora_rewards:bracket_share"],
+        "output_dir": str(tmp_path / "out"),
+        "use_cpu": True,
+        "bf16": False,
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        "max_steps": 2,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": 0,
+        "disable_tqdm": True,
+        "use_peft": True,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+    }
+    recipe.update(overrides)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return main(["--config", str(tmp_path / "recipe.yaml")])
+
+
+def _inputs(processor):
+    image = Image.new("RGB", (112, 112), (200, 40, 40))
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Find it."}]}]
+    inputs = processor.apply_chat_template(
+        [messages], add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    answer = processor.tokenizer("<answer>[1, 2, 3, 4]</answer>", return_tensors="pt")["input_ids"]
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    if "mm_token_type_ids" in inputs:
+        pad = torch.zeros_like(answer)
+        inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], pad], dim=1)
+    return inputs
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_vl", "internvl"])
+def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path, monkeypatch, model_type):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vlm_r1.merge import main as merge_main
+
+    base_dir = tiny_model_dir(model_type)
+    # gradient checkpointing on: LoRA + checkpointing needs input grads enabled (TRL does it)
+    summary = _train(tmp_path, monkeypatch, base_dir, rec_rows, beta=0.04, gradient_checkpointing=True)
+    out = tmp_path / "out"
+    losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    # beta > 0 under LoRA: TRL's reference is the policy with adapters disabled; after one update they differ.
+    assert any(entry.get("kl", 0) > 0 for entry in summary["log_history"])
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+
+    base = AutoModelForImageTextToText.from_pretrained(base_dir).eval()
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    adapted = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base_dir), str(out)).eval()
+    lora_b = {k: v for k, v in adapted.state_dict().items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # B starts at zero: every adapter trained
+    assert not any("vision_tower" in k or "visual" in k for k in lora_b)  # vision excluded by default
+    for key, value in adapted.get_base_model().state_dict().items():  # the base weights are bit-identical
+        if "lora_" not in key:
+            plain = key.replace(".base_layer", "")
+            assert torch.equal(value, base_state[plain]), key
+
+    processor = AutoProcessor.from_pretrained(out)
+    inputs = _inputs(processor)
+    with torch.no_grad():
+        adapter_logits = adapted(**inputs).logits
+        with adapted.disable_adapter():  # what TRL scores the reference with
+            disabled_logits = adapted(**inputs).logits
+        base_logits = base(**inputs).logits
+    assert torch.equal(disabled_logits, base_logits)
+    assert (adapter_logits - base_logits).abs().max() > 1e-3  # the adapters do something
+
+    merged_dir = tmp_path / "merged"
+    assert merge_main(["--adapter", str(out), "--out", str(merged_dir)]) == 0
+    assert not (merged_dir / "adapter_config.json").exists()
+    merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
+    assert not any("lora" in k for k in merged.state_dict())
+    assert set(merged.state_dict()) == set(base_state)
+    merged_processor = AutoProcessor.from_pretrained(merged_dir)
+    with torch.no_grad():
+        merged_logits = merged(**_inputs(merged_processor)).logits
+    torch.testing.assert_close(merged_logits, adapter_logits, rtol=0, atol=1e-4)
+
+    with pytest.raises(ValueError, match="merge-lora"):  # an adapter folder is not loaded as if it were a model
+        load_policy(ModelArguments(model_name_or_path=str(out)))
+
+
+def test_lora_vision_adds_adapters_to_the_vision_side(tiny_model_dir):
+    from peft import get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from vlm_r1.modules import get_module
+
+    path = tiny_model_dir("internvl")  # InternViT's attention reuses q_proj/k_proj/v_proj: names must not leak
+    module = get_module("internvl")
+    counts = {}
+    for lora_vision in (False, True):
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        args = ModelArguments(model_name_or_path=str(path), use_peft=True, lora_r=4, lora_alpha=8,
+                              lora_vision=lora_vision)
+        peft_model = get_peft_model(model, apply_training_mode(model, module, args))
+        counts[lora_vision] = count_parameters(peft_model, module)
+        trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+        assert trainable and all("lora_" in n for n in trainable)
+        in_vision = [n for n in trainable if module.part_of(n) != "language"]
+        assert bool(in_vision) == lora_vision
+    assert counts[False]["language"][0] == counts[True]["language"][0] > 0
+    assert counts[False]["vision"][0] == counts[False]["projector"][0] == 0
+    assert counts[True]["vision"][0] > 0 and counts[True]["projector"][0] > 0
+
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        apply_training_mode(model, module, ModelArguments(use_peft=True, lora_target_modules=["no_such_layer"]))
+
+
+def test_lora_run_with_vision_adapters(tiny_model_dir, rec_rows, tmp_path, monkeypatch):
+    summary = _train(
+        tmp_path, monkeypatch, tiny_model_dir("qwen3_vl"), rec_rows, lora_vision=True, beta=0.04,
+        gradient_checkpointing=False,
+    )
+    losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
+    assert any("visual" in key for key in weights) and any("language_model" in key for key in weights)
