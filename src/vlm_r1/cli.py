@@ -5,6 +5,7 @@
     vlm-r1 make-tiny --out DIR [--model_type qwen2_vl]                         offline tiny model + tokenizer
     vlm-r1 make-data --out DIR [--tasks rec ...] [--n 1000]                    synthetic shapes data
     vlm-r1 rewards                                                             list the registered rewards
+    vlm-r1 grqo --config recipes/tiny/grqo_dino.yaml                           DINO-R1 GRQO for Grounding DINO
     vlm-r1 merge-lora --adapter DIR --out DIR                                  LoRA adapter -> plain checkpoint
     vlm-r1 report OUTPUT_DIR                                                   redraw curves and gallery of a run
 """
@@ -78,12 +79,19 @@ def _merge_lora(argv: list[str]) -> int:
     return main(argv)
 
 
+def _grqo(argv: list[str]) -> int:
+    from .grqo.train import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (_train, "GRPO fine-tuning from a recipe YAML and/or flags"),
     "make-tiny": (_make_tiny, "build an offline tiny model checkpoint"),
     "make-data": (_make_data, "write synthetic shapes datasets"),
     "rewards": (_rewards, "list the registered rewards"),
     "report": (_report, "redraw the curves and gallery of a finished run"),
+    "grqo": (_grqo, "DINO-R1 GRQO fine-tuning of a Grounding-DINO-style detector"),
     "merge-lora": (_merge_lora, "fold a LoRA adapter into its base model (a plain checkpoint)"),
 }
 

@@ -1,0 +1,118 @@
+"""`GRQOConfig`: every option of a GRQO (or supervised-only) Grounding DINO run.
+
+Parsed with TRL's `TrlParser` from a recipe YAML plus `--key value` overrides (`train.py`). Every
+field says what it does in `metadata["help"]`; `check_config` refuses values and combinations
+that could not be honoured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class GRQOConfig:
+    """A Grounding DINO fine-tuning run: supervised detection loss, plus optional GRQO and objectness KL."""
+
+    # --- model and data ---
+    model_name_or_path: str = field(
+        default="", metadata={"help": "Hub id or local folder of a GroundingDinoForObjectDetection checkpoint + processor."}
+    )
+    train_data: str = field(default="", metadata={"help": "Detection JSONL for training (docs/contracts.md schema)."})
+    eval_data: list[str] = field(
+        default_factory=list, metadata={"help": "Detection JSONL files scored with COCO mAP at the end (and every eval_every steps)."}
+    )
+    image_root: str | None = field(
+        default=None, metadata={"help": "Folder image paths are relative to. Default: each JSONL's folder."}
+    )
+    classes: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Class names prompted for every image, in order. Default: sorted labels of train_data. "
+                  "An eval file's unseen labels are appended to its prompt."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows (fixes the labelled set size)."}
+    )
+    output_dir: str = field(default="outputs/grqo_dino", metadata={"help": "Where the model, metrics and log go."})
+
+    # --- optimisation ---
+    max_steps: int = field(default=300, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=4, metadata={"help": "Images per step."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (transformer and heads)."})
+    backbone_lr_scale: float = field(
+        default=0.1, metadata={"help": "Backbone learning rate = learning_rate * this (DINO uses 0.1)."}
+    )
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=0.1, metadata={"help": "Gradient clipping norm (DINO: 0.1); 0 disables."})
+    seed: int = field(default=0, metadata={"help": "Seed of data order and of torch."})
+    device: str = field(default="auto", metadata={"help": "'cpu', 'cuda' or 'auto' (cuda when available)."})
+    auxiliary_loss: bool = field(
+        default=True,
+        metadata={"help": "Supervise every decoder layer (sets the model config's auxiliary_loss). GRQO over all "
+                  "layers needs it, and both arms of a comparison should share it."},
+    )
+
+    # --- GRQO ---
+    use_grqo: bool = field(default=True, metadata={"help": "Add the GRQO query-group term (alpha * L_GRQO)."})
+    grqo_alpha: float = field(default=1e-2, metadata={"help": "Weight alpha of the GRQO term (paper: 1e-2)."})
+    grqo_layers: str = field(
+        default="all", metadata={"help": "'all': one group per decoder layer (paper); 'last': final layer only."}
+    )
+    grqo_surrogate: str = field(
+        default="logprob",
+        metadata={"help": "Differentiable quantity the stop-gradient advantage multiplies: 'logprob' (log prob. of "
+                  "the best-matching object's label) or 'neg_cost' (the query's own matching cost). See docs/grqo.md."},
+    )
+    advantage_eps: float = field(default=1e-6, metadata={"help": "eps in A = (r - mean) / (std + eps)."})
+    cost_class: float = field(default=2.0, metadata={"help": "Weight of the focal class cost in the reward."})
+    cost_bbox: float = field(default=5.0, metadata={"help": "Weight of the L1 box cost in the reward."})
+    cost_giou: float = field(default=2.0, metadata={"help": "Weight of the GIoU cost in the reward."})
+
+    # --- objectness KL ---
+    use_kl: bool = field(default=True, metadata={"help": "Add beta * KL(objectness || reference objectness)."})
+    kl_beta: float = field(default=0.04, metadata={"help": "Weight beta of the objectness KL (paper: 0.04)."})
+    kl_top_k: int = field(
+        default=0, metadata={"help": "How many top encoder proposals the KL covers; 0 = the model's num_queries."}
+    )
+    kl_outcomes: str = field(
+        default="both", metadata={"help": "k3 on 'both' Bernoulli outcomes (object and background) or 'positive' only."}
+    )
+    ref_refresh_steps: int = field(
+        default=100, metadata={"help": "Copy the policy into the frozen reference every N steps; 0 = never."}
+    )
+
+    # --- logging / evaluation ---
+    log_every: int = field(default=10, metadata={"help": "Log losses every N steps."})
+    eval_every: int = field(default=0, metadata={"help": "Evaluate eval_data every N steps; 0 = only at the end."})
+    eval_batch_size: int = field(default=8, metadata={"help": "Images per evaluation forward."})
+    save_model: bool = field(default=True, metadata={"help": "save_pretrained the model and processor at the end."})
+
+
+CHOICES = {"grqo_layers": ("all", "last"), "grqo_surrogate": ("logprob", "neg_cost"),
+           "kl_outcomes": ("both", "positive"), "device": ("auto", "cpu", "cuda")}  # fmt: skip
+
+
+def check_config(cfg: GRQOConfig) -> None:
+    """Raise ValueError listing every option that cannot be honoured."""
+    problems = []
+    if not cfg.model_name_or_path:
+        problems.append("model_name_or_path is required")
+    if not cfg.train_data:
+        problems.append("train_data is required")
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            problems.append(f"{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    for name in ("max_steps", "batch_size", "log_every", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be >= 1")
+    for name in ("learning_rate", "backbone_lr_scale", "weight_decay", "max_grad_norm", "grqo_alpha", "kl_beta",
+                 "advantage_eps", "cost_class", "cost_bbox", "cost_giou", "kl_top_k", "ref_refresh_steps",
+                 "eval_every"):  # fmt: skip
+        if getattr(cfg, name) < 0:
+            problems.append(f"{name} must be >= 0")
+    if cfg.max_train_samples is not None and cfg.max_train_samples < 1:
+        problems.append("max_train_samples must be >= 1")
+    if cfg.use_grqo and cfg.grqo_layers == "all" and not cfg.auxiliary_loss:
+        problems.append("grqo_layers='all' needs auxiliary_loss=true (the per-layer outputs come with it)")
+    if problems:
+        raise ValueError("invalid GRQO config:\n  " + "\n  ".join(problems))

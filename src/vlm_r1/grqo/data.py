@@ -1,0 +1,134 @@
+"""Detection examples from the project's JSONL rows, and model batches for Grounding DINO.
+
+A detection row (docs/contracts.md) has one image and a gpt value
+`[{"bbox_2d": [x1, y1, x2, y2], "label": "red circle"}, ...]` in pixels of the original image.
+Rows are read and validated by `vlm_r1.data.load_rows`; here they become `DetectionExample`s.
+
+A batch prompts every image with the same closed list of class names, joined Grounding-DINO
+style ("red circle. blue square."), so that an object's class index is the position of its label
+in that list and transformers' `build_label_maps` recovers each class's prompt tokens. Boxes go to
+the model as (cx, cy, w, h) normalised by the original image size (the processor keeps the aspect
+ratio, so the normalised frame is the same before and after resizing).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.ops import box_convert
+
+
+MODEL_INPUT_KEYS = ("pixel_values", "pixel_mask", "input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass(frozen=True)
+class DetectionExample:
+    """One image with its ground-truth boxes ([x1, y1, x2, y2] original pixels) and labels."""
+
+    image: str
+    width: int
+    height: int
+    boxes: tuple[tuple[float, float, float, float], ...]
+    labels: tuple[str, ...]
+    source: str = ""
+    prompt: str = ""  # the row's human text
+
+
+def examples_from_samples(samples) -> list[DetectionExample]:
+    """Turn `vlm_r1.data.Sample`s of the detection task into `DetectionExample`s (one image each)."""
+    out = []
+    for s in samples:
+        if len(s.images) != 1:
+            raise ValueError(f"{s.source}: a detection row needs exactly one image, got {len(s.images)}")
+        objects = json.loads(s.solution)
+        if not isinstance(objects, list):
+            raise ValueError(f"{s.source}: detection ground truth must be a list of objects")
+        width, height = s.image_sizes[0]
+        boxes, labels = [], []
+        for obj in objects:
+            x1, y1, x2, y2 = (float(v) for v in obj["bbox_2d"])
+            if not (x2 > x1 and y2 > y1):
+                raise ValueError(f"{s.source}: empty box {obj['bbox_2d']}")
+            boxes.append((x1, y1, x2, y2))
+            labels.append(str(obj["label"]).strip().lower())
+        out.append(DetectionExample(s.images[0], int(width), int(height), tuple(boxes), tuple(labels), s.source,
+                                    s.problem))  # fmt: skip
+    return out
+
+
+def load_detection_examples(jsonl_path, image_root=None) -> list[DetectionExample]:
+    """Read a detection JSONL through the project's row loader (`vlm_r1.data.load_rows`)."""
+    from vlm_r1.data import load_rows
+
+    return examples_from_samples(load_rows(jsonl_path, image_root))
+
+
+def write_synthetic_detection(out_dir, split: str, n: int, seed: int = 0, image_size: int = 112) -> Path:
+    """`n` exhaustively labelled rows of `vlm_r1.synthetic`'s detection task, as `grqo_detection_{split}.jsonl`.
+
+    The synthetic detection questions ask for a subset ("Detect every star.") and label only that
+    subset, so prompting every class would turn the unasked objects into false negatives of the
+    ground truth. GRQO / supervised Grounding DINO training needs every object of a prompted
+    class boxed, so only rows asking for every object are kept (about one in four); rows come
+    from `write_split` (more are generated until `n` qualify), the kept lines are copied verbatim.
+    """
+    from vlm_r1.synthetic import DETECTION_TEMPLATES, write_split
+
+    exhaustive = {"<image>" + q for q in DETECTION_TEMPLATES["all"]}
+    out = Path(out_dir)
+    kept: list[str] = []
+    generated = 0
+    while len(kept) < n:
+        generated = max(4 * n + 16, 2 * generated)
+        source = write_split(out, "detection", split, generated, seed, image_size)
+        lines = source.read_text(encoding="utf-8").splitlines()
+        kept = [ln for ln in lines if json.loads(ln)["conversations"][0]["value"] in exhaustive][:n]
+    path = out / f"grqo_detection_{split}.jsonl"
+    path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+    return path
+
+
+def class_names(examples, base: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """`base` followed by every other label seen in `examples`, sorted (stable class ids)."""
+    seen = set(base)
+    extra = sorted({lab for e in examples for lab in e.labels} - seen)
+    return [*base, *extra]
+
+
+def _load_image(path: str):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def make_batch(examples, processor, classes, max_text_len: int | None = None) -> dict:
+    """Model inputs (+ `labels` for the supervised loss) for a list of examples.
+
+    Returns a dict with pixel_values, pixel_mask, input_ids, attention_mask, token_type_ids and
+    labels = [{"class_labels": (G,), "boxes": (G, 4) cxcywh in [0, 1]}] per image.
+    """
+    index = {name: i for i, name in enumerate(classes)}
+    images = [_load_image(e.image) for e in examples]
+    inputs = processor(images=images, text=[list(classes)] * len(examples), return_tensors="pt")
+    if max_text_len is not None and inputs["input_ids"].shape[1] > max_text_len:
+        raise ValueError(
+            f"the prompt of {len(classes)} classes is {inputs['input_ids'].shape[1]} tokens, more than the model's "
+            f"max_text_len {max_text_len}: use fewer classes or a model with a longer text input"
+        )
+    labels = []
+    for e in examples:
+        missing = [lab for lab in e.labels if lab not in index]
+        if missing:
+            raise ValueError(f"{e.source}: labels {missing} are not among the prompt's classes")
+        boxes = torch.tensor(e.boxes, dtype=torch.float32).reshape(-1, 4)
+        scale = torch.tensor([e.width, e.height, e.width, e.height], dtype=torch.float32)
+        xyxy = (boxes / scale).clamp(0, 1)
+        labels.append({"class_labels": torch.tensor([index[lab] for lab in e.labels], dtype=torch.long),
+                       "boxes": box_convert(xyxy, "xyxy", "cxcywh")})  # fmt: skip
+    batch = dict(inputs)
+    batch["labels"] = labels
+    return batch

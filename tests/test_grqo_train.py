@@ -1,0 +1,180 @@
+"""GRQO on the tiny offline Grounding DINO: checkpoint round trip, training steps, entry point, COCO mAP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlm_r1.grqo.coco_eval import class_scores, ground_truth
+from vlm_r1.grqo.config import GRQOConfig, check_config
+from vlm_r1.grqo.data import DetectionExample, class_names, load_detection_examples, make_batch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_dino(tmp_path_factory):
+    from vlm_r1.grqo.tiny import make_tiny_grounding_dino
+
+    return make_tiny_grounding_dino(tmp_path_factory.mktemp("tiny_gdino"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Exhaustively labelled synthetic detection rows: (train jsonl, test jsonl)."""
+    from vlm_r1.grqo.data import write_synthetic_detection
+
+    root = tmp_path_factory.mktemp("shapes")
+    return write_synthetic_detection(root, "train", 8, seed=0), write_synthetic_detection(root, "test", 4, seed=0)
+
+
+def _load(path):
+    from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+    return GroundingDinoForObjectDetection.from_pretrained(path), GroundingDinoProcessor.from_pretrained(path)
+
+
+def _trainer(tiny_dino, **overrides):
+    from vlm_r1.grqo.trainer import GRQOTrainer
+
+    torch.manual_seed(0)
+    model, processor = _load(tiny_dino)
+    cfg = GRQOConfig(model_name_or_path=str(tiny_dino), train_data="unused", learning_rate=1e-3, **overrides)
+    return GRQOTrainer(model, cfg), processor
+
+
+def _batch(shapes, processor):
+    examples = load_detection_examples(shapes[0])[:4]
+    return make_batch(examples, processor, class_names(examples))
+
+
+def test_tiny_checkpoint_round_trip(tiny_dino, shapes, tmp_path):
+    model, processor = _load(tiny_dino)
+    ids = processor.tokenizer("red circle. blue star?")["input_ids"]
+    assert ids[0] == 101 and ids[-1] == 102 and ids[3] == 1012 and ids[-2] == 1029  # ids the model hard-codes
+    model.eval()
+    batch = _batch(shapes, processor)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        before = model(**inputs)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    again, processor2 = _load(tmp_path)
+    again.eval()
+    with torch.no_grad():
+        after = again(**{k: v for k, v in _batch(shapes, processor2).items() if k != "labels"})
+    assert torch.equal(before.pred_boxes, after.pred_boxes)
+    assert torch.equal(before.logits, after.logits)
+
+
+def test_make_batch_labels(shapes, tiny_dino):
+    _, processor = _load(tiny_dino)
+    examples = load_detection_examples(shapes[0])[:2]
+    classes = class_names(examples)
+    batch = make_batch(examples, processor, classes)
+    e, target = examples[0], batch["labels"][0]
+    assert target["class_labels"].tolist() == [classes.index(lab) for lab in e.labels]
+    x1, y1, x2, y2 = e.boxes[0]
+    cx, cy, w, h = target["boxes"][0].tolist()
+    assert (cx, cy, w, h) == pytest.approx(((x1 + x2) / 2 / e.width, (y1 + y2) / 2 / e.height,
+                                            (x2 - x1) / e.width, (y2 - y1) / e.height))  # fmt: skip
+    with pytest.raises(ValueError, match="not among"):
+        make_batch(examples, processor, classes[:0] + ["nothing"])
+
+
+def test_grqo_steps_train_policy_not_reference(tiny_dino, shapes):
+    trainer, processor = _trainer(tiny_dino, ref_refresh_steps=0)
+    batch = _batch(shapes, processor)
+    policy0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    ref0 = {k: v.clone() for k, v in trainer.ref_model.state_dict().items()}
+    logs = [trainer.training_step(batch) for _ in range(3)]
+    for entry in logs:
+        assert all(torch.isfinite(torch.tensor(entry[k])) for k in ("loss", "loss_grqo", "kl_objectness"))
+    assert logs[0]["kl_objectness"] == 0.0  # policy == reference before the first update (dropout is off)
+    assert logs[-1]["kl_objectness"] > 0.0
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    changed = [n for n in trainable if not torch.equal(policy0[n], trainer.model.state_dict()[n])]
+    assert len(changed) / len(trainable) > 0.9, sorted(set(trainable) - set(changed))
+    assert any("class_embed" in n or "text_backbone" in n for n in changed)
+    for name, value in trainer.ref_model.state_dict().items():
+        assert torch.equal(value, ref0[name]), name
+    assert not any(p.requires_grad for p in trainer.ref_model.parameters())
+
+
+def test_reference_refresh(tiny_dino, shapes):
+    trainer, processor = _trainer(tiny_dino, ref_refresh_steps=2)
+    batch = _batch(shapes, processor)
+    trainer.training_step(batch)
+    assert not all(torch.equal(a, b) for a, b in zip(trainer.model.parameters(), trainer.ref_model.parameters()))
+    trainer.training_step(batch)
+    assert all(torch.equal(a, b) for a, b in zip(trainer.model.parameters(), trainer.ref_model.parameters()))
+
+
+def test_grqo_term_changes_the_update(tiny_dino, shapes):
+    """Same start, same batch: the GRQO-only difference must move the parameters differently."""
+    a, processor = _trainer(tiny_dino, use_kl=False, use_grqo=False)
+    b, _ = _trainer(tiny_dino, use_kl=False, grqo_alpha=1.0)
+    batch = _batch(shapes, processor)
+    a.training_step(batch)
+    logs = b.training_step(batch)
+    assert logs["loss_grqo"] != 0.0 and "kl_objectness" not in logs
+    differs = [n for (n, p), q in zip(a.model.named_parameters(), b.model.parameters()) if not torch.equal(p, q)]
+    assert differs
+
+
+def test_check_config_refuses():
+    with pytest.raises(ValueError) as err:
+        check_config(GRQOConfig(model_name_or_path="m", train_data="t", grqo_layers="first", kl_beta=-1,
+                                auxiliary_loss=False))  # fmt: skip
+    assert "grqo_layers" in str(err.value) and "kl_beta" in str(err.value)
+    check_config(GRQOConfig(model_name_or_path="m", train_data="t", grqo_layers="last", auxiliary_loss=False))
+    with pytest.raises(ValueError, match="auxiliary_loss"):
+        check_config(GRQOConfig(model_name_or_path="m", train_data="t", auxiliary_loss=False))
+
+
+def test_recipe_parses_and_unknown_keys_are_refused(tmp_path):
+    from vlm_r1.grqo.train import parse_config
+
+    cfg = parse_config(["--config", str(REPO / "recipes/tiny/grqo_dino.yaml"), "--max_steps", "7"])
+    assert cfg.max_steps == 7 and cfg.use_grqo and cfg.grqo_alpha == pytest.approx(1e-2) and cfg.kl_beta == 0.04
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: x\ngrqo_alhpa: 0.1\n")
+    with pytest.raises(ValueError):
+        parse_config(["--config", str(bad)])
+
+
+def test_main_trains_evaluates_and_saves(tiny_dino, shapes, tmp_path):
+    from transformers import GroundingDinoForObjectDetection
+
+    from vlm_r1.grqo.train import main
+
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", str(tiny_dino), "--train_data", str(shapes[0]), "--eval_data", str(shapes[1]),
+            "--output_dir", str(out), "--max_steps", "2", "--batch_size", "2", "--log_every", "1",
+            "--ref_refresh_steps", "1"]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["metrics"]["grqo_detection_test"]) >= {"mAP", "AP50", "AP75"}
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in lines] == [1, 2] and "loss_grqo" in lines[0]
+    assert GroundingDinoForObjectDetection.from_pretrained(out).config.auxiliary_loss
+
+
+def test_ground_truth_through_shared_evaluator():
+    from vlm_r1.evaluation.detection import ScoredBoxes, coco_metrics
+
+    e = DetectionExample("a.png", 100, 80, ((10.0, 10.0, 30.0, 40.0), (50.0, 20.0, 90.0, 60.0)), ("red circle", "blue star"))
+    perfect = ScoredBoxes(e.boxes, e.labels, (0.9, 0.8))
+    assert coco_metrics(ground_truth([e]), [perfect])["mAP"] == pytest.approx(1.0)
+    swapped = ScoredBoxes(e.boxes, e.labels[::-1], (0.9, 0.8))
+    assert coco_metrics(ground_truth([e]), [swapped])["mAP"] == pytest.approx(0.0)
+
+
+def test_class_scores_mean_token_probability():
+    logits = torch.tensor([[0.0, 2.0, -2.0, float("-inf")]])
+    maps = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0]])
+    s = torch.sigmoid(torch.tensor([0.0, 2.0, -2.0]))
+    assert torch.allclose(class_scores(logits, maps), torch.tensor([[(s[0] + s[1]) / 2, s[2]]]))
