@@ -48,7 +48,7 @@ def load_training_rows(data_args: DataArguments, paths: list[str], output_dir: s
 
 def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | None, float | None]:
     """Mean total reward over the first and the last ``window`` logged steps."""
-    rewards = [entry["reward"] for entry in log_history if "reward" in entry]
+    rewards = [entry["reward"] for entry in log_history if entry.get("reward") is not None]
     if not rewards:
         return None, None
     head, tail = rewards[:window], rewards[-window:]

@@ -58,19 +58,30 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> 
 def probe_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """Return ``(width, height)`` from the header after ``verify()``; raise :class:`ImageError`.
 
-    Cheap: no pixel decoding. ``verify()`` checks chunk CRCs and completeness for PNG; for JPEG
-    it checks little, so a truncated JPEG is only caught by :func:`load_image`.
+    Cheap: no pixel decoding. ``verify()`` checks chunk CRCs and completeness for PNG; for JPEG it checks
+    little, so a JPEG must also end with its end-of-image marker (FF D9) — a file cut short does not.
     """
     path = Path(path)
     im = _open(path)
     with im:
         size = im.size
+        image_format = im.format
         _check_pixels(path, size, max_pixels)
         try:
             im.verify()
         except Exception as e:
             raise ImageError(f"{path}: corrupt image ({type(e).__name__}: {e})") from e
+    if image_format == "JPEG" and not _ends_with_jpeg_marker(path):
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker FF D9 at the end of the file)")
     return size
+
+
+def _ends_with_jpeg_marker(path: Path, tail_bytes: int = 64) -> bool:
+    """True when the end-of-image marker stands in the file's last bytes (some writers pad after it)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - tail_bytes))
+        return b"\xff\xd9" in handle.read()
 
 
 def _sixteen_bit_to_rgb(im: Image.Image) -> Image.Image:

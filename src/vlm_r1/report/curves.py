@@ -117,4 +117,5 @@ def write_curves(log_history: list[dict], out_dir: str | Path) -> Path | None:
     path = Path(out_dir) / "curves.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+    fig.clear()  # break matplotlib's reference cycles now, not at the next full garbage collection
     return path

@@ -1,0 +1,214 @@
+"""Checkpoints a run can resume from: find the latest COMPLETE ``checkpoint-N`` and refuse half-written ones.
+
+transformers 5.23 writes a checkpoint in place, straight into ``<output_dir>/checkpoint-N`` (no staging folder, no
+rename): weights first, then ``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, and ``trainer_state.json``
+last. A process killed part-way leaves a folder that looks like a checkpoint but is not one, and transformers' own
+``get_last_checkpoint`` (used by ``resume_from_checkpoint=True``) would pick it. Here a checkpoint is *complete* when
+
+* ``trainer_state.json`` parses and its ``global_step`` equals the ``N`` of the folder name;
+* the weights are there and whole: ``model.safetensors`` / ``adapter_model.safetensors`` (or every shard listed in
+  ``model.safetensors.index.json``) with a readable header whose tensors fit the file size exactly, or a
+  ``pytorch_model.bin`` / ``adapter_model.bin`` zip archive with its central directory (written last);
+* unless the run saved only the model (``save_only_model``), ``optimizer.pt``, ``scheduler.pt`` and the RNG state
+  (``rng_state.pth`` or ``rng_state_<rank>.pth``) are whole zip archives (``deep=True`` also CRC-checks every
+  member). A DeepSpeed checkpoint (a ``latest`` file naming a ``global_step*`` folder) replaces the optimizer check
+  with "that folder exists and is not empty".
+
+Nothing here unpickles anything: files are checked by structure, not loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"
+_SAFETENSORS_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
+_INDEX = "model.safetensors.index.json"
+_BIN_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resumed from; ``problems`` says why (one line each)."""
+
+    def __init__(self, message: str, problems=()):
+        self.problems = list(problems)
+        super().__init__(message)
+
+
+@dataclass
+class CheckpointCheck:
+    path: Path
+    step: int | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """None when the header parses and the last tensor ends exactly at the end of the file."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            raw = handle.read(8)
+            if len(raw) < 8:
+                return f"{path.name}: truncated ({size} bytes)"
+            (header_len,) = struct.unpack("<Q", raw)
+            if header_len > size - 8:
+                return f"{path.name}: header length {header_len} exceeds the file ({size} bytes)"
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return f"{path.name}: unreadable safetensors header ({type(e).__name__}: {e})"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_len + end != size:
+        return f"{path.name}: tensors need {8 + header_len + end} bytes, file has {size} (truncated?)"
+    return None
+
+
+def _zip_problem(path: Path, deep: bool) -> str | None:
+    """torch.save files are zip archives whose central directory is written last: a cut file has none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if deep and (bad := archive.testzip()) is not None:
+                return f"{path.name}: member {bad} fails its CRC check"
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        return f"{path.name}: not a whole torch.save archive ({type(e).__name__}: {e})"
+    return None
+
+
+def _weights_problems(folder: Path, deep: bool) -> list[str]:
+    index = folder / _INDEX
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return [f"{_INDEX}: unreadable ({type(e).__name__}: {e})"]
+        problems = []
+        for shard in shards:
+            if not (folder / shard).is_file():
+                problems.append(f"{shard}: missing (listed in {_INDEX})")
+            elif msg := _safetensors_problem(folder / shard):
+                problems.append(msg)
+        return problems
+    for name in _SAFETENSORS_WEIGHTS:
+        if (folder / name).is_file():
+            msg = _safetensors_problem(folder / name)
+            return [msg] if msg else []
+    for name in _BIN_WEIGHTS:
+        if (folder / name).is_file():
+            msg = _zip_problem(folder / name, deep)
+            return [msg] if msg else []
+    return ["no model weights (model.safetensors, an index with shards, adapter_model.*, or pytorch_model.bin)"]
+
+
+def check_checkpoint(path, *, deep: bool = False) -> CheckpointCheck:
+    """Check one checkpoint folder; ``.problems`` lists everything wrong with it (empty: complete)."""
+    folder = Path(path)
+    match = CHECKPOINT_RE.match(folder.name)
+    check = CheckpointCheck(folder, int(match.group(1)) if match else None)
+    if not folder.is_dir():
+        check.problems.append("not a folder")
+        return check
+    state_file = folder / TRAINER_STATE
+    try:
+        step = json.loads(state_file.read_text(encoding="utf-8"))["global_step"]
+        if check.step is None:
+            check.step = step
+        elif step != check.step:
+            check.problems.append(f"{TRAINER_STATE}: global_step {step} does not match the folder name")
+    except FileNotFoundError:
+        check.problems.append(f"{TRAINER_STATE}: missing (transformers writes it last: the save was cut short)")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        check.problems.append(f"{TRAINER_STATE}: unreadable ({type(e).__name__}: {e})")
+    check.problems.extend(_weights_problems(folder, deep))
+    # save_only_model: no optimizer, scheduler, RNG or DeepSpeed state at all (resuming restarts those). A save cut
+    # short before optimizer.pt was created has no trainer_state.json either, so it is refused above.
+    state_files = ("optimizer.pt", "scheduler.pt", "latest")
+    save_only_model = not any((folder / n).exists() for n in state_files) and not any(folder.glob("rng_state*.pth"))
+    if not save_only_model:
+        if (folder / "latest").is_file():  # DeepSpeed: the optimizer lives in a global_step* folder
+            tag = (folder / "latest").read_text().strip()
+            ds_dir = folder / tag
+            if not ds_dir.is_dir() or not any(ds_dir.iterdir()):
+                check.problems.append(f"DeepSpeed state {tag}: missing or empty")
+        else:
+            for name in ("optimizer.pt", "scheduler.pt"):
+                if not (folder / name).is_file():
+                    check.problems.append(f"{name}: missing")
+                elif msg := _zip_problem(folder / name, deep):
+                    check.problems.append(msg)
+        rng_files = sorted(folder.glob("rng_state*.pth"))
+        if not rng_files:
+            check.problems.append("rng_state.pth: missing")
+        for rng in rng_files:
+            if msg := _zip_problem(rng, deep):
+                check.problems.append(msg)
+    return check
+
+
+def list_checkpoints(output_dir) -> list[Path]:
+    """``checkpoint-N`` folders of ``output_dir``, oldest step first (complete or not)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+
+
+def latest_complete_checkpoint(output_dir, *, deep: bool = False) -> Path | None:
+    """The highest-step complete checkpoint in ``output_dir``; incomplete newer ones are logged and passed over."""
+    for folder in reversed(list_checkpoints(output_dir)):
+        check = check_checkpoint(folder, deep=deep)
+        if check.complete:
+            return folder
+        logger.warning("passing over incomplete checkpoint %s: %s", folder, "; ".join(check.problems))
+    return None
+
+
+def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
+    """Turn ``--resume_from_checkpoint`` into a checkpoint path for ``Trainer.train`` (or None: start fresh).
+
+    * unset / empty / ``"false"``: None;
+    * ``"auto"`` (or ``"true"``, or ``True``): the latest complete checkpoint in ``output_dir``, or None when there is
+      none yet (a first run and its restarts share one command line);
+    * a ``checkpoint-N`` folder: that folder, refused with :class:`CheckpointError` listing its problems if
+      incomplete;
+    * any other folder (an output dir): its latest complete checkpoint, refused if it has none.
+    """
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "false", "none")):
+        return None
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("auto", "true", "latest")):
+        found = latest_complete_checkpoint(output_dir, deep=deep)
+        if found is None:
+            logger.info("resume_from_checkpoint=auto: no complete checkpoint in %s, starting from scratch", output_dir)
+            return None
+        logger.info("resume_from_checkpoint=auto: resuming from %s", found)
+        return str(found)
+    path = Path(os.path.expanduser(str(value)))
+    if not path.is_dir():
+        raise CheckpointError(f"resume_from_checkpoint: {path} is not a folder", [f"{path}: not a folder"])
+    if CHECKPOINT_RE.match(path.name) or (path / TRAINER_STATE).is_file():
+        check = check_checkpoint(path, deep=deep)
+        if not check.complete:
+            raise CheckpointError(
+                f"resume_from_checkpoint: {path} is incomplete (was the save interrupted?):\n  "
+                + "\n  ".join(check.problems)
+                + "\nuse --resume_from_checkpoint auto to take the latest complete checkpoint",
+                check.problems,
+            )
+        return str(path)
+    found = latest_complete_checkpoint(path, deep=deep)
+    if found is None:
+        raise CheckpointError(f"resume_from_checkpoint: no complete checkpoint-N folder in {path}")
+    return str(found)

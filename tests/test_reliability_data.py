@@ -1,0 +1,226 @@
+"""Hostile data: refused at load time with every problem listed (file:line: field), or skipped with a count and a
+written list; odd image files converted correctly or refused; paths escaping image_root refused unless allowed.
+
+Checked through the loader (vlm_r1.data) and through the training entry point (vlm_r1.train.main), where the run must
+stop before its first step.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from vlm_r1.data import DataError, ImageError, load_image, load_rows
+
+
+def _row(image, box=(4, 4, 30, 30), question="<image>Find the square."):
+    conversations = [{"from": "human", "value": question}, {"from": "gpt", "value": list(box)}]
+    return {"image": image, "conversations": conversations, "reward": "iou"}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """A data folder with odd but valid images, broken ones, and files outside it."""
+    base = tmp_path_factory.mktemp("hostile")
+    root = base / "data"
+    (root / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "img/rgb.png")
+    cmyk = Image.new("CMYK", (64, 48), (0, 0, 0, 0))
+    cmyk.putpixel((0, 0), (0, 255, 0, 0))  # magenta in PIL's naive conversion
+    cmyk.save(root / "img/cmyk.tiff")  # lossless, so pixel values are exact
+    sixteen = np.zeros((48, 64), dtype=np.uint16)
+    sixteen[0, :3] = (0, 32896, 65535)
+    Image.fromarray(sixteen).save(root / "img/gray16.png")
+    palette = Image.new("P", (64, 48))
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * (3 * 254))
+    palette.putpixel((0, 0), 1)
+    palette.save(root / "img/palette.png")
+    Image.new("L", (64, 48), 77).save(root / "img/gray.png")
+    Image.new("LA", (64, 48), (0, 0)).save(root / "img/transparent.png")  # fully transparent -> white
+    photo = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(photo, "JPEG", quality=95)
+    (root / "img/cut_half.jpg").write_bytes(photo.getvalue()[: len(photo.getvalue()) // 2])
+    (root / "img/cut_tail.jpg").write_bytes(photo.getvalue()[:-200])  # header fine, last scans missing
+    png = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(png, "PNG")
+    (root / "img/cut.png").write_bytes(png.getvalue()[:-100])
+    Image.new("1", (9000, 9000)).save(root / "img/bomb.png")  # 81M pixels > max_pixels (67M), below PIL's own limit
+    (root / "img/not_an_image.png").write_text("hello")
+    Image.new("RGB", (64, 48)).save(base / "outside.png")
+    os.symlink(base / "outside.png", root / "img/link_out.png")
+    return root
+
+
+GOOD = ["img/rgb.png", "img/cmyk.tiff", "img/gray16.png", "img/palette.png", "img/gray.png", "img/transparent.png"]
+
+
+def test_odd_image_modes_convert_correctly(images):
+    for name in GOOD:
+        image = load_image(images / name)
+        assert image.mode == "RGB" and image.size == (64, 48), name
+    assert load_image(images / "img/cmyk.tiff").getpixel((0, 0)) == (255, 0, 255)
+    assert load_image(images / "img/cmyk.tiff").getpixel((1, 0)) == (255, 255, 255)
+    gray16 = load_image(images / "img/gray16.png")  # scaled by 255/65535, not clipped at 255
+    assert [gray16.getpixel((x, 0)) for x in range(3)] == [(0, 0, 0), (128, 128, 128), (255, 255, 255)]
+    assert load_image(images / "img/palette.png").getpixel((0, 0)) == (10, 200, 30)
+    assert load_image(images / "img/palette.png").getpixel((1, 0)) == (0, 0, 0)
+    assert load_image(images / "img/gray.png").getpixel((5, 5)) == (77, 77, 77)
+    assert load_image(images / "img/transparent.png").getpixel((5, 5)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("img/cut_half.jpg", "truncated|not a readable"),
+        ("img/cut_tail.jpg", "truncated"),
+        ("img/cut.png", "truncated|corrupt|not a readable"),
+        ("img/bomb.png", "max_pixels|decompression bomb"),
+        ("img/not_an_image.png", "not a readable image"),
+        ("img/missing.png", "not found"),
+    ],
+)
+def test_broken_images_are_refused_naming_the_file(images, name, message):
+    with pytest.raises(ImageError, match=message) as err:
+        load_image(images / name)
+    assert os.path.basename(name) in str(err.value)
+
+
+def write_jsonl(path, rows):
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+HOSTILE = [  # (row, expected "line: field")
+    ("{not json", "2: json"),
+    ({"image": "img/rgb.png", "conversations": "hi"}, "3: conversations"),
+    ({"image": 7, "conversations": _row("img/rgb.png")["conversations"]}, "4: image"),
+    (_row("img/rgb.png", box=(50, 40, 10, 5)), "5: solution"),  # reversed
+    (_row("img/rgb.png", box=(0, 0, 100, 100)), "6: solution"),  # outside the 64x48 image
+    ({"image": "img/rgb.png", "conversations": []}, "7: conversations"),
+    (_row("img/rgb.png", box=("a", 1, 2, 3)), "8: solution"),  # wrong types
+    (_row("img/rgb.png", question="<image>"), "9: conversations[0].value"),  # no question text
+    (_row("img/cut.png"), "10: image"),  # truncated PNG
+    (_row("img/bomb.png"), "11: image"),
+    (_row("../outside.png"), "12: image"),
+    (_row(None), "13: image"),  # absolute path outside the root (filled in below)
+    (_row("img/link_out.png"), "14: image"),  # a symlink pointing out of the root
+    (["not", "an", "object"], "15: row"),
+    (_row("img/not_an_image.png"), "16: image"),
+]
+
+
+@pytest.fixture()
+def hostile_jsonl(images, tmp_path):
+    rows = [_row("img/rgb.png"), *[row for row, _ in HOSTILE], _row("img/gray16.png"), _row("img/cmyk.tiff")]
+    rows[12]["image"] = str(images.parent / "outside.png")
+    return write_jsonl(images / f"hostile_{tmp_path.name}.jsonl", rows)
+
+
+def test_loader_lists_every_problem(hostile_jsonl):
+    from vlm_r1.rewards import validate_solution  # as train.py passes it: row 8's box is checked by the iou reward
+
+    with pytest.raises(DataError) as err:
+        load_rows(hostile_jsonl, validate_solution=validate_solution)
+    found = {f"{p.source.rsplit(':', 1)[1]}: {p.field}" for p in err.value.problems}
+    for _, expected in HOSTILE:
+        assert any(f.startswith(expected) for f in found), (expected, sorted(found))
+    assert all(p.source.startswith(str(hostile_jsonl) + ":") for p in err.value.problems)
+    assert f"{hostile_jsonl}:12: image:" in str(err.value)  # the message itself says file:line: field
+    rows = load_rows(hostile_jsonl, skip_invalid=True, validate_solution=validate_solution)
+    assert len(rows) == 3 and len(rows.skipped) == len(HOSTILE)
+    rows = load_rows(hostile_jsonl, skip_invalid=True, allow_outside_root=True, validate_solution=validate_solution)
+    assert len(rows) == 6  # ../, absolute and symlinked-out images are fine when allowed
+
+
+# ---------------------------------------------------------------------- through the training entry point
+CONSTANT = '''
+def one(completions, **kwargs):
+    return [1.0] * len(completions)
+'''
+
+
+def run_main(tmp_path, monkeypatch, model_dir, data, *extra, **overrides):
+    from vlm_r1.train import main
+
+    (tmp_path / "data_rewards.py").write_text(textwrap.dedent(CONSTANT))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = {
+        "model_name_or_path": str(model_dir),
+        "train_data": [str(data)],
+        "reward_funcs": ["data_rewards:one"],
+        "output_dir": str(tmp_path / "out"),
+        "bf16": False,
+        "use_cpu": True,
+        "per_device_train_batch_size": 4,
+        "num_generations": 2,
+        "max_completion_length": 4,
+        "max_steps": 1,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "gradient_checkpointing": False,
+        "disable_tqdm": True,
+        **overrides,
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return main(["--config", str(path), *extra])
+
+
+def assert_no_training(tmp_path):
+    out = tmp_path / "out"
+    assert not (out / "model.safetensors").exists() and not list(out.glob("checkpoint-*"))
+
+
+def test_training_stops_before_the_first_step_listing_every_problem(
+    hostile_jsonl, tmp_path, monkeypatch, tiny_model_dir
+):
+    with pytest.raises(DataError) as err:
+        run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), hostile_jsonl)
+    assert len({p.source for p in err.value.problems}) == len(HOSTILE)
+    assert f"{hostile_jsonl}:5: solution: box [50, 40, 10, 5] is reversed" in str(err.value)
+    assert_no_training(tmp_path)
+
+
+def test_skip_invalid_rows_trains_on_the_rest_and_writes_the_list(
+    hostile_jsonl, tmp_path, monkeypatch, tiny_model_dir
+):
+    with pytest.warns(UserWarning, match=f"skipped {len(HOSTILE)} of {len(HOSTILE) + 3}"):
+        summary = run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), hostile_jsonl, "--skip_invalid_rows")
+    assert any("loss" in entry for entry in summary["log_history"])  # RGB, 16-bit and CMYK rows trained
+    listed = tmp_path / "out" / f"skipped_rows_{hostile_jsonl.stem}.jsonl"
+    lines = listed.read_text().splitlines()
+    assert len(lines) == len(HOSTILE)
+    assert all(str(hostile_jsonl) in line for line in lines)
+    entries = [json.loads(line) for line in lines]
+    assert all(isinstance(e, dict) for e in entries)
+    assert all(e["source"].startswith(str(hostile_jsonl)) for e in entries)
+    assert any(e["reasons"][0].startswith("solution: box [50, 40, 10, 5]") for e in entries)
+
+
+def test_images_outside_root_need_the_flag(images, tmp_path, monkeypatch, tiny_model_dir):
+    data = write_jsonl(images / f"outside_{tmp_path.name}.jsonl", [_row("../outside.png"), _row("img/link_out.png")])
+    with pytest.raises(DataError, match="outside the image root"):
+        run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), data)
+    assert_no_training(tmp_path)
+    summary = run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), data, "--allow_images_outside_root")
+    assert any("loss" in entry for entry in summary["log_history"])
+
+
+@pytest.mark.parametrize("name", ["img/cut_half.jpg", "img/cut_tail.jpg"])
+def test_truncated_jpeg_is_refused_before_training(images, tmp_path, monkeypatch, tiny_model_dir, name):
+    """A JPEG cut after its header (half of it, or only its last 200 bytes) passes PIL's verify()."""
+    data = write_jsonl(images / f"cut_{tmp_path.name}.jsonl", [_row("img/rgb.png"), _row(name)])
+    with pytest.raises(DataError, match=os.path.basename(name)) as err:
+        run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), data)
+    assert ":2: image" in str(err.value)  # refused by the loader (file:line), not by a crash in a training step
+    assert_no_training(tmp_path)
