@@ -8,11 +8,10 @@ Tolerance of the merge check: float32 logits of the merged model equal the adapt
 from __future__ import annotations
 
 import math
-import textwrap
+from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from vlm_r1.config import ModelArguments
@@ -32,36 +31,20 @@ def rec_rows(tmp_path_factory):
     return write_split(tmp_path_factory.mktemp("rec_lora"), "rec", "train", 8, seed=0)
 
 
-def _train(tmp_path, monkeypatch, model_dir, data, **overrides):
-    from vlm_r1.train import main
-
-    (tmp_path / "lora_rewards.py").write_text(textwrap.dedent(VARYING_REWARD))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": ["iou", "lora_rewards:bracket_share"],
-        "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "bf16": False,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 2,
-        "learning_rate": 1e-2,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "seed": 0,
-        "disable_tqdm": True,
-        "use_peft": True,
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.0,
-    }
-    recipe.update(overrides)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    return main(["--config", str(tmp_path / "recipe.yaml")])
+def _train(grpo_run, model_dir, data, **overrides):
+    return grpo_run(
+        model_dir,
+        data,
+        reward_module=("lora_rewards", VARYING_REWARD),
+        reward_funcs=["iou", "lora_rewards:bracket_share"],
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        use_peft=True,
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        **overrides,
+    )
 
 
 def _inputs(processor):
@@ -80,7 +63,7 @@ def _inputs(processor):
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_vl", "internvl"])
-def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path, monkeypatch, model_type):
+def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path, grpo_run, model_type):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -88,7 +71,7 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
 
     base_dir = tiny_model_dir(model_type)
     # gradient checkpointing on: LoRA + checkpointing needs input grads enabled (TRL does it)
-    summary = _train(tmp_path, monkeypatch, base_dir, rec_rows, beta=0.04, gradient_checkpointing=True)
+    summary = _train(grpo_run, base_dir, rec_rows, beta=0.04, gradient_checkpointing=True)
     out = tmp_path / "out"
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
@@ -160,14 +143,14 @@ def test_lora_vision_adds_adapters_to_the_vision_side(tiny_model_dir):
         apply_training_mode(model, module, ModelArguments(use_peft=True, lora_target_modules=["no_such_layer"]))
 
 
-def test_lora_run_with_vision_adapters(tiny_model_dir, rec_rows, tmp_path, monkeypatch):
+def test_lora_run_with_vision_adapters(tiny_model_dir, rec_rows, grpo_run):
     summary = _train(
-        tmp_path, monkeypatch, tiny_model_dir("qwen3_vl"), rec_rows, lora_vision=True, beta=0.04,
+        grpo_run, tiny_model_dir("qwen3_vl"), rec_rows, lora_vision=True, beta=0.04,
         gradient_checkpointing=False,
     )
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     from safetensors.torch import load_file
 
-    weights = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
+    weights = load_file(str(Path(summary["checkpoint"]) / "adapter_model.safetensors"))
     assert any("visual" in key for key in weights) and any("language_model" in key for key in weights)

@@ -8,11 +8,9 @@ Qwen2-VL's GRPO run is tests/test_train_grpo.py; here are Qwen2.5-VL, Qwen3-VL a
 from __future__ import annotations
 
 import math
-import textwrap
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from vlm_r1.config import ModelArguments
@@ -113,51 +111,34 @@ def rec_rows(tmp_path_factory):
     return write_split(tmp_path_factory.mktemp("rec_families"), "rec", "train", 8, seed=0)
 
 
-def _run(tmp_path, monkeypatch, model_dir, data, **overrides):
-    from vlm_r1.train import main
-
-    (tmp_path / "family_rewards.py").write_text(textwrap.dedent(VARYING_REWARD))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": ["iou", "family_rewards:bracket_share"],
-        "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "bf16": False,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 2,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "gradient_checkpointing": False,
-        "seed": 0,
-        "disable_tqdm": True,
-    }
-    recipe.update(overrides)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    return main(["--config", str(tmp_path / "recipe.yaml")])
+def _run(grpo_run, model_dir, data, **overrides):
+    return grpo_run(
+        model_dir,
+        data,
+        reward_module=("family_rewards", VARYING_REWARD),
+        reward_funcs=["iou", "family_rewards:bracket_share"],
+        per_device_train_batch_size=4,
+        **overrides,
+    )
 
 
 @pytest.mark.parametrize(
     "model_type, beta",
     [("qwen2_5_vl", 0.0), ("qwen3_vl", 0.0), ("qwen3_vl", 0.04), ("internvl", 0.0), ("internvl", 0.04)],
 )
-def test_grpo_steps(tiny_model_dir, rec_rows, tmp_path, monkeypatch, model_type, beta):
+def test_grpo_steps(tiny_model_dir, rec_rows, grpo_run, model_type, beta):
     from transformers import AutoModelForImageTextToText
 
     model_dir = tiny_model_dir(model_type)
-    summary = _run(tmp_path, monkeypatch, model_dir, rec_rows, beta=beta)
+    summary = _run(grpo_run, model_dir, rec_rows, beta=beta)
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     if beta:  # the reference model (rebuilt from the checkpoint's architecture) differs after one update
         assert any(entry.get("kl", 0) > 0 for entry in summary["log_history"])
     before = AutoModelForImageTextToText.from_pretrained(model_dir).state_dict()
-    after = AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict()
-    assert type(AutoModelForImageTextToText.from_pretrained(tmp_path / "out")).__name__ == ARCHITECTURES[model_type]
+    trained = AutoModelForImageTextToText.from_pretrained(summary["checkpoint"])
+    after = trained.state_dict()
+    assert type(trained).__name__ == ARCHITECTURES[model_type]
     changed = [key for key in before if not torch.equal(before[key], after[key])]
     unchanged = sorted(set(before) - set(changed))
     assert not unchanged, unchanged[:5]

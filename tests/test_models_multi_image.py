@@ -15,7 +15,6 @@ import math
 
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from vlm_r1.config import ModelArguments, VLMGRPOConfig
@@ -121,31 +120,14 @@ def test_rewards_are_per_sample_in_mixed_batches(tiny_model_dir, mixed_jsonl, tm
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_vl", "internvl"])
-def test_grpo_step_on_mixed_rows(tiny_model_dir, mixed_jsonl, tmp_path, model_type):
+def test_grpo_step_on_mixed_rows(tiny_model_dir, mixed_jsonl, grpo_run, model_type):
     """8 completions = 4 distinct prompts (one of each kind) in one generation batch, KL on."""
-    from vlm_r1.train import main
-
-    recipe = {
-        "model_name_or_path": str(tiny_model_dir(model_type)),
-        "train_data": [str(mixed_jsonl)],
-        "reward_funcs": ["accuracy", "answer_format"],
-        "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "bf16": False,
-        "per_device_train_batch_size": 8,
-        "num_generations": 2,
-        "max_completion_length": 8,
-        "max_steps": 2,
-        "beta": 0.04,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "gradient_checkpointing": False,
-        "seed": 0,
-        "disable_tqdm": True,
-    }
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    summary = main(["--config", str(tmp_path / "recipe.yaml")])
+    summary = grpo_run(
+        tiny_model_dir(model_type),
+        mixed_jsonl,
+        reward_funcs=["accuracy", "answer_format"],
+        num_generations=2,
+        beta=0.04,
+    )
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)

@@ -4,11 +4,9 @@ LoRA; with gradient checkpointing and KL (beta > 0). Frozen weights must come ou
 from __future__ import annotations
 
 import math
-import textwrap
 
 import pytest
 import torch
-import yaml
 
 from vlm_r1.config import ModelArguments
 from vlm_r1.loading import apply_training_mode, count_parameters, describe_parameters
@@ -64,46 +62,28 @@ def rec_rows(tmp_path_factory):
     return write_split(tmp_path_factory.mktemp("rec_modes"), "rec", "train", 8, seed=0)
 
 
-def _train(tmp_path, monkeypatch, model_dir, data, **overrides):
-    from vlm_r1.train import main
-
-    (tmp_path / "mode_rewards.py").write_text(textwrap.dedent(VARYING_REWARD))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": ["iou", "mode_rewards:bracket_share"],
-        "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "bf16": False,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 2,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "seed": 0,
-        "disable_tqdm": True,
-        "beta": 0.04,
-    }
-    recipe.update(overrides)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    return main(["--config", str(tmp_path / "recipe.yaml")])
+def _train(grpo_run, model_dir, data, **overrides):
+    return grpo_run(
+        model_dir,
+        data,
+        reward_module=("mode_rewards", VARYING_REWARD),
+        reward_funcs=["iou", "mode_rewards:bracket_share"],
+        per_device_train_batch_size=4,
+        **{"beta": 0.04, **overrides},
+    )
 
 
 @pytest.mark.parametrize(
     "model_type, freeze_projector",
     [("internvl", False), ("qwen2_vl", True)],  # projector beside the encoder / inside it (visual.merger)
 )
-def test_frozen_vision_stays_bit_identical(tiny_model_dir, rec_rows, tmp_path, monkeypatch, model_type,
+def test_frozen_vision_stays_bit_identical(tiny_model_dir, rec_rows, grpo_run, model_type,
                                            freeze_projector):
     from transformers import AutoModelForImageTextToText
 
     model_dir = tiny_model_dir(model_type)
     summary = _train(
-        tmp_path, monkeypatch, model_dir, rec_rows, freeze_vision=True, freeze_projector=freeze_projector,
+        grpo_run, model_dir, rec_rows, freeze_vision=True, freeze_projector=freeze_projector,
         gradient_checkpointing=True,
     )
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
@@ -112,7 +92,7 @@ def test_frozen_vision_stays_bit_identical(tiny_model_dir, rec_rows, tmp_path, m
 
     module = get_module(model_type)
     before = AutoModelForImageTextToText.from_pretrained(model_dir).state_dict()
-    after = AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(summary["checkpoint"]).state_dict()
     changed = {part: [] for part in ("vision", "projector", "language")}
     same = {part: [] for part in changed}
     for key in before:

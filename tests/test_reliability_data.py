@@ -10,11 +10,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import textwrap
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from vlm_r1.data import DataError, ImageError, load_image, load_rows
@@ -142,38 +140,18 @@ def test_loader_lists_every_problem(hostile_jsonl):
 
 
 # ---------------------------------------------------------------------- through the training entry point
-CONSTANT = '''
-def one(completions, **kwargs):
-    return [1.0] * len(completions)
-'''
-
-
-def run_main(tmp_path, monkeypatch, model_dir, data, *extra, **overrides):
-    from vlm_r1.train import main
-
-    (tmp_path / "data_rewards.py").write_text(textwrap.dedent(CONSTANT))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": ["data_rewards:one"],
-        "output_dir": str(tmp_path / "out"),
-        "bf16": False,
-        "use_cpu": True,
-        "per_device_train_batch_size": 4,
-        "num_generations": 2,
-        "max_completion_length": 4,
-        "max_steps": 1,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "gradient_checkpointing": False,
-        "disable_tqdm": True,
-        **overrides,
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return main(["--config", str(path), *extra])
+def run_main(grpo_run, model_dir, data, *cli_args, **fields):
+    return grpo_run(
+        model_dir,
+        data,
+        *cli_args,
+        reward_funcs=["think_format"],
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=4,
+        max_steps=1,
+        **fields,
+    )
 
 
 def assert_no_training(tmp_path):
@@ -182,20 +160,20 @@ def assert_no_training(tmp_path):
 
 
 def test_training_stops_before_the_first_step_listing_every_problem(
-    hostile_jsonl, tmp_path, monkeypatch, tiny_model_dir
+    hostile_jsonl, tmp_path, grpo_run, tiny_model_dir
 ):
     with pytest.raises(DataError) as err:
-        run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), hostile_jsonl)
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), hostile_jsonl)
     assert len({p.source for p in err.value.problems}) == len(HOSTILE)
     assert f"{hostile_jsonl}:5: solution: box [50, 40, 10, 5] is reversed" in str(err.value)
     assert_no_training(tmp_path)
 
 
 def test_skip_invalid_rows_trains_on_the_rest_and_writes_the_list(
-    hostile_jsonl, tmp_path, monkeypatch, tiny_model_dir
+    hostile_jsonl, tmp_path, grpo_run, tiny_model_dir
 ):
     with pytest.warns(UserWarning, match=f"skipped {len(HOSTILE)} of {len(HOSTILE) + 3}"):
-        summary = run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), hostile_jsonl, "--skip_invalid_rows")
+        summary = run_main(grpo_run, tiny_model_dir("qwen2_vl"), hostile_jsonl, "--skip_invalid_rows")
     assert any("loss" in entry for entry in summary["log_history"])  # RGB, 16-bit and CMYK rows trained
     listed = tmp_path / "out" / f"skipped_rows_{hostile_jsonl.stem}.jsonl"
     lines = listed.read_text().splitlines()
@@ -207,20 +185,20 @@ def test_skip_invalid_rows_trains_on_the_rest_and_writes_the_list(
     assert any(e["reasons"][0].startswith("solution: box [50, 40, 10, 5]") for e in entries)
 
 
-def test_images_outside_root_need_the_flag(images, tmp_path, monkeypatch, tiny_model_dir):
+def test_images_outside_root_need_the_flag(images, tmp_path, grpo_run, tiny_model_dir):
     data = write_jsonl(images / f"outside_{tmp_path.name}.jsonl", [_row("../outside.png"), _row("img/link_out.png")])
     with pytest.raises(DataError, match="outside the image root"):
-        run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), data)
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), data)
     assert_no_training(tmp_path)
-    summary = run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), data, "--allow_images_outside_root")
+    summary = run_main(grpo_run, tiny_model_dir("qwen2_vl"), data, "--allow_images_outside_root")
     assert any("loss" in entry for entry in summary["log_history"])
 
 
 @pytest.mark.parametrize("name", ["img/cut_half.jpg", "img/cut_tail.jpg"])
-def test_truncated_jpeg_is_refused_before_training(images, tmp_path, monkeypatch, tiny_model_dir, name):
+def test_truncated_jpeg_is_refused_before_training(images, tmp_path, grpo_run, tiny_model_dir, name):
     """A JPEG cut after its header (half of it, or only its last 200 bytes) passes PIL's verify()."""
     data = write_jsonl(images / f"cut_{tmp_path.name}.jsonl", [_row("img/rgb.png"), _row(name)])
     with pytest.raises(DataError, match=os.path.basename(name)) as err:
-        run_main(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), data)
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), data)
     assert ":2: image" in str(err.value)  # refused by the loader (file:line), not by a crash in a training step
     assert_no_training(tmp_path)

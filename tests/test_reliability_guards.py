@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
-import textwrap
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from vlm_r1.synthetic import write_split
 from vlm_r1.trainer.guards import NonFiniteRewardCounter, guard_reward_function
@@ -45,34 +43,15 @@ def rec_data(tmp_path_factory):
     return write_split(tmp_path_factory.mktemp("guards_data"), "rec", "train", 8, seed=0)
 
 
-def run(tmp_path, monkeypatch, model_dir, data, rewards, **overrides):
-    from vlm_r1.train import main
-
-    (tmp_path / "guard_rewards.py").write_text(textwrap.dedent(REWARDS))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": [f"guard_rewards:{name}" for name in rewards],
-        "output_dir": str(tmp_path / "out"),
-        "bf16": False,
-        "use_cpu": True,
-        "per_device_train_batch_size": 8,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 3,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "gradient_checkpointing": False,
-        "seed": 0,
-        "disable_tqdm": True,
-    }
-    recipe.update(overrides)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    summary = main(["--config", str(path)])
+def run(grpo_run, model_dir, data, rewards, **fields):
+    """Train with the named functions of REWARDS; return the logged training steps."""
+    summary = grpo_run(
+        model_dir,
+        data,
+        reward_module=("guard_rewards", REWARDS),
+        reward_funcs=[f"guard_rewards:{name}" for name in rewards],
+        **{"max_steps": 3, **fields},
+    )
     return [entry for entry in summary["log_history"] if "loss" in entry]
 
 
@@ -100,7 +79,7 @@ def test_reward_wrapper_turns_nan_and_inf_into_none():
         guard_reward_function(words, counter)(["x"])
 
 
-def test_nan_and_inf_rewards_are_not_applied(tmp_path, monkeypatch, tiny_model_dir, rec_data):
+def test_nan_and_inf_rewards_are_not_applied(tmp_path, monkeypatch, grpo_run, tiny_model_dir, rec_data):
     from trl import GRPOTrainer
 
     advantages = []
@@ -113,7 +92,7 @@ def test_nan_and_inf_rewards_are_not_applied(tmp_path, monkeypatch, tiny_model_d
 
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", record)
     model_dir = tiny_model_dir("qwen2_vl")
-    logs = run(tmp_path, monkeypatch, model_dir, rec_data, ["digits", "hostile"])
+    logs = run(grpo_run, model_dir, rec_data, ["digits", "hostile"])
     assert len(logs) == 3 and advantages
     assert all(torch.isfinite(a).all() for a in advantages)
     assert all(a.abs().max() < 10 for a in advantages)  # no ±3.4e38 from an infinite reward
@@ -127,9 +106,9 @@ def test_nan_and_inf_rewards_are_not_applied(tmp_path, monkeypatch, tiny_model_d
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_zero_variance_and_unscored_groups_are_counted(tmp_path, monkeypatch, tiny_model_dir, rec_data):
+def test_zero_variance_and_unscored_groups_are_counted(tmp_path, grpo_run, tiny_model_dir, rec_data):
     model_dir = tiny_model_dir("qwen2_vl")
-    logs = run(tmp_path, monkeypatch, model_dir, rec_data, ["constant", "never"], max_steps=2)
+    logs = run(grpo_run, model_dir, rec_data, ["constant", "never"], max_steps=2)
     for entry in logs:
         assert entry["frac_reward_zero_std"] == 1.0  # every group has equal rewards
         assert entry["guards/unscored_frac"] == 0.0 and entry["loss"] == 0.0
@@ -137,7 +116,7 @@ def test_zero_variance_and_unscored_groups_are_counted(tmp_path, monkeypatch, ti
     assert all(torch.equal(before[k], after[k]) for k in before)  # zero advantages: nothing moves
 
     out2 = tmp_path / "out2"
-    logs = run(tmp_path, monkeypatch, model_dir, rec_data, ["first_group_unscored"], max_steps=2, output_dir=str(out2))
+    logs = run(grpo_run, model_dir, rec_data, ["first_group_unscored"], max_steps=2, output_dir=str(out2))
     for entry in logs:
         assert entry["guards/unscored_frac"] == 0.5  # the first prompt's group gets advantage 0, the other learns
         assert math.isfinite(entry["loss"]) and math.isfinite(entry["reward"])
@@ -150,7 +129,7 @@ def test_reward_summary_survives_steps_without_any_reward():
     assert reward_summary([{"reward": None}, {"reward": 1.0}]) == (1.0, 1.0)
 
 
-def test_nonfinite_loss_or_gradient_skips_the_step(tmp_path, monkeypatch, tiny_model_dir, rec_data, caplog):
+def test_nonfinite_loss_or_gradient_skips_the_step(tmp_path, monkeypatch, grpo_run, tiny_model_dir, rec_data, caplog):
     """Step 2 has a NaN loss, step 3 a finite loss but a NaN gradient: both are skipped, 1 and 4 are applied."""
     from trl import GRPOTrainer
 
@@ -175,7 +154,7 @@ def test_nonfinite_loss_or_gradient_skips_the_step(tmp_path, monkeypatch, tiny_m
 
     monkeypatch.setattr(GRPOTrainer, "compute_loss", sabotage)
     caplog.set_level(logging.WARNING, logger="vlm_r1.trainer.guards")
-    logs = run(tmp_path, monkeypatch, tiny_model_dir("qwen2_vl"), rec_data, ["digits"], max_steps=4)
+    logs = run(grpo_run, tiny_model_dir("qwen2_vl"), rec_data, ["digits"], max_steps=4)
 
     assert [entry["guards/skipped_steps"] for entry in logs] == [0, 1, 2, 2]
     same = [all(torch.equal(a[k], b[k]) for k in a) for a, b in zip(snapshots, snapshots[1:])]

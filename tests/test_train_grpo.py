@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 
 import pytest
 import torch
@@ -25,44 +24,26 @@ def rec_data(tmp_path_factory):
     return write_split(root, "rec", "train", 16, seed=0)
 
 
-def _recipe(tmp_path, model_dir, data, **overrides):
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": ["think_format", "iou", "my_rewards:digits"],
-        "output_dir": str(tmp_path / "out"),
-        "bf16": False,
-        "per_device_train_batch_size": 8,
-        "num_generations": 4,
-        "max_completion_length": 12,
-        "max_steps": 2,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "gradient_checkpointing": False,
-        "seed": 0,
-        "disable_tqdm": True,
-    }
-    recipe.update(overrides)
-    path = tmp_path / "recipe.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump(recipe))
-    (tmp_path / "my_rewards.py").write_text(textwrap.dedent(CUSTOM_REWARD))
-    return path
+def _recipe(grpo_recipe, model_dir, data, **overrides):
+    return grpo_recipe(
+        model_dir,
+        data,
+        reward_module=("my_rewards", CUSTOM_REWARD),
+        reward_funcs=["think_format", "iou", "my_rewards:digits"],
+        max_completion_length=12,
+        **overrides,
+    )
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.04])
-def test_grpo_end_to_end(tiny_model_dir, rec_data, tmp_path, monkeypatch, beta):
+def test_grpo_end_to_end(tiny_model_dir, rec_data, tmp_path, grpo_recipe, beta):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from vlm_r1.train import main
 
-    monkeypatch.syspath_prepend(str(tmp_path))
     model_dir = tiny_model_dir("qwen2_vl")
     before = {k: v.clone() for k, v in AutoModelForImageTextToText.from_pretrained(model_dir).state_dict().items()}
-    recipe = _recipe(tmp_path, model_dir, rec_data)
+    recipe = _recipe(grpo_recipe, model_dir, rec_data)
     # A CLI flag overrides the recipe (TrlParser): beta comes from the command line.
     summary = main(["--config", str(recipe), "--beta", str(beta)])
 
@@ -98,7 +79,6 @@ def test_rewards_get_pixel_boxes(tiny_model_dir, model_type, written, expected):
 
     trainer = VLMGRPOTrainer.__new__(VLMGRPOTrainer)  # only the conversion helper is exercised here
     trainer.vlm_module = get_module(model_type)
-    trainer._input_size_cache = {}
     trainer.processing_class = AutoProcessor.from_pretrained(tiny_model_dir(model_type))
     trainer.processing_class.image_processor.size = {"shortest_edge": 224 * 112, "longest_edge": 224 * 112}
     row = {"image_sizes": [[200, 100]]}
@@ -108,9 +88,9 @@ def test_rewards_get_pixel_boxes(tiny_model_dir, model_type, written, expected):
     assert iou(["ignored"], solution=[json.dumps(expected)], answers=[answer]) == pytest.approx([1.0])
 
 
-def test_unknown_option_in_recipe_is_refused(tiny_model_dir, rec_data, tmp_path):
+def test_unknown_option_in_recipe_is_refused(tiny_model_dir, rec_data, grpo_recipe):
     from vlm_r1.train import parse_args
 
-    recipe = _recipe(tmp_path, tiny_model_dir("qwen2_vl"), rec_data, not_an_option=3)
+    recipe = _recipe(grpo_recipe, tiny_model_dir("qwen2_vl"), rec_data, not_an_option=3)
     with pytest.raises((ValueError, SystemExit)):
         parse_args(["--config", str(recipe)])

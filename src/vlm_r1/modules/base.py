@@ -52,6 +52,16 @@ class VLMModule:
         """Size (width, height) of the image as the model sees it after the processor resized it."""
         raise NotImplementedError
 
+    def answer_to_original(self, answer, image_sizes, processor):
+        """A parsed answer (``vlm_r1.rewards.parsing.ParsedAnswer``) with its boxes in pixels of the row's first
+        original image (``image_sizes[0]`` = (width, height)); unchanged when the row has no image or no box.
+        The one place where model output changes frame: the GRPO trainer and evaluation both call it."""
+        if not image_sizes or not answer.detections:
+            return answer
+        original = (int(image_sizes[0][0]), int(image_sizes[0][1]))
+        input_size = self.model_input_size(processor, original)
+        return answer.map_boxes(lambda box: self.to_original(box, original, input_size))
+
     def to_original(self, box: Box, original_size: Size, input_size: Size) -> Box:
         """Convert a box the model wrote into pixels of the original image."""
         width, height = original_size

@@ -42,26 +42,12 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
     def __init__(self, *args, vlm_module: VLMModule, **kwargs):
         self.vlm_module = vlm_module
         super().__init__(*args, **kwargs)
-        self._input_size_cache: dict[tuple[int, int], tuple[int, int]] = {}
         self.last_scored_batch: ScoredBatch | None = None
-
-    # ------------------------------------------------------------------ boxes to original pixels
-    def _model_input_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
-        if original_size not in self._input_size_cache:
-            self._input_size_cache[original_size] = self.vlm_module.model_input_size(
-                self.processing_class, original_size
-            )
-        return self._input_size_cache[original_size]
 
     def answer_in_pixels(self, row: dict[str, Any], completion: Any) -> ParsedAnswer:
         """Parse one completion and express its boxes in pixels of the row's (first) original image."""
         answer = parse_answer(completion_text(completion))
-        sizes = row.get("image_sizes") or []
-        if not sizes or not answer.detections:
-            return answer
-        original = (int(sizes[0][0]), int(sizes[0][1]))
-        input_size = self._model_input_size(original)
-        return answer.map_boxes(lambda box: self.vlm_module.to_original(box, original, input_size))
+        return self.vlm_module.answer_to_original(answer, row.get("image_sizes"), self.processing_class)
 
     def _generate(self, prompts):
         out = super()._generate(prompts)
