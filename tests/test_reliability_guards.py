@@ -61,7 +61,7 @@ def weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
-def test_reward_wrapper_turns_nan_and_inf_into_none():
+def test_reward_wrapper_turns_nan_and_inf_into_none(caplog):
     counter = NonFiniteRewardCounter()
 
     def mixed(completions, **kwargs):
@@ -75,8 +75,15 @@ def test_reward_wrapper_turns_nan_and_inf_into_none():
     def words(completions, **kwargs):
         return ["high"]
 
-    with pytest.raises(TypeError, match="'words' returned 'high'"):
-        guard_reward_function(words, counter)(["x"])
+    def broken(completions, **kwargs):
+        raise KeyError("solution")
+
+    for bad in (words, broken):  # a broken reward scores None (logged and counted), it does not stop training
+        counter.seen = counter.dropped = 0
+        with caplog.at_level(logging.WARNING):
+            assert guard_reward_function(bad, counter)(completions=["x", "y"]) == [None, None]
+        assert (counter.seen, counter.dropped) == (2, 2)
+        assert f"reward '{bad.__name__}' failed" in caplog.text
 
 
 def test_nan_and_inf_rewards_are_not_applied(tmp_path, monkeypatch, grpo_run, tiny_model_dir, rec_data):

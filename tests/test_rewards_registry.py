@@ -59,12 +59,18 @@ def test_import_path_specs():
     ("rec", [0, 0, 10, 10]), ("iou", [0.5, 1, 2.5, 3]), ("detection", []),
     ("det_map", [{"bbox_2d": [0, 0, 1, 1], "label": "a"}]), ("classification", "cat"),
     ("cls_match", {"label": "cat", "aliases": ["kitty"]}), ("counting", 3), ("number_match", "2.5"),
-    ("multiple_choice", "B"), ("yes_no", "No"), ("think_format", None), ("repetition_penalty", {"x": 1}),
-    ("accuracy", 1), ("vlm_r1.rewards.rec:iou", "anything"), (None, "anything"),
+    ("multiple_choice", "B"), ("yes_no", "No"), ("vlm_r1.rewards.rec:iou", "anything"), (None, "anything"),
     ("map", []), ("count", 2), ("class", "square"),  # the aliases vlm_r1.synthetic writes
 ])
 def test_validate_solution_accepts(name, solution):
     validate_solution(name, solution)
+
+
+@pytest.mark.parametrize("name", ["think_format", "repetition_penalty", "accuracy", "no_such_reward"])
+def test_a_row_must_name_an_accuracy_reward(name):
+    """A row's `reward` that cannot score it (no ground truth, or unknown) is refused at load time, not None forever."""
+    with pytest.raises(ValueError, match="unknown accuracy reward"):
+        validate_solution(name, [0, 0, 1, 1])
 
 
 @pytest.mark.parametrize("name,solution,message", [

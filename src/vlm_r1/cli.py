@@ -2,6 +2,9 @@
 
     vlm-r1 train --config recipes/tiny/rec_grpo.yaml [--any_field value ...]   GRPO (single process; use
                                                                               accelerate launch -m vlm_r1.train for more)
+    vlm-r1 sft --config recipes/tiny/rec_sft.yaml [...]                        supervised fine-tuning
+    vlm-r1 eval --model_name_or_path CKPT --data a.jsonl [...]                 evaluation, JSON of metrics
+    vlm-r1 pipeline [--work_dir DIR]                                           the default job (grpo_rec.sh)
     vlm-r1 make-tiny --out DIR [--model_type qwen2_vl]                         offline tiny model + tokenizer
     vlm-r1 make-data --out DIR [--tasks rec ...] [--n 1000]                    synthetic shapes data
     vlm-r1 rewards                                                             list the registered rewards
@@ -19,6 +22,27 @@ from collections.abc import Callable
 
 def _train(argv: list[str]) -> int:
     from .train import main
+
+    main(argv)
+    return 0
+
+
+def _sft(argv: list[str]) -> int:
+    from .sft import main
+
+    main(argv)
+    return 0
+
+
+def _eval(argv: list[str]) -> int:
+    from .evaluate import main
+
+    main(argv)
+    return 0
+
+
+def _pipeline(argv: list[str]) -> int:
+    from .pipeline import main
 
     main(argv)
     return 0
@@ -50,9 +74,9 @@ def _make_data(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for task in args.tasks:
-        for index, split in enumerate(args.splits):
+        for split in args.splits:
             n = args.n if split == "train" or args.n_test is None else args.n_test
-            path = write_split(args.out, task, split, n, seed=args.seed + 1000 * index, image_size=args.image_size)
+            path = write_split(args.out, task, split, n, seed=args.seed, image_size=args.image_size)
             print(f"{task} {split}: {n} rows -> {path}")
     return 0
 
@@ -87,6 +111,9 @@ def _grqo(argv: list[str]) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "train": (_train, "GRPO fine-tuning from a recipe YAML and/or flags"),
+    "sft": (_sft, "supervised fine-tuning on the same data (warm start and baseline)"),
+    "eval": (_eval, "evaluate a checkpoint: REC Acc@0.5/mean IoU, COCO mAP, accuracy; JSON of metrics + predictions"),
+    "pipeline": (_pipeline, "the default job: data, warm start, eval before, GRPO, eval after"),
     "make-tiny": (_make_tiny, "build an offline tiny model checkpoint"),
     "make-data": (_make_data, "write synthetic shapes datasets"),
     "rewards": (_rewards, "list the registered rewards"),

@@ -105,20 +105,39 @@ class VLMGRPOConfig(GRPOConfig):
     )
 
 
-def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
-    """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
+_TRAINING_ONLY_MODEL_FIELDS = (
+    "freeze_vision", "freeze_projector", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+    "lora_vision",
+)
+
+
+def check_model_args(model_args: ModelArguments, training: bool) -> None:
+    """Refuse model options that would be ignored (shared by train, sft and eval); raise ValueError."""
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a hub id or a local folder; `vlm-r1 make-tiny` makes one)")
-    if not data_args.train_data:
-        raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    if model_args.dtype not in {"auto", "float32", "bfloat16", "float16"}:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
+    if not training:
+        defaults = ModelArguments()
+        changed = [name for name in _TRAINING_ONLY_MODEL_FIELDS if getattr(model_args, name) != getattr(defaults, name)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} only apply to training; evaluate a merged checkpoint instead")
+        return
     if model_args.freeze_projector and not model_args.freeze_vision:
         raise ValueError("freeze_projector needs freeze_vision (a frozen projector under a training encoder is odd)")
     if model_args.use_peft and (model_args.freeze_vision or model_args.freeze_projector):
         raise ValueError("with use_peft the base model is frozen already; use lora_vision to choose adapter placement")
     if model_args.lora_vision and not model_args.use_peft:
         raise ValueError("lora_vision needs use_peft")
-    if model_args.dtype not in {"auto", "float32", "bfloat16", "float16"}:
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
+
+
+def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
+    """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
+    check_model_args(model_args, training=True)
+    if not data_args.train_data:
+        raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    if data_args.eval_data and training_args.eval_strategy == "no":
+        raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
     if training_args.use_vllm and any(v is not None for v in (model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)):

@@ -47,7 +47,9 @@ def load_policy(model_args: ModelArguments, trust_remote_code: bool = False):
             f"{model_args.model_name_or_path} is a LoRA adapter folder, not a full checkpoint: merge it first with "
             f"`vlm-r1 merge-lora --adapter {model_args.model_name_or_path} --out MERGED_DIR`"
         )
-    module = module_for_checkpoint(model_args.model_name_or_path, trust_remote_code=trust_remote_code)
+    module = module_for_checkpoint(
+        model_args.model_name_or_path, trust_remote_code=trust_remote_code, revision=model_args.model_revision
+    )
     processor = load_processor(model_args, module, trust_remote_code)
     model = load_model(model_args, module, trust_remote_code)
     return model, processor, module

@@ -28,11 +28,11 @@ def get_module(model_type: str) -> VLMModule:
         ) from None
 
 
-def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False) -> VLMModule:
+def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False, revision: str = "main") -> VLMModule:
     """Read ``config.json`` of a hub id or local folder and return its module."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     return get_module(config.model_type)
 
 

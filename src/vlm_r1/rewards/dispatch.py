@@ -38,21 +38,16 @@ def resolve_accuracy(name: str):
 
 
 def validate_solution(reward_name: str, solution: Any) -> None:
-    """Raise ValueError when `solution` (already json-decoded) cannot be scored by reward `reward_name`.
-
-    Rewards without ground truth (format, shaping, the `accuracy` dispatcher itself) and imported
-    'module:function' rewards accept anything, and so does `reward_name=None` (a row that names no
-    reward); an unknown name is an error.
-    """
+    """Raise ValueError when a row's `reward` cannot score it: the name is not an accuracy reward (a task, a
+    reward registered with a ground-truth validator, or 'package.module:function'), or `solution` (already
+    json-decoded) is malformed for it. `reward_name=None` (a row that names no reward) accepts anything."""
     if reward_name is None:
         return
-    name = TASK_REWARDS.get(reward_name, reward_name) if isinstance(reward_name, str) else reward_name
-    if isinstance(name, str) and name in list_rewards():
-        validator = get_validator(name)
-        if validator is not None:
-            validator(solution)
-        return
-    resolve_accuracy(name)  # raises for unknown names; an importable module:function accepts anything
+    resolve_accuracy(reward_name)  # unknown names and rewards without ground truth (format, shaping) are refused
+    name = TASK_REWARDS.get(reward_name, reward_name)
+    validator = get_validator(name) if name in list_rewards() else None
+    if validator is not None:
+        validator(solution)
 
 
 def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):

@@ -8,7 +8,8 @@ Mixed into :class:`vlm_r1.trainer.grpo.VLMGRPOTrainer` ahead of ``trl.GRPOTraine
   function is wrapped so that NaN and ±inf become ``None`` (counted), numbers (bool, int, numpy scalar, 0-d tensor)
   become ``float``, and anything else raises ``TypeError`` naming the function. Outputs of reward *models* and async
   functions are sanitised after the fact the same way. Logged per generation batch:
-  ``guards/nonfinite_reward_frac`` (share of reward values that were NaN/inf/non-number-like and dropped) and
+  ``guards/nonfinite_reward_frac`` (share of reward values dropped: NaN/inf, or lost to a reward that raised or
+  returned something that is not a number; such a reward is logged with its traceback) and
   ``guards/unscored_frac`` (share of completions no reward applied to: TRL gives them advantage 0). Zero-variance
   groups are TRL's own ``frac_reward_zero_std``.
 * **Advantages.** Any non-finite advantage left is set to 0 and counted (``guards/nonfinite_advantages``; it should
@@ -71,20 +72,35 @@ def _clean_reward(value, name: str):
 
 
 def guard_reward_function(func, counter: NonFiniteRewardCounter):
-    """Wrap a reward function ``f(completions, **columns) -> list[float | None]``: NaN/inf become None (counted)."""
+    """Wrap a reward function ``f(completions, **columns) -> list[float | None]`` so it never breaks a step:
+    NaN/inf become None, and a call that raises or returns something other than numbers scores every completion
+    None. Both are counted (``guards/nonfinite_reward_frac``); a failing reward is logged with its traceback the
+    first time and once more every 100 failures, so a broken reward cannot go unnoticed."""
     name = getattr(func, "__name__", type(func).__name__)
+    failures = 0
 
     @functools.wraps(func)
     def guarded(*args, **kwargs):
-        output = func(*args, **kwargs)
-        if output is None or isinstance(output, (str, bytes)) or not hasattr(output, "__iter__"):
-            raise TypeError(f"reward function {name!r} returned {type(output).__name__}; expected a list")
-        cleaned = []
-        for value in output:
-            value, dropped = _clean_reward(value, name)
-            counter.seen += 1
-            counter.dropped += dropped
-            cleaned.append(value)
+        nonlocal failures
+        completions = kwargs.get("completions", args[0] if args else [])
+        try:
+            output = func(*args, **kwargs)
+            if output is None or isinstance(output, (str, bytes)) or not hasattr(output, "__iter__"):
+                raise TypeError(f"reward function {name!r} returned {type(output).__name__}; expected a list")
+            cleaned = []
+            dropped = 0
+            for value in output:
+                value, was_dropped = _clean_reward(value, name)
+                dropped += was_dropped
+                cleaned.append(value)
+        except Exception:
+            if failures % 100 == 0:
+                logger.warning("reward %r failed (%d failures so far); its completions score None", name,
+                               failures + 1, exc_info=True)
+            failures += 1
+            cleaned, dropped = [None] * len(completions), len(completions)
+        counter.seen += len(cleaned)
+        counter.dropped += dropped
         return cleaned
 
     guarded.__vlm_r1_guarded__ = True
