@@ -32,9 +32,9 @@ def shapes(tmp_path_factory):
 
 
 def _load(path):
-    from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+    from vlm_r1.grqo.loading import load_detector
 
-    return GroundingDinoForObjectDetection.from_pretrained(path), GroundingDinoProcessor.from_pretrained(path)
+    return load_detector(str(path))
 
 
 def _trainer(tiny_dino, **overrides):
@@ -133,6 +133,18 @@ def test_check_config_refuses():
     check_config(GRQOConfig(model_name_or_path="m", train_data="t", grqo_layers="last", auxiliary_loss=False))
     with pytest.raises(ValueError, match="auxiliary_loss"):
         check_config(GRQOConfig(model_name_or_path="m", train_data="t", auxiliary_loss=False))
+    with pytest.raises(ValueError, match="eval_every"):  # would be parsed and silently ignored
+        check_config(GRQOConfig(model_name_or_path="m", train_data="t", eval_every=5))
+
+
+def test_load_detector_refuses_other_model_types(tmp_path):
+    from transformers import BertConfig
+
+    from vlm_r1.grqo.loading import load_detector
+
+    BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a Grounding DINO"):
+        load_detector(str(tmp_path))
 
 
 def test_recipe_parses_and_unknown_keys_are_refused(tmp_path):
@@ -147,8 +159,6 @@ def test_recipe_parses_and_unknown_keys_are_refused(tmp_path):
 
 
 def test_main_trains_evaluates_and_saves(tiny_dino, shapes, tmp_path):
-    from transformers import GroundingDinoForObjectDetection
-
     from vlm_r1.grqo.train import main
 
     out = tmp_path / "run"
@@ -160,7 +170,7 @@ def test_main_trains_evaluates_and_saves(tiny_dino, shapes, tmp_path):
     assert set(metrics["metrics"]["grqo_detection_test"]) >= {"mAP", "AP50", "AP75"}
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in lines] == [1, 2] and "loss_grqo" in lines[0]
-    assert GroundingDinoForObjectDetection.from_pretrained(out).config.auxiliary_loss
+    assert _load(out)[0].config.auxiliary_loss
 
 
 def test_ground_truth_through_shared_evaluator():

@@ -9,6 +9,7 @@ A sibling of the GRPO trainer, not a branch of it: a query-based detector sample
 * `data.py`       detection rows -> Grounding DINO batches; exhaustively labelled synthetic rows
 * `coco_eval.py`  detector outputs -> per-image boxes for the shared COCO evaluator (`vlm_r1.evaluation`)
 * `tiny.py`       an offline tiny Grounding DINO (from config, local WordPiece tokenizer)
+* `loading.py`    `load_detector`: the one place a detector and its processor are loaded
 * `config.py`     `GRQOConfig`; `train.py` the entry point (`python -m vlm_r1.grqo.train`, `main(argv)`)
 
 See docs/grqo.md for the method, our reading of the paper and its simplifications.

@@ -18,6 +18,10 @@ class GRQOConfig:
     model_name_or_path: str = field(
         default="", metadata={"help": "Hub id or local folder of a GroundingDinoForObjectDetection checkpoint + processor."}
     )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a hub checkpoint."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow a checkpoint's own modelling code (and a non-Grounding-DINO model_type)."}
+    )
     train_data: str = field(default="", metadata={"help": "Detection JSONL for training (docs/contracts.md schema)."})
     eval_data: list[str] = field(
         default_factory=list, metadata={"help": "Detection JSONL files scored with COCO mAP at the end (and every eval_every steps)."}
@@ -112,6 +116,8 @@ def check_config(cfg: GRQOConfig) -> None:
             problems.append(f"{name} must be >= 0")
     if cfg.max_train_samples is not None and cfg.max_train_samples < 1:
         problems.append("max_train_samples must be >= 1")
+    if cfg.eval_every and not cfg.eval_data:
+        problems.append("eval_every > 0 needs eval_data")
     if cfg.use_grqo and cfg.grqo_layers == "all" and not cfg.auxiliary_loss:
         problems.append("grqo_layers='all' needs auxiliary_loss=true (the per-layer outputs come with it)")
     if problems:

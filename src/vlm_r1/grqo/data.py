@@ -2,7 +2,10 @@
 
 A detection row (docs/contracts.md) has one image and a gpt value
 `[{"bbox_2d": [x1, y1, x2, y2], "label": "red circle"}, ...]` in pixels of the original image.
-Rows are read and validated by `vlm_r1.data.load_rows`; here they become `DetectionExample`s.
+Rows are read and validated by `vlm_r1.data.load_rows`, ground truth by the reward library's detection
+validator (`det_map`'s), so a bad row is refused at load time as `file:line: solution: ...`; here they
+become `DetectionExample`s. Labels and class names are compared in `normalize_label` form (NFKC,
+casefold, single spaces), and images are decoded by `vlm_r1.data.load_image` (pixel limit, RGB).
 
 A batch prompts every image with the same closed list of class names, joined Grounding-DINO
 style ("red circle. blue square."), so that an object's class index is the position of its label
@@ -19,6 +22,9 @@ from pathlib import Path
 
 import torch
 from torchvision.ops import box_convert
+
+from vlm_r1.rewards import validate_solution
+from vlm_r1.rewards.parsing import normalize_label
 
 
 MODEL_INPUT_KEYS = ("pixel_values", "pixel_mask", "input_ids", "attention_mask", "token_type_ids")
@@ -37,6 +43,11 @@ class DetectionExample:
     prompt: str = ""  # the row's human text
 
 
+def _validate_detections(_reward, value) -> None:
+    """`load_rows`' validate_solution: every row must be detection ground truth, whatever its reward column."""
+    validate_solution("det_map", value)
+
+
 def examples_from_samples(samples) -> list[DetectionExample]:
     """Turn `vlm_r1.data.Sample`s of the detection task into `DetectionExample`s (one image each)."""
     out = []
@@ -44,16 +55,13 @@ def examples_from_samples(samples) -> list[DetectionExample]:
         if len(s.images) != 1:
             raise ValueError(f"{s.source}: a detection row needs exactly one image, got {len(s.images)}")
         objects = json.loads(s.solution)
-        if not isinstance(objects, list):
-            raise ValueError(f"{s.source}: detection ground truth must be a list of objects")
+        try:
+            _validate_detections(None, objects)
+        except ValueError as e:
+            raise ValueError(f"{s.source}: solution: {e}") from None
         width, height = s.image_sizes[0]
-        boxes, labels = [], []
-        for obj in objects:
-            x1, y1, x2, y2 = (float(v) for v in obj["bbox_2d"])
-            if not (x2 > x1 and y2 > y1):
-                raise ValueError(f"{s.source}: empty box {obj['bbox_2d']}")
-            boxes.append((x1, y1, x2, y2))
-            labels.append(str(obj["label"]).strip().lower())
+        boxes = [tuple(float(v) for v in obj["bbox_2d"]) for obj in objects]
+        labels = [normalize_label(obj["label"]) for obj in objects]
         out.append(DetectionExample(s.images[0], int(width), int(height), tuple(boxes), tuple(labels), s.source,
                                     s.problem))  # fmt: skip
     return out
@@ -63,7 +71,7 @@ def load_detection_examples(jsonl_path, image_root=None) -> list[DetectionExampl
     """Read a detection JSONL through the project's row loader (`vlm_r1.data.load_rows`)."""
     from vlm_r1.data import load_rows
 
-    return examples_from_samples(load_rows(jsonl_path, image_root))
+    return examples_from_samples(load_rows(jsonl_path, image_root, validate_solution=_validate_detections))
 
 
 def write_synthetic_detection(out_dir, split: str, n: int, seed: int = 0, image_size: int = 112) -> Path:
@@ -92,17 +100,22 @@ def write_synthetic_detection(out_dir, split: str, n: int, seed: int = 0, image_
 
 
 def class_names(examples, base: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """`base` followed by every other label seen in `examples`, sorted (stable class ids)."""
-    seen = set(base)
-    extra = sorted({lab for e in examples for lab in e.labels} - seen)
+    """`base` followed by every other label seen in `examples`, sorted (stable class ids); all `normalize_label`d."""
+    base = [normalize_label(c) for c in base]
+    extra = sorted({normalize_label(lab) for e in examples for lab in e.labels} - set(base))
     return [*base, *extra]
 
 
-def _load_image(path: str):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")
+def check_classes(classes) -> list[str]:
+    """The prompt's class names, normalised; ValueError for empty or duplicate names or ones with '.' / '?'
+    (Grounding DINO splits the prompt into phrases at those, which would shift every later class id)."""
+    names = [normalize_label(c) for c in classes]
+    bad = [c for c, n in zip(classes, names) if not n or "." in n or "?" in n]
+    if bad:
+        raise ValueError(f"class names must be non-empty and contain no '.' or '?': {bad}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate class names (after normalize_label): {names}")
+    return names
 
 
 def make_batch(examples, processor, classes, max_text_len: int | None = None) -> dict:
@@ -111,9 +124,12 @@ def make_batch(examples, processor, classes, max_text_len: int | None = None) ->
     Returns a dict with pixel_values, pixel_mask, input_ids, attention_mask, token_type_ids and
     labels = [{"class_labels": (G,), "boxes": (G, 4) cxcywh in [0, 1]}] per image.
     """
+    from vlm_r1.data import load_image
+
+    classes = check_classes(classes)
     index = {name: i for i, name in enumerate(classes)}
-    images = [_load_image(e.image) for e in examples]
-    inputs = processor(images=images, text=[list(classes)] * len(examples), return_tensors="pt")
+    images = [load_image(e.image) for e in examples]
+    inputs = processor(images=images, text=[classes] * len(examples), return_tensors="pt")
     if max_text_len is not None and inputs["input_ids"].shape[1] > max_text_len:
         raise ValueError(
             f"the prompt of {len(classes)} classes is {inputs['input_ids'].shape[1]} tokens, more than the model's "
@@ -121,13 +137,14 @@ def make_batch(examples, processor, classes, max_text_len: int | None = None) ->
         )
     labels = []
     for e in examples:
-        missing = [lab for lab in e.labels if lab not in index]
+        names = [normalize_label(lab) for lab in e.labels]
+        missing = [lab for lab in names if lab not in index]
         if missing:
             raise ValueError(f"{e.source}: labels {missing} are not among the prompt's classes")
         boxes = torch.tensor(e.boxes, dtype=torch.float32).reshape(-1, 4)
         scale = torch.tensor([e.width, e.height, e.width, e.height], dtype=torch.float32)
         xyxy = (boxes / scale).clamp(0, 1)
-        labels.append({"class_labels": torch.tensor([index[lab] for lab in e.labels], dtype=torch.long),
+        labels.append({"class_labels": torch.tensor([index[lab] for lab in names], dtype=torch.long),
                        "boxes": box_convert(xyxy, "xyxy", "cxcywh")})  # fmt: skip
     batch = dict(inputs)
     batch["labels"] = labels

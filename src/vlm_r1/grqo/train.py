@@ -1,8 +1,8 @@
 """Entry point: `python -m vlm_r1.grqo.train --config recipes/tiny/grqo_dino.yaml [--key value ...]`.
 
 `main(argv)` parses a `GRQOConfig` (recipe YAML + overrides, TRL's `TrlParser`) and calls `run`,
-which goes through the phases: data, model, trainer, train, evaluate, save. The model is loaded
-with `from_pretrained` (hub id or folder) together with its `GroundingDinoProcessor`.
+which goes through the phases: data, model, trainer, train, evaluate, save. The model and its processor
+are loaded by `loading.load_detector` (hub id or folder, `model_revision`, `trust_remote_code` off unless asked).
 Outputs in `output_dir`: `log.jsonl` (one line per logged step), `metrics.json` (COCO metrics
 per eval file, mean step time), and the fine-tuned model + processor when `save_model`.
 """
@@ -19,7 +19,8 @@ import torch
 
 from vlm_r1.grqo.coco_eval import evaluate
 from vlm_r1.grqo.config import GRQOConfig, check_config
-from vlm_r1.grqo.data import class_names, load_detection_examples, make_batch
+from vlm_r1.grqo.data import check_classes, class_names, load_detection_examples, make_batch
+from vlm_r1.grqo.loading import load_detector
 from vlm_r1.grqo.trainer import GRQOTrainer
 
 
@@ -47,8 +48,6 @@ def run(cfg: GRQOConfig) -> dict:
     Returns {"metrics": {eval file stem: COCO metrics}, "mean_step_time_s" (wall), "train_cpu_s"
     (process CPU time of the training loop, evaluation excluded), "eval_time_s", "history", "classes", "steps"}.
     """
-    from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
-
     check_config(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,14 +58,17 @@ def run(cfg: GRQOConfig) -> dict:
         train = train[: cfg.max_train_samples]
     if not train:
         raise ValueError(f"{cfg.train_data}: no training rows")
-    classes = list(cfg.classes) or class_names(train)
+    classes = check_classes(list(cfg.classes) or class_names(train))
+    unlisted = sorted({lab for e in train for lab in e.labels} - set(classes))
+    if unlisted:
+        raise ValueError(f"{cfg.train_data}: labels {unlisted} are not among classes {classes}")
     eval_sets = {Path(p).stem: load_detection_examples(p, cfg.image_root) for p in cfg.eval_data}
 
     # ---------------- model ----------------
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
     torch.manual_seed(cfg.seed)
-    model = GroundingDinoForObjectDetection.from_pretrained(cfg.model_name_or_path).to(device)
-    processor = GroundingDinoProcessor.from_pretrained(cfg.model_name_or_path)
+    model, processor = load_detector(cfg.model_name_or_path, cfg.model_revision, cfg.trust_remote_code)
+    model = model.to(device)
 
     # ---------------- trainer ----------------
     trainer = GRQOTrainer(model, cfg)

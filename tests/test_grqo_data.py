@@ -1,0 +1,57 @@
+"""GRQO's detection data: ground truth validated at load time, shared label normalisation and image loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from vlm_r1.data import DataError, ImageError
+from vlm_r1.grqo.data import DetectionExample, check_classes, class_names, load_detection_examples, make_batch
+
+
+def _write(tmp_path, *solutions, reward=None):
+    Image.new("RGB", (64, 48), (0, 0, 0)).save(tmp_path / "a.png")
+    rows = []
+    for sol in solutions:
+        row = {"image": "a.png", "conversations": [{"from": "human", "value": "<image>Detect every shape."},
+                                                    {"from": "gpt", "value": json.dumps(sol)}]}  # fmt: skip
+        if reward:
+            row["reward"] = reward
+        rows.append(json.dumps(row))
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+GOOD = [{"bbox_2d": [1, 2, 30, 40], "label": "  Red\u00a0 CIRCLE "}]
+
+
+@pytest.mark.parametrize("bad", [[{"label": "red circle"}],  # no bbox_2d (was a bare KeyError)
+                                 [10, 10, 20, 20],  # REC-shaped ground truth (was a TypeError)
+                                 [{"bbox_2d": [1, 2, 30, 40], "label": ""}]])  # fmt: skip
+def test_bad_ground_truth_is_refused_at_load_time_with_file_and_line(tmp_path, bad):
+    path = _write(tmp_path, GOOD, bad, reward="rec")
+    with pytest.raises(DataError) as err:
+        load_detection_examples(path)
+    assert f"{path}:2: solution:" in str(err.value) and f"{path}:1:" not in str(err.value)
+
+
+def test_labels_and_classes_use_normalize_label(tmp_path):
+    (example,) = load_detection_examples(_write(tmp_path, GOOD))
+    assert example.labels == ("red circle",) and example.boxes == ((1.0, 2.0, 30.0, 40.0),)
+    assert class_names([example], ["Blue  SQUARE"]) == ["blue square", "red circle"]
+    assert check_classes(["ＲＥＤ Circle"]) == ["red circle"]  # NFKC folds full-width letters
+    for bad in (["red circle", "Red Circle"], ["st. louis"], [" "]):
+        with pytest.raises(ValueError):
+            check_classes(bad)
+
+
+def test_make_batch_loads_images_through_the_data_layer(tmp_path):
+    Image.new("RGB", (64, 48)).save(tmp_path / "b.png")
+    data = (tmp_path / "b.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    example = DetectionExample(str(tmp_path / "cut.png"), 64, 48, ((1.0, 2.0, 30.0, 40.0),), ("red circle",))
+    with pytest.raises(ImageError, match="cut.png"):  # truncated: refused, naming the file
+        make_batch([example], processor=None, classes=["red circle"])
