@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from trl import TrlParser
@@ -55,8 +56,19 @@ def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | No
     return sum(head) / len(head), sum(tail) / len(tail)
 
 
+# Deprecation notices that TRL 1.16 / transformers 5.23 raise from their own code on every step: nothing a user
+# can act on, and they bury the per-step lines.
+QUIET_DEPRECATIONS = (r".*`(is_)?gradient_checkpointing` is deprecated", r".*'pin_memory' argument is set as true")
+
+
+def quiet_library_deprecations() -> None:
+    for pattern in QUIET_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    quiet_library_deprecations()
     data_args, model_args, training_args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
