@@ -15,7 +15,8 @@ from vlm_r1.evaluation import (
     paired_bootstrap,
     rec_metrics,
 )
-from vlm_r1.evaluation.runner import FrameConverter, infer_task
+from vlm_r1.evaluation.rec import rec_scores
+from vlm_r1.evaluation.runner import GenerationSettings, infer_task, row_tasks
 from vlm_r1.modules import get_module
 from vlm_r1.rewards.parsing import parse_answer
 
@@ -31,49 +32,53 @@ def test_rec_metrics_hand_computed():
     ]
     m = rec_metrics(preds, gt, thresholds=(0.5, 0.75))
     assert m["n"] == 4
-    assert m["acc@0.5"] == pytest.approx(0.5)
-    assert m["acc@0.75"] == pytest.approx(0.25)
-    assert m["mean_iou"] == pytest.approx((1 + 0.5 + 1 / 3 + 0) / 4)
-    assert m["answered"] == pytest.approx(0.75)
+    assert m["acc@0.5"] == pytest.approx(0.5, abs=1e-12)
+    assert m["acc@0.75"] == pytest.approx(0.25, abs=1e-12)
+    assert m["mean_iou"] == pytest.approx((1 + 0.5 + 1 / 3 + 0) / 4, abs=1e-12)
+    assert m["answered"] == pytest.approx(0.75, abs=1e-12)
 
 
-def test_rec_single_box_rule_from_text():
-    from vlm_r1.evaluation import single_box
-
-    assert single_box(parse_answer("<answer>[1, 2, 3, 4]</answer>")) == (1, 2, 3, 4)
-    assert single_box(parse_answer("<answer>[1, 2, 3, 4] [5, 6, 7, 8]</answer>")) is None  # hedging
-    assert single_box(parse_answer("<answer>[3, 2, 1, 4]</answer>")) is None  # reversed
-    assert single_box(parse_answer("[1, 2, 3, 4]")) is None  # no answer tags
+def test_rec_scores_single_box_rule_from_text():
+    """Per-row REC scores are the `iou` reward's: exactly one valid box inside <answer>, else 0."""
+    texts = [
+        "<answer>[0, 0, 10, 5]</answer>",  # IoU 0.5
+        "<answer>[0, 0, 10, 10] [5, 6, 7, 8]</answer>",  # hedging
+        "<answer>[10, 10, 0, 0]</answer>",  # reversed
+        "[0, 0, 10, 10]",  # no answer tags
+    ]
+    scores = rec_scores([parse_answer(t) for t in texts], ["[0, 0, 10, 10]"] * 4)
+    assert scores == pytest.approx([0.5, 0.0, 0.0, 0.0], abs=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------ classification / counting
 def test_classification_and_counting_hand_computed():
     answers = [parse_answer(t) for t in ("<answer>The Circle.</answer>", "<answer>circle or star</answer>", "circle")]
     m = classification_metrics(answers, ['"circle"', '"circle"', '"circle"'])
-    assert m == {"accuracy": pytest.approx(1 / 3), "answered": pytest.approx(2 / 3), "n": 3}
+    assert m == {"accuracy": pytest.approx(1 / 3, abs=1e-12), "answered": pytest.approx(2 / 3, abs=1e-12), "n": 3}
 
     answers = [parse_answer(t) for t in ("<answer>3</answer>", "<answer>three</answer>", "<answer>4</answer>", "no")]
     m = counting_metrics(answers, ["3", "3", "3", "3"])
-    assert m["accuracy"] == pytest.approx(0.5)
-    assert m["answered"] == pytest.approx(0.75)
-    assert m["mae_answered"] == pytest.approx(0.5)  # |3-3| and |4-3| ("three" is not a numeral here)
+    assert m["accuracy"] == pytest.approx(0.5, abs=1e-12)
+    assert m["answered"] == pytest.approx(0.75, abs=1e-12)
+    assert m["mae_answered"] == pytest.approx(0.5, abs=1e-12)  # |3-3| and |4-3| ("three" is not a numeral here)
 
 
 # ------------------------------------------------------------------------------------------------ detection
 def test_detection_hand_computed_ap():
     gt = [ImageAnnotations([[0, 0, 10, 10]], ["red circle"], 100, 100)]
     perfect = coco_metrics(gt, [ScoredBoxes([[0, 0, 10, 10]], ["red circle"], [0.9])])
-    assert perfect["mAP"] == pytest.approx(1.0) and perfect["AP50"] == pytest.approx(1.0)
+    assert perfect["mAP"] == pytest.approx(1.0, abs=1e-12) and perfect["AP50"] == pytest.approx(1.0, abs=1e-12)
     # a false positive ranked above the true positive: precision 1/2 at recall 1 -> AP 0.5 at every threshold
     fp_first = coco_metrics(gt, [ScoredBoxes([[50, 50, 60, 60], [0, 0, 10, 10]], ["red circle"] * 2, [0.9, 0.8])])
-    assert fp_first["mAP"] == pytest.approx(0.5) and fp_first["AP50"] == pytest.approx(0.5)
+    assert fp_first["mAP"] == pytest.approx(0.5, abs=1e-12) and fp_first["AP50"] == pytest.approx(0.5, abs=1e-12)
     # ranked below: AP stays 1
     fp_last = coco_metrics(gt, [ScoredBoxes([[50, 50, 60, 60], [0, 0, 10, 10]], ["red circle"] * 2, [0.1, 0.8])])
-    assert fp_last["mAP"] == pytest.approx(1.0)
+    assert fp_last["mAP"] == pytest.approx(1.0, abs=1e-12)
     # wrong label: nothing matches that category's ground truth
     assert coco_metrics(gt, [ScoredBoxes([[0, 0, 10, 10]], ["blue star"], [0.9])])["mAP"] == 0.0
     # class-agnostic ignores the label
-    assert coco_metrics(gt, [ScoredBoxes([[0, 0, 10, 10]], ["blue star"])], class_agnostic=True)["mAP"] == pytest.approx(1.0)
+    agnostic = coco_metrics(gt, [ScoredBoxes([[0, 0, 10, 10]], ["blue star"])], class_agnostic=True)
+    assert agnostic["mAP"] == pytest.approx(1.0, abs=1e-12)
     # no predictions at all
     assert coco_metrics(gt, [ScoredBoxes()])["mAP"] == 0.0
 
@@ -148,6 +153,47 @@ def test_infer_task():
         infer_task("true")
 
 
+def _row(solution: str, line: int):
+    from vlm_r1.data import Sample
+
+    return Sample(images=(), image_sizes=(), problem="q", solution=solution, reward=None, source=f"rows.jsonl:{line}")
+
+
+def test_row_tasks_checked_before_generation_with_file_line():
+    rows = [_row("[1, 2, 3, 4]", 1), _row('[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]', 2)]
+    assert row_tasks(rows) == ["rec", "detection"]
+    with pytest.raises(ValueError, match=r"^rows.jsonl:2: .*task 'rec'"):
+        row_tasks(rows, "rec")  # a detection row under --task rec
+    with pytest.raises(ValueError, match=r"^rows.jsonl:3: cannot tell the task"):
+        row_tasks(rows + [_row("true", 3)])
+    with pytest.raises(ValueError, match=r"^rows.jsonl:4: REC ground truth must have x2 > x1"):
+        row_tasks([_row("[3, 2, 1, 4]", 4)])  # inferred REC, validated by the reward's validator
+    with pytest.raises(ValueError, match="task must be"):
+        row_tasks(rows, "grounding")
+
+
+def test_sampling_options_need_do_sample():
+    GenerationSettings(do_sample=True, temperature=0.7, top_p=0.9, seed=3, num_samples=4)
+    for option in ({"temperature": 0.7}, {"top_p": 0.9}, {"seed": 3}, {"num_samples": 4}):
+        with pytest.raises(ValueError, match=f"{next(iter(option))} only apply when sampling.*--do_sample"):
+            GenerationSettings(**option)
+
+
+def test_eval_refuses_ignored_options():
+    from vlm_r1.evaluate import parse_args
+
+    base = ["--model_name_or_path", "x", "--data", "a.jsonl"]
+    assert parse_args(base)[2].do_sample is False
+    with pytest.raises(ValueError, match="--do_sample"):
+        parse_args(base + ["--temperature", "0.5"])
+    with pytest.raises(ValueError, match="lora_r only apply to training"):
+        parse_args(base + ["--lora_r", "8"])
+    with pytest.raises(ValueError, match="dtype"):
+        parse_args(base + ["--dtype", "fp8"])
+    with pytest.raises(ValueError, match="distinct names"):
+        parse_args(["--model_name_or_path", "x", "--data", "a/t.jsonl", "b/t.jsonl"])
+
+
 class _FakeProcessor:  # model_input_size of Qwen reads the image processor's settings
     class image_processor:  # noqa: N801
         size = {"shortest_edge": 56 * 56, "longest_edge": 224 * 224}
@@ -155,18 +201,21 @@ class _FakeProcessor:  # model_input_size of Qwen reads the image processor's se
         merge_size = 2
 
 
-def test_frame_converter_relative_and_resized():
-    rel = FrameConverter(get_module("qwen2_vl"), _FakeProcessor())
-    answer = rel("<answer>[500, 250, 1000, 500]</answer>", [(200, 100)])
-    assert answer.detections[0].box == pytest.approx((100, 25, 200, 50))
-    pix = FrameConverter(get_module("qwen2_5_vl"), _FakeProcessor())
-    # 200x100 is resized to a multiple of 28 within [56², 224²]: 196x112
-    answer = pix("<answer>[98, 56, 196, 112]</answer>", [(200, 100)])
-    assert answer.detections[0].box == pytest.approx((100, 50, 200, 100))
+def test_answer_frames_relative_and_resized():
+    """The runner converts through VLMModule.answer_to_original (the GRPO trainer's conversion)."""
+    rel = get_module("qwen2_vl").answer_to_original(
+        parse_answer("<answer>[500, 250, 1000, 500]</answer>"), [(200, 100)], _FakeProcessor()
+    )
+    assert rel.detections[0].box == pytest.approx((100, 25, 200, 50), abs=1e-9)
+    # Qwen2.5-VL: 200x100 is resized to a multiple of 28 within [56², 224²]: 196x112
+    pix = get_module("qwen2_5_vl").answer_to_original(
+        parse_answer("<answer>[98, 56, 196, 112]</answer>"), [(200, 100)], _FakeProcessor()
+    )
+    assert pix.detections[0].box == pytest.approx((100, 50, 200, 100), abs=1e-9)
 
 
 def test_paired_bootstrap():
     r = paired_bootstrap([0, 0, 1, 1] * 50, [1, 0, 1, 1] * 50)
-    assert r["delta"] == pytest.approx(0.25) and r["n"] == 200
+    assert r["delta"] == pytest.approx(0.25, abs=1e-12) and r["n"] == 200
     lo, hi = r["ci95"]
     assert lo < 0.25 < hi and not math.isnan(lo)

@@ -9,13 +9,12 @@ def test_pipeline_smoke(tmp_path, capsys):
     from vlm_r1.pipeline import main
 
     work = tmp_path / "job"
-    summary = main([
-        "--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8",
-        "--grpo_max_steps", "2", "--eval_batch_size", "8", "--max_new_tokens", "16",
-        "--grpo_args", "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=16",
-        "logging_steps=1", "disable_tqdm=true",
-        "--sft_args", "--max_steps", "3", "--per_device_train_batch_size", "4", "--disable_tqdm", "true",
-    ])  # fmt: skip
+    sft = ["--sft_args", "--max_steps", "3", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
+    grpo = ["--grpo_args", "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=16",
+            "logging_steps=1", "disable_tqdm=true"]  # fmt: skip
+    base = ["--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8",
+            "--grpo_max_steps", "2", "--eval_batch_size", "8", "--max_new_tokens", "16"]  # fmt: skip
+    summary = main(base + grpo + sft)
     assert (work / "warm_start" / "DONE").exists() and (work / "grpo" / "DONE").exists()
     table = summary["comparison"]
     assert set(table) == {"test", "ood"} and table["ood"]["n"] == 8
@@ -24,8 +23,30 @@ def test_pipeline_smoke(tmp_path, capsys):
     for split in ("test", "ood"):
         result = json.loads((work / "eval_after" / f"{split}.json").read_text())
         assert len(result["predictions"]) == 8 and "acc@0.5" in result["metrics"]["rec"]
+        assert result["generation"]["question_template"] == "{question}"  # the GRPO recipe's
     assert "Acc@0.5 warm start -> GRPO" in capsys.readouterr().out
 
-    # a second run reuses every stage (nothing retrained, same numbers)
-    again = main(["--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8"])
-    assert again["comparison"] == summary["comparison"]
+    def stamps():
+        names = ["data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json", "grpo/DONE",
+                 "eval_after/test.stamp.json"]  # fmt: skip
+        return {name: (work / name).read_text() for name in names}
+
+    # the same inputs reuse every stage (nothing retrained, same numbers)
+    first = stamps()
+    again = main(base + grpo + sft)
+    assert again["comparison"] == summary["comparison"] and stamps() == first
+
+    # another prompt (set for GRPO; evaluation follows it) redoes the evaluations and GRPO, not the warm start
+    main(base + grpo + ["question_template=Where is it? {question}"] + sft)
+    now = stamps()
+    assert [name for name in first if now[name] != first[name]] == [
+        "eval_before/test.stamp.json", "grpo/DONE", "eval_after/test.stamp.json"
+    ]  # fmt: skip
+    result = json.loads((work / "eval_before" / "test.json").read_text())
+    assert result["generation"]["question_template"] == "Where is it? {question}"
+
+    # other data redoes everything downstream of it
+    main(base + ["--data_seed", "1", "--skip_grpo"] + grpo + sft)
+    later = stamps()
+    for name in ("data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json"):
+        assert later[name] != now[name], name

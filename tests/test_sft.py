@@ -23,13 +23,25 @@ def test_targets_in_model_frame():
     assert box_in_model_frame([20, 30, 60, 70], qwen2, (200, 100), (196, 112)) == [100, 300, 300, 700]
     # resized pixels: 200x100 -> 196x112
     assert box_in_model_frame([100, 50, 200, 100], qwen25, (200, 100), (196, 112)) == [98, 56, 196, 112]
-    # the round trip through the evaluation's conversion lands on the ground truth (up to rounding)
-    from vlm_r1.evaluation.runner import FrameConverter
+    # the round trip through the conversion evaluation and GRPO use lands on the ground truth (up to rounding)
+    from vlm_r1.rewards.parsing import parse_answer
 
     target = render_completion(render_answer("[20, 30, 60, 70]", qwen2, (200, 100), (196, 112)), "ok")
     assert target == "<think>ok</think><answer>[100, 300, 300, 700]</answer>"
-    back = FrameConverter(qwen2, _FakeProcessor())(target, [(200, 100)])
-    assert back.detections[0].box == pytest.approx((20, 30, 60, 70))
+    back = qwen2.answer_to_original(parse_answer(target), [(200, 100)], _FakeProcessor())
+    assert back.detections[0].box == pytest.approx((20, 30, 60, 70), abs=1e-9)
+
+
+def test_sft_targets_use_the_module_input_size():
+    from vlm_r1.data import Sample
+    from vlm_r1.trainer.sft import sft_targets
+
+    row = Sample(images=("x.png",), image_sizes=((200, 100),), problem="<image>the box", solution="[100, 50, 200, 100]",
+                 reward=None, source="rows.jsonl:1")  # fmt: skip
+    # Qwen2.5-VL writes resized-input pixels: 200x100 -> 196x112 (model_input_size of the fake processor)
+    assert sft_targets([row], get_module("qwen2_5_vl"), _FakeProcessor(), think="t") == [
+        "<think>t</think><answer>[98, 56, 196, 112]</answer>"
+    ]
 
 
 def test_other_task_targets():
@@ -49,6 +61,11 @@ def test_sft_refuses_ignored_options(tmp_path):
         parse_args(base + ["--reward_funcs", "iou"])
     with pytest.raises(ValueError, match="assistant_only_loss"):
         parse_args(base + ["--assistant_only_loss", "true"])
+    # model options are checked by vlm_r1.config.check_model_args, as for GRPO
+    with pytest.raises(ValueError, match="dtype"):
+        parse_args(base + ["--dtype", "fp8"])
+    with pytest.raises(ValueError, match="use_peft"):
+        parse_args(base + ["--use_peft", "true", "--freeze_vision", "true"])
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +93,7 @@ def test_sft_warm_start_answers(tiny_model_dir, rec_rows, tmp_path):
         "--output_dir", str(out), "--max_steps", "60", "--per_device_train_batch_size", "8",
         "--learning_rate", "2e-3", "--lr_scheduler_type", "constant", "--use_cpu", "true", "--bf16", "false",
         "--gradient_checkpointing", "false", "--save_strategy", "no", "--report_to", "none",
-        "--logging_steps", "10", "--disable_tqdm", "true",
+        "--logging_steps", "10", "--disable_tqdm", "true", "--resume_from_checkpoint", "auto",  # none yet: fresh start
     ])  # fmt: skip
     assert summary["steps"] == 60 and summary["loss_end"] < summary["loss_start"]
     model, processor, module = load_policy(ModelArguments(model_name_or_path=str(out)))

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start.
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    trainer.train(resume_from_checkpoint=resume)
+    train_output = trainer.train(resume_from_checkpoint=resume)
 
     # ------------------------------------------------------------------ save and summary
     trainer.save_model(training_args.output_dir)
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reward_end": end,
         "checkpoint": str(Path(training_args.output_dir).resolve()),
         "log_history": trainer.state.log_history,
+        "train_seconds": train_output.metrics.get("train_runtime"),  # the training loop alone, without loading
     }
     if trainer.accelerator.is_main_process:
         print(

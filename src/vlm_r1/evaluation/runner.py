@@ -1,0 +1,245 @@
+"""Run a model over validated rows and score its answers: batched generation, frame conversion, metrics, JSON.
+
+1. Rows (:class:`vlm_r1.data.Sample`) become the same chat prompts GRPO and SFT use (question template of the VLM
+   module unless given), and are generated in batches with ``model.generate`` — greedy by default; with
+   ``num_samples > 1`` (and sampling) every row gets k completions and best-of-k is reported as well.
+   Before anything is generated, every row's task is read from its ground truth's shape (REC box, detection
+   list, number, class name) or taken from ``task``, and its ground truth is validated for that task; an error
+   names the row (``file:line``).
+2. Each completion is parsed once (:func:`vlm_r1.rewards.parsing.parse_answer`) and its boxes are converted from the
+   model's frame to pixels of the row's first original image by ``VLMModule.answer_to_original`` (the one
+   conversion the GRPO trainer uses too).
+3. Rows are grouped by task and each group is scored by its evaluator: :mod:`.rec`, :mod:`.detection`,
+   :mod:`.counting`, :mod:`.classification` (per-row scores are the matching rewards'). Every row counts; nothing
+   is capped.
+
+The result is a plain dict (``metrics`` per task, ``predictions`` per row) that :func:`write_json` saves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import Sample, load_image, to_conversation
+from ..modules import VLMModule
+from ..rewards.dispatch import validate_solution
+from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
+from .classification import classification_metrics, classification_scores
+from .counting import counting_metrics, counting_scores
+from .detection import ImageAnnotations, coco_metrics, detections_from_answer
+from .rec import rec_scores, rec_summary
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("rec", "detection", "counting", "classification")
+
+
+def infer_task(solution: Any) -> str:
+    """The task a ground truth belongs to, from its shape (see the data contract in docs/contracts.md)."""
+    value = load_solution(solution)
+    if isinstance(value, list) and len(value) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return "rec"
+    if isinstance(value, list) and all(isinstance(v, dict) and "bbox_2d" in v for v in value):
+        return "detection"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "counting"
+    if isinstance(value, str) or (isinstance(value, dict) and "label" in value):
+        return "classification"
+    raise ValueError(f"cannot tell the task of ground truth {value!r:.120}; pass task explicitly")
+
+
+def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
+    """Each row's task (``task``, or inferred when "auto"), its ground truth validated for that task.
+
+    Raises ValueError prefixed with the row's ``file:line`` (called before any generation)."""
+    if task != "auto" and task not in TASKS:
+        raise ValueError(f"task must be auto or one of {TASKS}, got {task!r}")
+    tasks = []
+    for s in samples:
+        value = load_solution(s.solution)
+        try:
+            row_task = infer_task(value) if task == "auto" else task
+            validate_solution(row_task, value)
+        except ValueError as e:
+            raise ValueError(f"{s.source}: {e}" + ("" if task == "auto" else f" (task {task!r})")) from e
+        tasks.append(row_task)
+    return tasks
+
+
+_SAMPLING_DEFAULTS = {"num_samples": 1, "temperature": 1.0, "top_p": 1.0, "seed": 0}
+
+
+@dataclass
+class GenerationSettings:
+    batch_size: int = 32
+    max_new_tokens: int = 64
+    num_samples: int = 1  # completions per row; > 1 needs do_sample
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.num_samples < 1:
+            raise ValueError("batch_size, max_new_tokens and num_samples must be >= 1")
+        if not self.do_sample:
+            changed = [k for k, default in _SAMPLING_DEFAULTS.items() if getattr(self, k) != default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} only apply when sampling (greedy decoding ignores them): "
+                                 "add --do_sample, or leave them at their defaults")  # fmt: skip
+
+
+@torch.no_grad()
+def generate(
+    model,
+    processor,
+    samples: Sequence[Sample],
+    question_template: str,
+    system_prompt: str | None = None,
+    settings: GenerationSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[str]]:
+    """``num_samples`` completions (decoded text, special tokens dropped) for every sample, in order."""
+    settings = settings or GenerationSettings()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    tokenizer = getattr(processor, "tokenizer", processor)
+    gen_kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": settings.do_sample,
+        "num_return_sequences": settings.num_samples,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if settings.do_sample:
+        gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    else:  # silence "temperature is set but do_sample is False" from a checkpoint's generation config
+        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+    if settings.do_sample:
+        torch.manual_seed(settings.seed)
+    out: list[list[str]] = []
+    for start in range(0, len(samples), settings.batch_size):
+        batch = samples[start : start + settings.batch_size]
+        prompts = [to_conversation(s.problem, question_template, system_prompt) for s in batch]
+        texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+        images = [load_image(path) for s in batch for path in s.images]
+        inputs = processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(device)
+        ids = model.generate(**inputs, **gen_kwargs)
+        decoded = tokenizer.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        k = settings.num_samples
+        out.extend(decoded[i * k : (i + 1) * k] for i in range(len(batch)))
+        if progress is not None:
+            progress(len(out), len(samples))
+    model.train(was_training)
+    return out
+
+
+_ROW_SCORES = {"rec": rec_scores, "classification": classification_scores, "counting": counting_scores}
+
+
+def _score_rows(task: str, answers: list[ParsedAnswer], samples: Sequence[Sample]) -> list[float]:
+    """Per-completion score used for best-of-k and per-row records: IoU (REC) or 0/1 correctness (the rewards')."""
+    if task in _ROW_SCORES:
+        return _ROW_SCORES[task](answers, [s.solution for s in samples])
+    return [float("nan")] * len(answers)  # detection is scored per split (COCO), not per row
+
+
+def task_metrics(task: str, answers: list[ParsedAnswer], samples: Sequence[Sample]) -> dict[str, Any]:
+    solutions = [s.solution for s in samples]
+    if task == "rec":
+        return rec_summary(rec_scores(answers, solutions), [a.answer is not None for a in answers])
+    if task == "detection":
+        ground_truth = []
+        for s in samples:
+            items = load_solution(s.solution)
+            size = s.image_sizes[0] if s.image_sizes else (None, None)
+            ground_truth.append(
+                ImageAnnotations([i["bbox_2d"] for i in items], [i.get("label", "object") for i in items], *size)
+            )
+        metrics = coco_metrics(ground_truth, [detections_from_answer(a) for a in answers])
+        metrics["answered"] = sum(a.answer is not None for a in answers) / max(len(answers), 1)
+        return metrics
+    if task == "counting":
+        return counting_metrics(answers, solutions)
+    if task == "classification":
+        return classification_metrics(answers, solutions)
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def evaluate_samples(
+    model,
+    processor,
+    module: VLMModule,
+    samples: Sequence[Sample],
+    question_template: str | None = None,
+    system_prompt: str | None = None,
+    settings: GenerationSettings | None = None,
+    task: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Generate for every sample and score. Returns ``{"metrics": {task: {...}}, "predictions": [...], ...}``.
+
+    With ``num_samples = k > 1`` the metrics are those of each row's FIRST completion, plus ``best_of_k`` (REC: any
+    completion with IoU >= 0.5; counting / classification: any correct).
+    """
+    settings = settings or GenerationSettings()
+    tasks = row_tasks(samples, task)
+    template = question_template or module.question_template
+    started = time.monotonic()
+    completions = generate(model, processor, samples, template, system_prompt, settings, progress)
+    seconds = time.monotonic() - started
+    answers = [
+        [module.answer_to_original(parse_answer(c), s.image_sizes, processor) for c in cs]
+        for cs, s in zip(completions, samples)
+    ]
+
+    metrics: dict[str, Any] = {}
+    scores: list[list[float]] = [[] for _ in samples]
+    for name in TASKS:
+        idx = [i for i, t in enumerate(tasks) if t == name]
+        if not idx:
+            continue
+        group = [samples[i] for i in idx]
+        metrics[name] = task_metrics(name, [answers[i][0] for i in idx], group)
+        for j in range(settings.num_samples):
+            for i, value in zip(idx, _score_rows(name, [answers[i][j] for i in idx], group)):
+                scores[i].append(value)
+        if settings.num_samples > 1 and name != "detection":
+            hit = (lambda v: v >= 0.5) if name == "rec" else (lambda v: v >= 1.0)
+            metrics[name][f"best_of_{settings.num_samples}"] = sum(any(hit(v) for v in scores[i]) for i in idx) / len(idx)
+
+    predictions = []
+    for i, s in enumerate(samples):
+        predictions.append({
+            "source": s.source,
+            "task": tasks[i],
+            "question": s.problem,
+            "solution": load_solution(s.solution),
+            "completions": completions[i],
+            "boxes": [[list(d.box) if d.box is not None else None for d in a.detections] for a in answers[i]],
+            "scores": scores[i],
+        })  # fmt: skip
+    return {
+        "metrics": metrics,
+        "n": len(samples),
+        "generation": {**settings.__dict__, "question_template": template, "system_prompt": system_prompt,
+                       "seconds": seconds},  # fmt: skip
+        "predictions": predictions,
+    }
+
+
+def write_json(result: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    return path

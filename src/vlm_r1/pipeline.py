@@ -1,0 +1,303 @@
+"""The default job (``vlm-r1 pipeline``, ``bash run_scripts/grpo_rec.sh``): GRPO that visibly learns, on a CPU.
+
+Stages, each cached in ``--work_dir`` so a second run skips what is done. Beside each stage's output a stamp (JSON of
+the inputs that decide it: data parameters, checkpoint, recipe path and content hash, arguments) is written; a stage
+whose stamp differs from this run's inputs is redone, and so is everything after it.
+
+1. **data**: synthetic REC splits (``vlm_r1.synthetic``): ``train``, in-domain ``test``, out-of-domain ``ood``.
+2. **warm start**: a tiny model that already answers. In order of preference: ``--warm_start PATH``; the
+   checkpoint shipped under ``data/warm_start/tiny_qwen2_vl_rec`` when the repository has one (made by
+   ``run_scripts/sft_rec.sh``); one cached in the work dir; otherwise built here: ``make_tiny`` + ``vlm-r1 sft``
+   with ``recipes/tiny/rec_sft.yaml``.
+3. **before**: greedy evaluation of the warm start on ``test`` and ``ood`` (every row), with the question template
+   and system prompt GRPO samples from (the GRPO recipe plus ``--grpo_args``).
+4. **GRPO**: :func:`vlm_r1.train.main` with ``recipes/tiny/rec_grpo.yaml`` from the warm start.
+5. **after**: the same evaluation of the GRPO checkpoint, and a table with paired differences (95% bootstrap
+   intervals over rows), written to ``<work_dir>/summary.json`` and printed.
+
+Nothing in the table is typed in: every number is measured by this run (see docs/default_job.md for what to expect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("vlm_r1")
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes" / "tiny"
+SHIPPED_WARM_START = REPO / "data" / "warm_start" / "tiny_qwen2_vl_rec"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vlm-r1 pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work_dir", default="outputs/default_job", help="where data, checkpoints and results go")
+    p.add_argument("--warm_start", default="auto",
+                   help="auto (shipped, else cached, else built by SFT), a checkpoint folder, or 'build' to force SFT")
+    p.add_argument("--model_type", default="qwen2_vl", help="tiny model family when the warm start is built")
+    p.add_argument("--n_train", type=int, default=4000, help="training rows (GRPO prompts; SFT when building)")
+    p.add_argument("--n_test", type=int, default=1000, help="rows of each of test and ood")
+    p.add_argument("--image_size", type=int, default=112)
+    p.add_argument("--data_seed", type=int, default=0)
+    p.add_argument("--sft_recipe", default=str(RECIPES / "rec_sft.yaml"))
+    p.add_argument("--grpo_recipe", default=str(RECIPES / "rec_grpo.yaml"))
+    p.add_argument("--sft_args", nargs=argparse.REMAINDER, default=[],
+                   help="extra `vlm-r1 sft` flags (must come last; e.g. --sft_args --max_steps 100)")
+    p.add_argument("--grpo_max_steps", type=int, default=None, help="override the GRPO recipe's max_steps")
+    p.add_argument("--grpo_args", nargs="*", default=[],
+                   help="extra `vlm-r1 train` flags as KEY=VALUE pairs, e.g. learning_rate=1e-5 (question_template and "
+                        "system_prompt set here are used by the evaluations too)")
+    p.add_argument("--eval_batch_size", type=int, default=64)
+    p.add_argument("--max_new_tokens", type=int, default=40)
+    p.add_argument("--skip_grpo", action="store_true", help="stop after the 'before' evaluation")
+    p.add_argument("--force", action="store_true", help="redo GRPO and the evaluations even if their stamps match")
+    return p
+
+
+def _key_values(pairs: list[str]) -> list[str]:
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--grpo_args takes KEY=VALUE pairs, got {pair!r}")
+        out += [f"--{key.lstrip('-')}", value]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- stamps
+def file_id(path) -> dict:
+    """A file's resolved path and sha256 (recipes, JSONL splits: small files)."""
+    path = Path(path).resolve()
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def checkpoint_id(path) -> dict:
+    """A checkpoint folder's resolved path and the size and mtime of each of its files (a retrained one differs)."""
+    path = Path(path).resolve()
+    files = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.iterdir()) if f.is_file()}
+    return {"path": str(path), "files": files}
+
+
+def is_fresh(stamp: Path, inputs: dict) -> bool:
+    """True when ``stamp`` holds exactly ``inputs`` (written by :func:`write_stamp` when the stage finished)."""
+    try:
+        return json.loads(stamp.read_text()) == json.loads(json.dumps(inputs))
+    except (OSError, ValueError):
+        return False
+
+
+def write_stamp(stamp: Path, inputs: dict) -> None:
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(inputs, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int) -> dict[str, Path]:
+    """The REC splits train / test / ood under <work>/data, rewritten when their parameters change."""
+    from .synthetic import write_split
+
+    data = work / "data"
+    sizes = {"train": n_train, "test": n_test, "ood": n_test}
+    paths = {split: data / f"rec_{split}.jsonl" for split in sizes}
+    stamp = data / "stamp.json"
+    params = {"task": "rec", "n": sizes, "image_size": image_size, "seed": seed}
+    if is_fresh(stamp, params) and all(path.exists() for path in paths.values()):
+        return paths
+    stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look finished
+    for split, n in sizes.items():  # synthetic.example_rng keeps the splits' random streams apart
+        write_split(data, "rec", split, n, seed=seed, image_size=image_size)
+    write_stamp(stamp, params)
+    return paths
+
+
+def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str, extra: list[str]) -> Path:
+    """make_tiny + SFT, cached as <work>/warm_start; its DONE file is the stamp (model type, data, recipe, args)."""
+    from .sft import main as sft_main
+    from .tiny import make_tiny
+
+    out = work / "warm_start"
+    inputs = {"model_type": model_type, "train_data": file_id(train_data), "recipe": file_id(recipe),
+              "args": list(extra)}  # fmt: skip
+    if is_fresh(out / "DONE", inputs):
+        return out
+    if (out / "DONE").exists():  # finished with other inputs: start clean (no stale checkpoint-N to resume)
+        shutil.rmtree(out)
+    base = make_tiny(work / "tiny_init", model_type=model_type)
+    sft_main(["--config", recipe, "--model_name_or_path", str(base), "--train_data", str(train_data),
+              "--output_dir", str(out), *extra])  # fmt: skip
+    write_stamp(out / "DONE", inputs)
+    return out
+
+
+def resolve_warm_start(args, work: Path, train_data: Path) -> Path:
+    if args.warm_start not in {"auto", "build"}:
+        path = Path(args.warm_start)
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"--warm_start {path}: no config.json there")
+        return path
+    if args.warm_start == "auto" and (SHIPPED_WARM_START / "config.json").exists() and args.model_type == "qwen2_vl":
+        return SHIPPED_WARM_START
+    return build_warm_start(work, args.model_type, train_data, args.sft_recipe, args.sft_args)
+
+
+def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
+    """The `vlm-r1 train` command line of the GRPO stage."""
+    argv = ["--config", args.grpo_recipe, "--model_name_or_path", str(warm), "--train_data", str(train_data),
+            "--output_dir", str(out)]  # fmt: skip
+    if args.grpo_max_steps is not None:
+        argv += ["--max_steps", str(args.grpo_max_steps)]
+    return argv + _key_values(args.grpo_args)
+
+
+def eval_prompt(train_argv: list[str]) -> tuple[str | None, str | None]:
+    """(question_template, system_prompt) that GRPO samples from, parsed (recipe + overrides) as `vlm-r1 train` does."""
+    from .train import parse_args
+
+    data_args, _, _ = parse_args(train_argv)
+    return data_args.question_template, data_args.system_prompt
+
+
+def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path, batch_size: int, max_new_tokens: int,
+                        question_template: str | None = None, force: bool = False,
+                        system_prompt: str | None = None) -> dict[str, dict]:  # fmt: skip
+    """Greedy evaluation on test and ood, cached as <out_dir>/<split>.json with its stamp <split>.stamp.json."""
+    from .config import ModelArguments
+    from .data import load_rows
+    from .evaluation.runner import GenerationSettings, evaluate_samples, write_json
+    from .loading import load_policy
+
+    results, model = {}, None
+    for split in ("test", "ood"):
+        path, stamp = out_dir / f"{split}.json", out_dir / f"{split}.stamp.json"
+        inputs = {"checkpoint": checkpoint_id(checkpoint), "data": file_id(paths[split]),
+                  "question_template": question_template, "system_prompt": system_prompt,
+                  "max_new_tokens": max_new_tokens}  # fmt: skip
+        if path.exists() and is_fresh(stamp, inputs) and not force:
+            results[split] = json.loads(path.read_text())
+            continue
+        stamp.unlink(missing_ok=True)
+        if model is None:
+            model, processor, module = load_policy(ModelArguments(model_name_or_path=str(checkpoint)))
+        samples = list(load_rows(paths[split]))
+        settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        result = evaluate_samples(model, processor, module, samples, question_template, system_prompt, settings)
+        result.update(model=str(checkpoint), data=str(paths[split]))
+        write_json(result, path)
+        write_stamp(stamp, inputs)
+        results[split] = result
+    return results
+
+
+def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Path, force: bool = False) -> Path:
+    """:func:`vlm_r1.train.main` with ``argv``, cached as ``out``; its DONE file is the stamp."""
+    from .train import main as train_main
+
+    inputs = {"warm_start": checkpoint_id(warm), "train_data": file_id(train_data), "recipe": file_id(recipe),
+              "argv": argv}  # fmt: skip
+    if is_fresh(out / "DONE", inputs) and not force:
+        return out
+    if (out / "DONE").exists():  # finished with other inputs (or --force): start clean
+        shutil.rmtree(out)
+    train_main(argv)
+    write_stamp(out / "DONE", inputs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- table
+def comparison(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
+    from .evaluation.compare import hits, paired_bootstrap
+
+    table = {}
+    for split in ("test", "ood"):
+        row = paired_bootstrap(hits(before[split]), hits(after[split]))
+        row["mean_iou_before"] = before[split]["metrics"]["rec"]["mean_iou"]
+        row["mean_iou_after"] = after[split]["metrics"]["rec"]["mean_iou"]
+        row["answered_before"] = before[split]["metrics"]["rec"]["answered"]
+        row["answered_after"] = after[split]["metrics"]["rec"]["answered"]
+        table[split] = row
+    return table
+
+
+def format_comparison(table: dict[str, dict]) -> str:
+    lines = [
+        "split   n      Acc@0.5 warm start -> GRPO   change [95% CI]            mean IoU before -> after",
+        "-----   ----   --------------------------   ------------------------   ------------------------",
+    ]
+    for split, r in table.items():
+        lo, hi = r["ci95"]
+        lines.append(
+            f"{split:<7} {r['n']:<6} {100 * r['before']:>10.1f} -> {100 * r['after']:<13.1f} "
+            f"{100 * r['delta']:+6.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}]     "
+            f"{r['mean_iou_before']:.3f} -> {r['mean_iou_after']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    args = build_parser().parse_args(argv)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def stage(name: str):
+        print(f"\n==== [{name}] " + "=" * (60 - len(name)), flush=True)
+        timings[name] = time.monotonic()
+
+    def done(name: str):
+        timings[name] = time.monotonic() - timings[name]
+        print(f"==== [{name}] done in {timings[name]:.0f} s", flush=True)
+
+    stage("data")
+    paths = make_data(work, args.n_train, args.n_test, args.image_size, args.data_seed)
+    done("data")
+
+    stage("warm start")
+    warm = resolve_warm_start(args, work, paths["train"])
+    print(f"warm start: {warm}")
+    done("warm start")
+
+    stage("evaluate warm start")
+    grpo_dir = work / "grpo"
+    train_argv = grpo_argv(args, warm, paths["train"], grpo_dir)
+    template, system_prompt = eval_prompt(train_argv)
+    before = evaluate_checkpoint(warm, paths, work / "eval_before", args.eval_batch_size, args.max_new_tokens,
+                                 template, args.force, system_prompt)  # fmt: skip
+    for split, r in before.items():
+        print(f"{split}: {json.dumps(r['metrics']['rec'])}")
+    done("evaluate warm start")
+    summary = {"warm_start": str(warm), "before": {s: r["metrics"] for s, r in before.items()}}
+    if args.skip_grpo:
+        summary["timings_s"] = timings
+        (work / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    stage("GRPO")
+    run_grpo(train_argv, args.grpo_recipe, warm, paths["train"], grpo_dir, force=args.force)
+    done("GRPO")
+
+    stage("evaluate GRPO")
+    after = evaluate_checkpoint(grpo_dir, paths, work / "eval_after", args.eval_batch_size, args.max_new_tokens,
+                                template, args.force, system_prompt)  # fmt: skip
+    done("evaluate GRPO")
+
+    table = comparison(before, after)
+    summary.update(after={s: r["metrics"] for s, r in after.items()}, comparison=table, timings_s=timings)
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("\n" + format_comparison(table))
+    print("\ntimings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print(f"summary: {work / 'summary.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

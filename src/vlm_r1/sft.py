@@ -1,0 +1,157 @@
+"""SFT entry point: ``vlm-r1 sft --config recipes/tiny/rec_sft.yaml`` (or ``accelerate launch -m vlm_r1.sft``).
+
+Supervised fine-tuning on the same JSONL rows and VLM modules as GRPO, with TRL's ``SFTTrainer``: the ground truth
+is written as ``<think>…</think><answer>…</answer>`` in the model's coordinate frame (see
+:mod:`vlm_r1.trainer.sft`) and only the completion tokens carry loss. Two uses: the warm start that makes a tiny
+model answer at all before GRPO, and the baseline GRPO is compared against (``benchmarks/rl_vs_sft.py``).
+
+One linear ``main()`` in phases: arguments, data, model, trainer, train, save and summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import SFTConfig, TrlParser
+
+from .config import DataArguments, ModelArguments, check_model_args
+from .trainer.sft import DEFAULT_THINK
+
+logger = logging.getLogger("vlm_r1")
+
+
+@dataclass
+class VLMSFTConfig(SFTConfig):
+    """TRL's SFTConfig plus what vlm-r1 adds. Every SFTConfig field (learning_rate, max_steps, …) works as TRL
+    documents it; ``completion_only_loss`` is forced on (the prompt is never a training target)."""
+
+    think: str = field(
+        default=DEFAULT_THINK,
+        metadata={
+            "help": "Text of the <think> block in every SFT target; `{question}` is replaced by the row's question."
+        },
+    )
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Stop training after this many seconds of wall time (checked after each step)."},
+    )
+
+
+def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: VLMSFTConfig) -> None:
+    """Refuse options that SFT would otherwise ignore (model options: :func:`vlm_r1.config.check_model_args`)."""
+    check_model_args(model_args, training=True)
+    if not data_args.train_data:
+        raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    if data_args.reward_funcs != DataArguments().reward_funcs:
+        raise ValueError("reward_funcs is a GRPO option; SFT trains on the ground truth and uses no reward")
+    if args.completion_only_loss is False:
+        raise ValueError("vlm-r1 sft always trains on the completion only; leave completion_only_loss unset")
+    if args.assistant_only_loss:
+        raise ValueError("vlm-r1 sft uses completion_only_loss (prompt-completion data); leave assistant_only_loss off")
+    if args.packing or args.padding_free:
+        raise ValueError("packing / padding_free are not supported for vision datasets")
+    if args.model_init_kwargs:
+        raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+    if args.max_train_seconds is not None and args.max_train_seconds <= 0:
+        raise ValueError("max_train_seconds must be > 0")
+
+
+def parse_args(argv: list[str] | None = None):
+    description = __doc__.split("\n\n")[0]
+    parser = TrlParser((DataArguments, ModelArguments, VLMSFTConfig), prog="vlm-r1 sft", description=description)
+    data_args, model_args, sft_args = parser.parse_args_and_config(argv)
+    check_sft_args(data_args, model_args, sft_args)
+    sft_args.completion_only_loss = True
+    sft_args.remove_unused_columns = False  # the collator reads prompt / completion / images; keep them
+    return data_args, model_args, sft_args
+
+
+def _time_limit_callback(seconds: float):
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() - self.start >= seconds:
+                control.should_training_stop = True
+
+    return StopAfter()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    data_args, model_args, args = parse_args(argv)
+
+    # ------------------------------------------------------------------ data
+    from .loading import apply_training_mode, describe_parameters, load_policy
+    from .train import load_training_rows
+    from .trainer.sft import to_sft_dataset
+
+    samples = load_training_rows(data_args, data_args.train_data, args.output_dir)
+    if data_args.max_train_samples is not None:
+        samples = samples[: data_args.max_train_samples]
+    eval_samples = load_training_rows(data_args, data_args.eval_data, args.output_dir)
+    logger.info("training rows: %d, eval rows: %d", len(samples), len(eval_samples))
+
+    # ------------------------------------------------------------------ model
+    model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
+    peft_config = apply_training_mode(model, module, model_args)
+    template = data_args.question_template or module.question_template
+    train_dataset = to_sft_dataset(samples, module, processor, template, data_args.system_prompt, args.think)
+    eval_dataset = (
+        to_sft_dataset(eval_samples, module, processor, template, data_args.system_prompt, args.think)
+        if eval_samples
+        else None
+    )
+    logger.info("first SFT target: %s", train_dataset[0]["completion"][0]["content"][0]["text"])
+
+    # ------------------------------------------------------------------ trainer
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+    )
+    if args.max_train_seconds is not None:
+        trainer.add_callback(_time_limit_callback(args.max_train_seconds))
+    logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
+
+    # ------------------------------------------------------------------ train
+    from .checkpoints import resolve_resume
+
+    # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start.
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    start = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.monotonic() - start
+
+    # ------------------------------------------------------------------ save and summary
+    trainer.save_model(args.output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(args.output_dir)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    summary = {
+        "loss_start": losses[0] if losses else None,
+        "loss_end": losses[-1] if losses else None,
+        "steps": trainer.state.global_step,
+        "train_seconds": seconds,
+        "checkpoint": str(Path(args.output_dir).resolve()),
+    }
+    if trainer.accelerator.is_main_process:
+        loss_text = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, " if losses else ""
+        print(f"\nSFT: {loss_text}{summary['steps']} steps in {seconds:.0f} s\ncheckpoint written to {summary['checkpoint']}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

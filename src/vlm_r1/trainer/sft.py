@@ -1,0 +1,129 @@
+"""The SFT baseline on the same JSONL rows as GRPO: ground truth written as a completion in the MODEL's frame.
+
+Each validated row (:class:`vlm_r1.data.Sample`) becomes one conversational prompt-completion example for TRL's
+``SFTTrainer``: the prompt is exactly the one GRPO samples from (same question template, same image items), the
+completion is ``<think>{think}</think><answer>{answer}</answer>`` and only the completion tokens carry loss
+(``completion_only_loss``, which TRL's vision collator applies to prompt-completion data; it works with any chat
+template, unlike ``assistant_only_loss``, which needs ``{% generation %}`` markers).
+
+The answer is the ground truth re-written in the frame the model will be read in, through the VLM module:
+
+* REC ``[x1, y1, x2, y2]`` (original pixels) -> ``module.from_original`` -> rounded integers, clipped to the frame;
+* detection ``[{"bbox_2d", "label"}, ...]`` -> the same list with converted boxes (JSON);
+* counting -> the integer; classification -> the class name; anything else -> its JSON text.
+
+``think`` is a fixed, templated sentence (``{question}`` is replaced by the row's question without ``<image>``).
+A tiny model cannot reason; the think block is there so that the SFT model emits the same
+``<think>…</think><answer>…</answer>`` layout the format reward and the papers' prompts ask for, at a cost of a
+handful of tokens. The default (see :data:`DEFAULT_THINK`) is short on purpose: every completion token costs
+generation time in GRPO.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from datasets import Dataset
+
+from ..data import IMAGE_PLACEHOLDER, Sample, load_image, to_conversation
+from ..modules import VLMModule
+
+DEFAULT_THINK = "Find it."
+
+
+def _is_box(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+
+
+def frame_limits(module: VLMModule, input_size: tuple[int, int]) -> tuple[float, float]:
+    """Largest x and y a box may have in the module's output frame."""
+    if module.output_frame == "relative_1000":
+        return 1000.0, 1000.0
+    return float(input_size[0]), float(input_size[1])
+
+
+def box_in_model_frame(box, module: VLMModule, original_size, input_size) -> list[int]:
+    """A ground-truth pixel box as the integers the model should write (rounded, clipped to its frame)."""
+    max_x, max_y = frame_limits(module, input_size)
+    x1, y1, x2, y2 = module.from_original(tuple(float(v) for v in box), original_size, input_size)
+    clip = lambda v, hi: int(min(max(round(v), 0), hi))  # noqa: E731
+    return [clip(x1, max_x), clip(y1, max_y), clip(x2, max_x), clip(y2, max_y)]
+
+
+def render_answer(solution: Any, module: VLMModule, original_size, input_size) -> str:
+    """The text that goes between ``<answer>`` tags for one ground truth (see the module docstring)."""
+    value = json.loads(solution) if isinstance(solution, str) else solution
+    if _is_box(value):
+        return json.dumps(box_in_model_frame(value, module, original_size, input_size))
+    if isinstance(value, list) and all(isinstance(v, dict) and _is_box(v.get("bbox_2d")) for v in value):
+        items = [
+            {**v, "bbox_2d": box_in_model_frame(v["bbox_2d"], module, original_size, input_size)} for v in value
+        ]
+        return json.dumps(items)
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("label"), str):
+        return value["label"]
+    return json.dumps(value)
+
+
+def render_completion(answer: str, think: str = DEFAULT_THINK) -> str:
+    return f"<think>{think}</think><answer>{answer}</answer>"
+
+
+def question_text(problem: str) -> str:
+    return problem.replace(IMAGE_PLACEHOLDER, "").strip()
+
+
+def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: str = DEFAULT_THINK) -> list[str]:
+    """One completion text per sample (boxes refer to the first image of a row)."""
+    out = []
+    for s in samples:
+        original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1])) if s.image_sizes else (1000, 1000)
+        input_size = module.model_input_size(processor, original) if s.image_sizes else original
+        answer = render_answer(s.solution, module, original, input_size)
+        out.append(render_completion(answer, think.replace("{question}", question_text(s.problem))))
+    return out
+
+
+def to_sft_dataset(
+    samples: Sequence[Sample],
+    module: VLMModule,
+    processor,
+    question_template: str,
+    system_prompt: str | None = None,
+    think: str = DEFAULT_THINK,
+) -> Dataset:
+    """A prompt-completion dataset (conversational, with ``images``) that TRL's SFTTrainer collates on the fly.
+
+    Images are decoded when a row is read (``with_transform``), so the table holds only paths and texts.
+    """
+    table = Dataset.from_dict(
+        {
+            "problem": [s.problem for s in samples],
+            "image_paths": [list(s.images) for s in samples],
+            "target": sft_targets(samples, module, processor, think),
+        }
+    )
+
+    def materialise(batch: dict[str, list]) -> dict[str, list]:
+        return {
+            "prompt": [
+                to_conversation(p, question_template=question_template, system_prompt=system_prompt)
+                for p in batch["problem"]
+            ],
+            "completion": [[{"role": "assistant", "content": [{"type": "text", "text": t}]}] for t in batch["target"]],
+            "images": [[load_image(path) for path in paths] for paths in batch["image_paths"]],
+        }
+
+    return table.with_transform(materialise)
