@@ -19,6 +19,7 @@ from pathlib import Path
 from trl import SFTConfig, TrlParser
 
 from .config import DataArguments, ModelArguments, check_model_args
+from .train import load_train_and_eval_rows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
 logger = logging.getLogger("vlm_r1")
@@ -86,18 +87,14 @@ def _time_limit_callback(seconds: float):
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    quiet_library_deprecations()
     data_args, model_args, args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
     from .loading import apply_training_mode, describe_parameters, load_policy
-    from .train import load_training_rows
     from .trainer.sft import to_sft_dataset
 
-    samples = load_training_rows(data_args, data_args.train_data, args.output_dir)
-    if data_args.max_train_samples is not None:
-        samples = samples[: data_args.max_train_samples]
-    eval_samples = load_training_rows(data_args, data_args.eval_data, args.output_dir)
-    logger.info("training rows: %d, eval rows: %d", len(samples), len(eval_samples))
+    samples, eval_samples = load_train_and_eval_rows(data_args, args.output_dir)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)

@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None):
     return data_args, model_args, training_args
 
 
-def load_training_rows(data_args: DataArguments, paths: list[str], output_dir: str | None):
+def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | None):
     """Validate every JSONL file; with skip_invalid_rows, write the skipped rows next to the outputs."""
     from .data import load_rows
     from .rewards import validate_solution
@@ -45,6 +45,16 @@ def load_training_rows(data_args: DataArguments, paths: list[str], output_dir: s
             logger.warning("%s: skipped %d invalid rows, listed in %s", path, len(rows.skipped), listed)
         samples.extend(rows)
     return samples
+
+
+def load_train_and_eval_rows(data_args: DataArguments, output_dir: str | None):
+    """The validated training rows (the first ``max_train_samples``) and evaluation rows of a run."""
+    samples = load_rows_of(data_args, data_args.train_data, output_dir)
+    if data_args.max_train_samples is not None:
+        samples = samples[: data_args.max_train_samples]
+    eval_samples = load_rows_of(data_args, data_args.eval_data, output_dir)
+    logger.info("training rows: %d, eval rows: %d", len(samples), len(eval_samples))
+    return samples, eval_samples
 
 
 def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | None, float | None]:
@@ -75,11 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     from .loading import apply_training_mode, describe_parameters, load_policy
     from .trainer.dataset import to_hf_dataset
 
-    samples = load_training_rows(data_args, data_args.train_data, training_args.output_dir)
-    if data_args.max_train_samples is not None:
-        samples = samples[: data_args.max_train_samples]
-    eval_samples = load_training_rows(data_args, data_args.eval_data, training_args.output_dir)
-    logger.info("training rows: %d, eval rows: %d", len(samples), len(eval_samples))
+    samples, eval_samples = load_train_and_eval_rows(data_args, training_args.output_dir)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
