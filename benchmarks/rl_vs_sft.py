@@ -3,7 +3,8 @@
 For each seed: GRPO (``recipes/tiny/rec_grpo.yaml``) runs ``--grpo_steps`` steps from the warm start and its wall
 time is measured; then SFT (``recipes/tiny/rec_sft.yaml`` with ``--sft_lr``, constant schedule) continues from the
 same warm start on the SAME labelled rows for the same number of seconds (``max_train_seconds``). Both are
-evaluated greedily on every row of the in-domain ``test`` and the out-of-domain ``ood`` splits.
+evaluated greedily on every row of the in-domain ``test`` and the out-of-domain ``ood_pairs`` (held-out
+colour-shape pairs) and ``ood`` (those pairs, smaller, on stripes, among more distractors) splits.
 
     .venv/bin/python benchmarks/rl_vs_sft.py --out outputs/rl_vs_sft   # about 25 minutes on 2 CPU cores
 
@@ -22,7 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from vlm_r1.pipeline import SHIPPED_WARM_START, build_warm_start, eval_prompt, evaluate_checkpoint, make_data  # noqa: E402
+from vlm_r1.pipeline import (  # noqa: E402
+    EVAL_SPLITS,
+    SHIPPED_WARM_START,
+    build_warm_start,
+    eval_prompt,
+    evaluate_checkpoint,
+    make_data,
+)
 
 RECIPES = REPO / "recipes" / "tiny"
 
@@ -76,12 +84,12 @@ def plot(results: dict, path: Path) -> None:
     width = 0.25
     for j, method in enumerate(methods):
         means, stds = [], []
-        for split in ("test", "ood"):
+        for split in EVAL_SPLITS:
             m, s = mean_std([100 * v for v in results[method][split]])
             means.append(m)
             stds.append(s)
-        ax.bar([i + (j - 1) * width for i in range(2)], means, width, yerr=stds, capsize=3, label=method)
-    ax.set_xticks(range(2), ["in-domain test", "out-of-domain"])
+        ax.bar([i + (j - 1) * width for i in range(len(EVAL_SPLITS))], means, width, yerr=stds, capsize=3, label=method)
+    ax.set_xticks(range(len(EVAL_SPLITS)), ["in-domain test", "held-out pairs", "pairs + size/background"])
     ax.set_ylabel("Acc@0.5 (%)")
     ax.set_title("REC, tiny Qwen2-VL, equal data and wall time")
     ax.legend()
@@ -109,32 +117,33 @@ def main(argv=None) -> dict:
                                   system_prompt=system_prompt)
         return {split: r["metrics"]["rec"] for split, r in res.items()}
 
-    results: dict = {"warm start": {"test": [], "ood": []}, "GRPO": {"test": [], "ood": []}, "SFT": {"test": [], "ood": []}}
+    results: dict = {arm: {split: [] for split in EVAL_SPLITS} for arm in ("warm start", "GRPO", "SFT")}
     runs = []
     base = acc(warm, "eval_warm")
     for seed in args.seeds:
-        for split in ("test", "ood"):
+        for split in EVAL_SPLITS:
             results["warm start"][split].append(base[split]["acc@0.5"])
         grpo_dir, sft_dir = out / f"grpo_seed{seed}", out / f"sft_seed{seed}"
         grpo_seconds = run_grpo(warm, paths["train"], grpo_dir, seed, args.grpo_steps)
         sft_seconds = run_sft(warm, paths["train"], sft_dir, seed, grpo_seconds, args.sft_lr)
         g, s = acc(grpo_dir, f"eval_grpo_seed{seed}"), acc(sft_dir, f"eval_sft_seed{seed}")
-        for split in ("test", "ood"):
+        for split in EVAL_SPLITS:
             results["GRPO"][split].append(g[split]["acc@0.5"])
             results["SFT"][split].append(s[split]["acc@0.5"])
         runs.append({"seed": seed, "grpo_seconds": grpo_seconds, "sft_seconds": sft_seconds, "grpo": g, "sft": s})
         (out / "results.json").write_text(json.dumps({"args": vars(args), "warm": base, "runs": runs}, indent=1))
 
-    lines = ["| method | in-domain Acc@0.5 (%) | OOD Acc@0.5 (%) |", "|---|---|---|"]
+    lines = ["| method | " + " | ".join(f"{split} Acc@0.5 (%)" for split in EVAL_SPLITS) + " |",
+             "|---|" + "---|" * len(EVAL_SPLITS)]
     for method, by_split in results.items():
         cells = []
-        for split in ("test", "ood"):
+        for split in EVAL_SPLITS:
             m, sd = mean_std([100 * v for v in by_split[split]])
             cells.append(f"{m:.1f} ± {sd:.1f}")
-        lines.append(f"| {method} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     seconds = statistics.mean(r["grpo_seconds"] for r in runs)
-    lines.append(f"\n{len(args.seeds)} seeds, {args.n_labelled} labelled rows, {args.n_test} test / {args.n_test} OOD "
-                 f"rows; GRPO {args.grpo_steps} steps (mean {seconds:.0f} s per run), SFT the same seconds.")
+    lines.append(f"\n{len(args.seeds)} seeds, {args.n_labelled} labelled rows, {args.n_test} rows per evaluation split; "
+                 f"GRPO {args.grpo_steps} steps (mean {seconds:.0f} s per run), SFT the same seconds.")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     plot(results, out / "rl_vs_sft.png")

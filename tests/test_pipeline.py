@@ -17,7 +17,7 @@ def test_pipeline_smoke(tmp_path, capsys):
     summary = main(base + grpo + sft)
     assert (work / "warm_start" / "DONE").exists() and (work / "grpo" / "DONE").exists()
     table = summary["comparison"]
-    assert set(table) == {"test", "ood"} and table["ood"]["n"] == 8
+    assert set(table) == {"test", "ood_pairs", "ood"} and table["ood"]["n"] == 8
     saved = json.loads((work / "summary.json").read_text())
     assert saved["comparison"]["test"]["n"] == 8 and "GRPO" in saved["timings_s"]
     for split in ("test", "ood"):

@@ -153,3 +153,17 @@ def test_make_scene_in_memory_and_errors():
         syn.write_split("/nonexistent", "vqa", "train", 1)
     with pytest.raises(ValueError, match="unknown split"):
         syn.make_example("rec", "val", 0)
+
+
+def test_ood_pairs_shift_only_the_referent_pairs():
+    """`ood_pairs` asks only about held-out pairs; sizes, backgrounds and distractor counts are the training ones."""
+    examples = [syn.make_example("rec", "ood_pairs", i) for i in range(60)]
+    lo, hi = syn.TRAIN.size_range
+    for ex in examples:
+        referent = next(obj for obj in ex.objects if list(obj.box) == list(ex.answer))
+        assert (referent.colour, referent.shape) in syn.HELD_OUT_PAIRS
+        assert f"{referent.colour} {referent.shape}" in ex.question
+        assert 1 <= len(ex.objects) <= 1 + syn.TRAIN.rec_distractors[1]
+        for obj in ex.objects:
+            side = max(obj.box[2] - obj.box[0], obj.box[3] - obj.box[1]) / 112
+            assert lo - 0.02 <= side <= hi + 0.02

@@ -4,12 +4,13 @@ Stages, each cached in ``--work_dir`` so a second run skips what is done. Beside
 the inputs that decide it: data parameters, checkpoint, recipe path and content hash, arguments) is written; a stage
 whose stamp differs from this run's inputs is redone, and so is everything after it.
 
-1. **data**: synthetic REC splits (``vlm_r1.synthetic``): ``train``, in-domain ``test``, out-of-domain ``ood``.
+1. **data**: synthetic REC splits (``vlm_r1.synthetic``): ``train``, in-domain ``test``, and two out-of-domain
+   splits: ``ood_pairs`` (held-out colour-shape pairs) and ``ood`` (those pairs, smaller, on stripes, more distractors).
 2. **warm start**: a tiny model that already answers. In order of preference: ``--warm_start PATH``; the
    checkpoint shipped under ``data/warm_start/tiny_qwen2_vl_rec`` when the repository has one (made by
    ``run_scripts/sft_rec.sh``); one cached in the work dir; otherwise built here: ``make_tiny`` + ``vlm-r1 sft``
    with ``recipes/tiny/rec_sft.yaml``.
-3. **before**: greedy evaluation of the warm start on ``test`` and ``ood`` (every row), with the question template
+3. **before**: greedy evaluation of the warm start on ``test``, ``ood_pairs`` and ``ood`` (every row), with the question template
    and system prompt GRPO samples from (the GRPO recipe plus ``--grpo_args``).
 4. **GRPO**: :func:`vlm_r1.train.main` with ``recipes/tiny/rec_grpo.yaml`` from the warm start.
 5. **after**: the same evaluation of the GRPO checkpoint, and a table with paired differences (95% bootstrap
@@ -33,6 +34,7 @@ logger = logging.getLogger("vlm_r1")
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "tiny"
+EVAL_SPLITS = ("test", "ood_pairs", "ood")  # in-domain; held-out colour-shape pairs; pairs + size/background shift
 SHIPPED_WARM_START = REPO / "data" / "warm_start" / "tiny_qwen2_vl_rec"
 
 
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (shipped, else cached, else built by SFT), a checkpoint folder, or 'build' to force SFT")
     p.add_argument("--model_type", default="qwen2_vl", help="tiny model family when the warm start is built")
     p.add_argument("--n_train", type=int, default=4000, help="training rows (GRPO prompts; SFT when building)")
-    p.add_argument("--n_test", type=int, default=1000, help="rows of each of test and ood")
+    p.add_argument("--n_test", type=int, default=1000, help="rows of each evaluation split (test, ood_pairs, ood)")
     p.add_argument("--image_size", type=int, default=112)
     p.add_argument("--data_seed", type=int, default=0)
     p.add_argument("--sft_recipe", default=str(RECIPES / "rec_sft.yaml"))
@@ -101,11 +103,11 @@ def write_stamp(stamp: Path, inputs: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------------- stages
 def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int) -> dict[str, Path]:
-    """The REC splits train / test / ood under <work>/data, rewritten when their parameters change."""
+    """The REC splits train / test / ood_pairs / ood under <work>/data, rewritten when their parameters change."""
     from .synthetic import write_split
 
     data = work / "data"
-    sizes = {"train": n_train, "test": n_test, "ood": n_test}
+    sizes = {"train": n_train, **{split: n_test for split in EVAL_SPLITS}}
     paths = {split: data / f"rec_{split}.jsonl" for split in sizes}
     stamp = data / "stamp.json"
     params = {"task": "rec", "n": sizes, "image_size": image_size, "seed": seed}
@@ -168,14 +170,14 @@ def eval_prompt(train_argv: list[str]) -> tuple[str | None, str | None]:
 def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path, batch_size: int, max_new_tokens: int,
                         question_template: str | None = None, force: bool = False,
                         system_prompt: str | None = None) -> dict[str, dict]:  # fmt: skip
-    """Greedy evaluation on test and ood, cached as <out_dir>/<split>.json with its stamp <split>.stamp.json."""
+    """Greedy evaluation on every EVAL_SPLITS split, cached as <out_dir>/<split>.json with its stamp <split>.stamp.json."""
     from .config import ModelArguments
     from .data import load_rows
     from .evaluation.runner import GenerationSettings, evaluate_samples, write_json
     from .loading import load_policy
 
     results, model = {}, None
-    for split in ("test", "ood"):
+    for split in EVAL_SPLITS:
         path, stamp = out_dir / f"{split}.json", out_dir / f"{split}.stamp.json"
         inputs = {"checkpoint": checkpoint_id(checkpoint), "data": file_id(paths[split]),
                   "question_template": question_template, "system_prompt": system_prompt,
@@ -216,7 +218,7 @@ def comparison(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dic
     from .evaluation.compare import hits, paired_bootstrap
 
     table = {}
-    for split in ("test", "ood"):
+    for split in EVAL_SPLITS:
         row = paired_bootstrap(hits(before[split]), hits(after[split]))
         row["mean_iou_before"] = before[split]["metrics"]["rec"]["mean_iou"]
         row["mean_iou_after"] = after[split]["metrics"]["rec"]["mean_iou"]

@@ -97,7 +97,10 @@ OOD = Domain(
     count_range=(0, 5),
     count_others=(3, 6),
 )
-DOMAINS = {"train": TRAIN, "test": replace(TRAIN, name="test"), "ood": OOD}
+# The compositional shift alone: referents are the held-out colour-shape pairs, everything else (sizes,
+# backgrounds, number of distractors) is as in training. `ood` adds the other shifts on top.
+OOD_PAIRS = replace(TRAIN, name="ood_pairs", target_pairs=HELD_OUT_PAIRS, distractor_pairs=ALL_PAIRS)
+DOMAINS = {"train": TRAIN, "test": replace(TRAIN, name="test"), "ood": OOD, "ood_pairs": OOD_PAIRS}
 SPLITS = tuple(DOMAINS)
 
 REC_TEMPLATES = (
