@@ -102,3 +102,22 @@ def test_sft_warm_start_answers(tiny_model_dir, rec_rows, tmp_path):
     )
     parsed = [len(p["boxes"][0]) == 1 for p in result["predictions"]]
     assert sum(parsed) / len(parsed) > 0.8, result["predictions"][0]["completions"]
+
+
+def test_stop_at_step_keeps_the_schedule(tiny_model_dir, rec_rows, tmp_path):
+    """--stop_at_step ends the run early while the learning rate follows the max_steps schedule (how the shipped
+    warm start's interrupted first stage is reproduced)."""
+    from vlm_r1.sft import main
+
+    common = [
+        "--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--train_data", str(rec_rows),
+        "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "linear",
+        "--use_cpu", "true", "--bf16", "false", "--gradient_checkpointing", "false", "--save_strategy", "no",
+        "--report_to", "none", "--logging_steps", "1", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    summary = main(common + ["--output_dir", str(tmp_path / "a"), "--max_steps", "8", "--stop_at_step", "3"])
+    assert summary["steps"] == 3
+    rates = [entry["learning_rate"] for entry in summary["log_history"] if "learning_rate" in entry]
+    assert rates == pytest.approx([1e-3 * (8 - step) / 8 for step in range(3)], abs=1e-12)
+    with pytest.raises(ValueError, match="stop_at_step"):
+        main(common + ["--output_dir", str(tmp_path / "b"), "--max_steps", "8", "--stop_at_step", "9"])

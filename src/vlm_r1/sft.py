@@ -40,6 +40,13 @@ class VLMSFTConfig(SFTConfig):
         default=None,
         metadata={"help": "Stop training after this many seconds of wall time (checked after each step)."},
     )
+    stop_at_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "End the run after this many optimizer steps without changing the schedule max_steps sets "
+            "(reproduces a run that was stopped early)."
+        },
+    )
 
 
 def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: VLMSFTConfig) -> None:
@@ -59,6 +66,8 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
     if args.max_train_seconds is not None and args.max_train_seconds <= 0:
         raise ValueError("max_train_seconds must be > 0")
+    if args.stop_at_step is not None and not 0 < args.stop_at_step <= args.max_steps:
+        raise ValueError("stop_at_step must be in 1..max_steps")
 
 
 def parse_args(argv: list[str] | None = None):
@@ -71,7 +80,8 @@ def parse_args(argv: list[str] | None = None):
     return data_args, model_args, sft_args
 
 
-def _time_limit_callback(seconds: float):
+def _stop_callback(seconds: float | None, step: int | None):
+    """Ends training after ``seconds`` of wall time or at optimizer step ``step``, whichever comes first."""
     from transformers import TrainerCallback
 
     class StopAfter(TrainerCallback):
@@ -79,7 +89,8 @@ def _time_limit_callback(seconds: float):
             self.start = time.monotonic()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.monotonic() - self.start >= seconds:
+            out_of_time = seconds is not None and time.monotonic() - self.start >= seconds
+            if out_of_time or (step is not None and state.global_step >= step):
                 control.should_training_stop = True
 
     return StopAfter()
@@ -119,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,
         peft_config=peft_config,
     )
-    if args.max_train_seconds is not None:
-        trainer.add_callback(_time_limit_callback(args.max_train_seconds))
+    if args.max_train_seconds is not None or args.stop_at_step is not None:
+        trainer.add_callback(_stop_callback(args.max_train_seconds, args.stop_at_step))
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
 
     # ------------------------------------------------------------------ train
@@ -143,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": trainer.state.global_step,
         "train_seconds": seconds,
         "checkpoint": str(Path(args.output_dir).resolve()),
+        "log_history": trainer.state.log_history,
     }
     if trainer.accelerator.is_main_process:
         loss_text = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, " if losses else ""
