@@ -17,7 +17,7 @@ $PY -m vlm_r1.sft --config recipes/tiny/rec_sft.yaml --model_name_or_path "$WORK
   --train_data "$WORK/data/rec_train.jsonl" --output_dir "$WORK/stage1" --max_steps 3000 --stop_at_step 2000
 $PY -m vlm_r1.sft --config recipes/tiny/rec_sft.yaml --model_name_or_path "$WORK/stage1" \
   --train_data "$WORK/data/rec_train.jsonl" --output_dir "$WORK/stage2" --per_device_train_batch_size 32 \
-  --learning_rate 5e-4 --warmup_steps 20 --max_steps 6000 --stop_at_step "${STAGE2_STEPS:-6000}" --logging_steps 50
+  --learning_rate 5e-4 --warmup_steps 20 --max_steps 6000 --logging_steps 50
 mkdir -p "$OUT"
 cp "$WORK"/stage2/{config.json,generation_config.json,model.safetensors,processor_config.json,tokenizer.json,tokenizer_config.json,chat_template.jinja} "$OUT"/
 echo "warm start written to $OUT"

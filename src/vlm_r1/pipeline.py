@@ -213,6 +213,18 @@ def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Pa
     return out
 
 
+def grpo_outcome(grpo_dir: Path) -> str:
+    """The GRPO run's training reward, first vs last logged steps (from its report), and its checkpoint."""
+    from .train import reward_summary
+
+    history = grpo_dir / "report" / "log_history.json"
+    start, end = (None, None)
+    if history.exists():
+        start, end = reward_summary(json.loads(history.read_text())["log_history"])
+    reward = f"GRPO training reward {start:.3f} -> {end:.3f} (first/last 5 logged steps); " if start is not None else ""
+    return f"{reward}GRPO checkpoint: {grpo_dir}"
+
+
 # ---------------------------------------------------------------------------------------------------- table
 def comparison(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
     from .evaluation.compare import hits, paired_bootstrap
@@ -229,17 +241,18 @@ def comparison(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dic
 
 
 def format_comparison(table: dict[str, dict]) -> str:
-    lines = [
-        "split   n      Acc@0.5 warm start -> GRPO   change [95% CI]            mean IoU before -> after",
-        "-----   ----   --------------------------   ------------------------   ------------------------",
-    ]
+    header = ("split", "n", "Acc@0.5 warm start -> GRPO (%)", "change [95% CI]", "mean IoU before -> after")
+    rows = []
     for split, r in table.items():
         lo, hi = r["ci95"]
-        lines.append(
-            f"{split:<7} {r['n']:<6} {100 * r['before']:>10.1f} -> {100 * r['after']:<13.1f} "
-            f"{100 * r['delta']:+6.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}]     "
-            f"{r['mean_iou_before']:.3f} -> {r['mean_iou_after']:.3f}"
-        )
+        rows.append((
+            split, str(r["n"]), f"{100 * r['before']:.1f} -> {100 * r['after']:.1f}",
+            f"{100 * r['delta']:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}]",
+            f"{r['mean_iou_before']:.3f} -> {r['mean_iou_after']:.3f}",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "   ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
@@ -297,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n" + format_comparison(table))
     print("\ntimings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print(grpo_outcome(grpo_dir))
     print(f"summary: {work / 'summary.json'}")
     return summary
 

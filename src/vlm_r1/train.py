@@ -17,7 +17,18 @@ from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args
 logger = logging.getLogger("vlm_r1")
 
 
+# Deprecation notices that TRL 1.16 / transformers 5.23 raise from their own code on every step: nothing a user
+# can act on, and they bury the per-step lines.
+QUIET_DEPRECATIONS = (r".*`(is_)?gradient_checkpointing` is deprecated", r".*'pin_memory' argument is set as true")
+
+
+def quiet_library_deprecations() -> None:
+    for pattern in QUIET_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def parse_args(argv: list[str] | None = None):
+    quiet_library_deprecations()  # TrlParser builds GRPOConfig, which warns about its own fields
     parser = TrlParser((DataArguments, ModelArguments, VLMGRPOConfig))
     data_args, model_args, training_args = parser.parse_args_and_config(argv)
     check_args(data_args, model_args, training_args)
@@ -66,19 +77,8 @@ def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | No
     return sum(head) / len(head), sum(tail) / len(tail)
 
 
-# Deprecation notices that TRL 1.16 / transformers 5.23 raise from their own code on every step: nothing a user
-# can act on, and they bury the per-step lines.
-QUIET_DEPRECATIONS = (r".*`(is_)?gradient_checkpointing` is deprecated", r".*'pin_memory' argument is set as true")
-
-
-def quiet_library_deprecations() -> None:
-    for pattern in QUIET_DEPRECATIONS:
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    quiet_library_deprecations()
     data_args, model_args, training_args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
