@@ -96,3 +96,11 @@ def grpo_run(grpo_recipe):
         return main(["--config", str(path), *cli_args])
 
     return run
+
+
+@pytest.fixture(scope="session")
+def rec_rows(tmp_path_factory):
+    """8 synthetic REC training rows (JSONL path), shared by the end-to-end tests."""
+    from vlm_r1.synthetic import write_split
+
+    return write_split(tmp_path_factory.mktemp("rec_rows"), "rec", "train", 8, seed=0)

@@ -12,66 +12,40 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from vlm_r1.synthetic import write_split
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "recipes" / "accelerate_configs"
 
-VARYING_REWARD = '''
-def bracket_share(completions, **kwargs):
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
-    return [sum(ch.isdigit() or ch in "[]<>" for ch in t) / max(len(t), 1) for t in texts]
-'''
 
 pytest.importorskip("deepspeed")
 
 
-@pytest.fixture(scope="module")
-def rec_rows(tmp_path_factory):
-    return write_split(tmp_path_factory.mktemp("rec_ds"), "rec", "train", 8, seed=0)
-
-
-def _launch(tmp_path, config: str, model_dir, data, **overrides) -> str:
-    (tmp_path / "ds_rewards.py").write_text(textwrap.dedent(VARYING_REWARD))
-    recipe = {
-        "model_name_or_path": str(model_dir),
-        "train_data": [str(data)],
-        "reward_funcs": ["iou", "ds_rewards:bracket_share"],
-        "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "bf16": False,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 2,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": 2,
-        "report_to": "none",
-        "gradient_checkpointing": False,
-        "seed": 0,
-        "disable_tqdm": True,
-    }
-    recipe.update(overrides)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+def _launch(tmp_path, grpo_recipe, config: str, model_dir, data, **overrides) -> str:
+    recipe = grpo_recipe(
+        model_dir,
+        data,
+        reward_funcs=["iou", "varying_rewards:bracket_share"],
+        per_device_train_batch_size=4,
+        save_strategy="steps",
+        save_steps=2,
+        **overrides,
+    )
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [
         str(accelerate), "launch", "--config_file", str(CONFIGS / config),
         "--num_processes", "1", "--mixed_precision", "no",  # CPU: one process, no bf16 autocast
-        "-m", "vlm_r1.train", "--config", str(tmp_path / "recipe.yaml"),
+        "-m", "vlm_r1.train", "--config", str(recipe),
     ]
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
         "MASTER_PORT": str(29500 + os.getpid() % 1000),
     }
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -85,11 +59,11 @@ def _losses(log: str) -> list[float]:
 
 
 @pytest.mark.parametrize("config, beta", [("zero2.yaml", 0.0), ("zero3.yaml", 0.04)])
-def test_deepspeed_run_saves_a_checkpoint(tiny_model_dir, rec_rows, tmp_path, config, beta):
+def test_deepspeed_run_saves_a_checkpoint(tiny_model_dir, rec_rows, tmp_path, grpo_recipe, config, beta):
     from transformers import AutoModelForImageTextToText
 
     model_dir = tiny_model_dir("qwen2_vl")
-    log = _launch(tmp_path, config, model_dir, rec_rows, beta=beta)
+    log = _launch(tmp_path, grpo_recipe, config, model_dir, rec_rows, beta=beta)
     losses = _losses(log)
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses), log[-2000:]
     trainable = re.search(r"trainable parameters: ([\d,]+) of ([\d,]+)", log)

@@ -16,27 +16,14 @@ from PIL import Image
 
 from vlm_r1.config import ModelArguments
 from vlm_r1.loading import apply_training_mode, count_parameters, load_policy
-from vlm_r1.synthetic import write_split
 
-VARYING_REWARD = '''
-def bracket_share(completions, **kwargs):
-    """Share of digits and brackets: differs between random completions, so advantages are non-zero."""
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
-    return [sum(ch.isdigit() or ch in "[]<>" for ch in t) / max(len(t), 1) for t in texts]
-'''
-
-
-@pytest.fixture(scope="module")
-def rec_rows(tmp_path_factory):
-    return write_split(tmp_path_factory.mktemp("rec_lora"), "rec", "train", 8, seed=0)
 
 
 def _train(grpo_run, model_dir, data, **overrides):
     return grpo_run(
         model_dir,
         data,
-        reward_module=("lora_rewards", VARYING_REWARD),
-        reward_funcs=["iou", "lora_rewards:bracket_share"],
+        reward_funcs=["iou", "varying_rewards:bracket_share"],
         per_device_train_batch_size=4,
         learning_rate=1e-2,
         use_peft=True,

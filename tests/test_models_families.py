@@ -17,7 +17,6 @@ from vlm_r1.config import ModelArguments
 from vlm_r1.data import to_conversation
 from vlm_r1.loading import load_policy
 from vlm_r1.modules import get_module
-from vlm_r1.synthetic import write_split
 
 ARCHITECTURES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
@@ -26,12 +25,6 @@ ARCHITECTURES = {
     "internvl": "InternVLForConditionalGeneration",
 }
 
-VARYING_REWARD = '''
-def bracket_share(completions, **kwargs):
-    """Share of digits and brackets: differs between random completions, so advantages are non-zero."""
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
-    return [sum(ch.isdigit() or ch in "[]<>" for ch in t) / max(len(t), 1) for t in texts]
-'''
 
 
 def _prompt(processor, images, problem, template):
@@ -106,17 +99,11 @@ def test_internvl_max_tiles_is_the_processors_max_patches(tiny_model_dir):
         load_policy(ModelArguments(model_name_or_path=str(tiny_model_dir("qwen2_vl")), max_tiles=2))
 
 
-@pytest.fixture(scope="module")
-def rec_rows(tmp_path_factory):
-    return write_split(tmp_path_factory.mktemp("rec_families"), "rec", "train", 8, seed=0)
-
-
 def _run(grpo_run, model_dir, data, **overrides):
     return grpo_run(
         model_dir,
         data,
-        reward_module=("family_rewards", VARYING_REWARD),
-        reward_funcs=["iou", "family_rewards:bracket_share"],
+        reward_funcs=["iou", "varying_rewards:bracket_share"],
         per_device_train_batch_size=4,
         **overrides,
     )

@@ -11,14 +11,7 @@ import torch
 from vlm_r1.config import ModelArguments
 from vlm_r1.loading import apply_training_mode, count_parameters, describe_parameters
 from vlm_r1.modules import get_module
-from vlm_r1.synthetic import write_split
 
-VARYING_REWARD = '''
-def bracket_share(completions, **kwargs):
-    """Share of digits and brackets: differs between random completions, so advantages are non-zero."""
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
-    return [sum(ch.isdigit() or ch in "[]<>" for ch in t) / max(len(t), 1) for t in texts]
-'''
 
 MODES = {
     "full": {},
@@ -57,17 +50,11 @@ def test_trainable_parameters_per_mode(tiny_model_dir, model_type):
             assert vision > 0 and projector > 0 and 0 < language < language_all / 5
 
 
-@pytest.fixture(scope="module")
-def rec_rows(tmp_path_factory):
-    return write_split(tmp_path_factory.mktemp("rec_modes"), "rec", "train", 8, seed=0)
-
-
 def _train(grpo_run, model_dir, data, **overrides):
     return grpo_run(
         model_dir,
         data,
-        reward_module=("mode_rewards", VARYING_REWARD),
-        reward_funcs=["iou", "mode_rewards:bracket_share"],
+        reward_funcs=["iou", "varying_rewards:bracket_share"],
         per_device_train_batch_size=4,
         **{"beta": 0.04, **overrides},
     )

@@ -124,7 +124,9 @@ def make_det_iou_reward(tau: float = 0.5, hungarian: bool = False, name: str | N
 
     default_name = f"det_iou{'_hungarian' if hungarian else ''}_{tau:g}".replace(".", "")
     reward.__name__ = reward.__qualname__ = name or default_name
-    reward.__doc__ = make_det_iou_reward.__doc__
+    matching = "one-to-one assignment maximising the summed IoU" if hungarian else "greedy matching by confidence"
+    reward.__doc__ = (f"Visual-RFT IoU reward ({matching}, same label, IoU >= {tau:g}): sum of matched IoUs / "
+                      "max(#gt, #pred), in [0, 1].")
     return reward
 
 

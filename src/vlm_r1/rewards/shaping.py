@@ -86,7 +86,9 @@ def make_cosine_length_reward(accuracy: str = "accuracy", max_len: int = 1024,
         return [None if s is None or not _is_number(s) else value(s >= threshold, n) for s, n in zip(scores, lengths)]
 
     reward.__name__ = reward.__qualname__ = name or "cosine_length"
-    reward.__doc__ = make_cosine_length_reward.__doc__
+    low, high = min(*wrong, *correct), max(*wrong, *correct)
+    reward.__doc__ = (f"Correctness-dependent cosine length reward in [{low:g}, {high:g}] (accuracy from {accuracy!r}, "
+                      f"L_max {max_len}): right answers earn more when shorter, wrong ones lose less when longer.")
     reward.value = value  # the formula itself, for tests and plots
     return reward
 

@@ -6,7 +6,8 @@ Mixed into :class:`vlm_r1.trainer.grpo.VLMGRPOTrainer` ahead of ``trl.GRPOTraine
   NaN already means "does not apply" — but ``±inf`` passes straight through (``nan_to_num`` later turns an infinite
   advantage into ±3.4e38) and a non-number crashes ``torch.tensor`` with no name attached. Each plain reward
   function is wrapped so that NaN and ±inf become ``None`` (counted), numbers (bool, int, numpy scalar, 0-d tensor)
-  become ``float``, and anything else raises ``TypeError`` naming the function. Outputs of reward *models* and async
+  become ``float``, and a call that raises or returns anything else scores its completions ``None`` and is logged
+  with its traceback (a reward never stops a training step). Outputs of reward *models* and async
   functions are sanitised after the fact the same way. Logged per generation batch:
   ``guards/nonfinite_reward_frac`` (share of reward values dropped: NaN/inf, or lost to a reward that raised or
   returned something that is not a number; such a reward is logged with its traceback) and
@@ -188,7 +189,8 @@ class GuardsMixin:
         unscored = torch.isnan(rewards_per_func).all(dim=1).float().mean().item() if rewards_per_func.numel() else 0.0
         self._metrics[mode]["guards/unscored_frac"].append(unscored)
         if dropped:
-            logger.warning("%d reward value(s) were NaN or infinite and were treated as None (not applied)", dropped)
+            logger.warning("%d reward value(s) were NaN, infinite or failed and were treated as None (not applied)",
+                           dropped)
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
