@@ -94,3 +94,28 @@ def test_unknown_option_in_recipe_is_refused(tiny_model_dir, rec_data, grpo_reci
     recipe = _recipe(grpo_recipe, tiny_model_dir("qwen2_vl"), rec_data, not_an_option=3)
     with pytest.raises((ValueError, SystemExit)):
         parse_args(["--config", str(recipe)])
+
+
+def test_reward_weights_and_sampling_options_are_honoured(tiny_model_dir, rec_rows, grpo_run, monkeypatch):
+    """reward_weights weight the logged total; temperature and top_p reach the generation config that samples."""
+    from vlm_r1.trainer.grpo import VLMGRPOTrainer
+
+    seen = []
+    original = VLMGRPOTrainer._generate_single_turn
+
+    def record(self, *args, **kwargs):
+        seen.append((self.generation_config.temperature, self.generation_config.top_p, self.generation_config.do_sample))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VLMGRPOTrainer, "_generate_single_turn", record)
+    summary = grpo_run(
+        tiny_model_dir("qwen2_vl"),
+        rec_rows,
+        reward_funcs=["think_format", "varying_rewards:bracket_share"],
+        reward_weights=[0.0, 2.0],
+        temperature=0.7,
+        top_p=0.9,
+    )
+    assert seen and all(entry == (0.7, 0.9, True) for entry in seen)
+    for entry in (e for e in summary["log_history"] if "reward" in e):
+        assert entry["reward"] == pytest.approx(2.0 * entry["rewards/bracket_share/mean"], abs=1e-6)
