@@ -18,7 +18,6 @@ from vlm_r1.config import ModelArguments
 from vlm_r1.loading import apply_training_mode, count_parameters, load_policy
 
 
-
 def _train(grpo_run, model_dir, data, **overrides):
     return grpo_run(
         model_dir,
