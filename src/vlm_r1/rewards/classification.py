@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from .parsing import answers_from, load_solution
+from .parsing import load_solution, score_rows
 from .registry import register_reward
 
 _ARTICLES = {"a", "an", "the"}
@@ -57,16 +57,10 @@ def cls_match(completions, solution=None, **kwargs) -> list[float | None]:
     >>> cls_match(["<answer> The Cat. </answer>", "<answer>cat or dog</answer>"], solution=['"cat"', '"cat"'])
     [1.0, 0.0]
     """
-    answers = answers_from(completions, kwargs)
-    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
-    out: list[float | None] = []
-    for parsed, sol in zip(answers, solutions):
-        names = class_names(sol)
-        if names is None:
-            out.append(None)
-        elif parsed.answer is None or len(parsed.answer) > 10_000:
-            out.append(0.0)
-        else:
-            answer = normalize_text(parsed.answer)
-            out.append(1.0 if answer and answer in names else 0.0)
-    return out
+    def score_answer(parsed, names: set[str]) -> float:
+        if parsed.answer is None or len(parsed.answer) > 10_000:
+            return 0.0
+        answer = normalize_text(parsed.answer)
+        return 1.0 if answer and answer in names else 0.0
+
+    return score_rows(completions, solution, kwargs, class_names, score_answer)

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from typing import Any, Callable
 
-from .parsing import answers_from, load_solution, strip_fence
+from .parsing import load_solution, score_rows, strip_fence
 from .registry import register_reward
 
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
@@ -76,19 +76,19 @@ def validate_yes_no(solution: Any) -> None:
 
 def _short_answer_reward(validate: Callable[[Any], None], correct: Callable[[str, Any], bool],
                          completions, solution, kwargs):
-    answers = answers_from(completions, kwargs)
-    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
-    out: list[float | None] = []
-    for parsed, sol in zip(answers, solutions):
+    def usable(sol):
         gt = load_solution(sol)
         try:
             validate(gt)
         except ValueError:
-            out.append(None)
-            continue
+            return None
+        return (gt,)  # boxed: a usable ground truth may itself be falsy (0, "")
+
+    def score_answer(parsed, boxed) -> float:
         text = _clean(parsed.answer)
-        out.append(1.0 if text is not None and correct(text, gt) else 0.0)
-    return out
+        return 1.0 if text is not None and correct(text, boxed[0]) else 0.0
+
+    return score_rows(completions, solution, kwargs, usable, score_answer)
 
 
 def _number_correct(text: str, gt: Any) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .boxes import as_boxes, box_iou, greedy_match, hungarian_match
-from .parsing import MAX_COORD, ParsedAnswer, answers_from, is_empty_answer, load_solution, normalize_label
+from .parsing import MAX_COORD, ParsedAnswer, is_empty_answer, load_solution, normalize_label, score_rows
 from .registry import register_reward
 
 
@@ -96,17 +96,11 @@ def match_predictions(parsed: ParsedAnswer, gt_boxes, gt_labels, tau: float, hun
 
 
 def _detection_reward(score: Callable[[ParsedAnswer, np.ndarray, list], float], completions, solution, kwargs):
-    answers = answers_from(completions, kwargs)
-    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
-    out: list[float | None] = []
-    for parsed, sol in zip(answers, solutions):
-        gt = gt_detections(sol)
-        if gt is None:
-            out.append(None)
-            continue
+    def score_answer(parsed: ParsedAnswer, gt) -> float:
         fixed = empty_case(parsed, len(gt[1]))
-        out.append(fixed if fixed is not None else float(score(parsed, *gt)))
-    return out
+        return fixed if fixed is not None else score(parsed, *gt)
+
+    return score_rows(completions, solution, kwargs, gt_detections, score_answer)
 
 
 def make_det_iou_reward(tau: float = 0.5, hungarian: bool = False, name: str | None = None):

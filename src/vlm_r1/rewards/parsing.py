@@ -250,6 +250,19 @@ def answers_from(completions: Sequence[Any], kwargs: dict) -> list[ParsedAnswer]
     return [parse_answer(c) for c in completions]
 
 
+def score_rows(completions: Sequence[Any], solution: Any, kwargs: dict,
+               ground_truth: Callable[[Any], Any], score: Callable[[ParsedAnswer, Any], float]) -> list[float | None]:
+    """The per-row loop of every accuracy reward: `ground_truth(row_solution)` gives the usable ground truth or
+    None (the reward does not apply: None), and `score(parsed_answer, ground_truth)` scores the completion."""
+    answers = answers_from(completions, kwargs)
+    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
+    out: list[float | None] = []
+    for parsed, sol in zip(answers, solutions):
+        gt = ground_truth(sol)
+        out.append(None if gt is None else float(score(parsed, gt)))
+    return out
+
+
 def is_empty_answer(answer: str | None) -> bool:
     """True when an answer explicitly says "nothing" ("", "[]", "none", "null", ...); False when there is no answer."""
     if answer is None:

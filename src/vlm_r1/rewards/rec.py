@@ -10,7 +10,7 @@ import math
 from typing import Any, Callable
 
 from .boxes import box_iou, generalized_box_iou
-from .parsing import MAX_COORD, ParsedAnswer, answers_from, load_solution
+from .parsing import MAX_COORD, ParsedAnswer, load_solution, score_rows
 from .registry import register_reward
 
 
@@ -45,17 +45,11 @@ def _single_box(parsed: ParsedAnswer):
 
 
 def _rec_reward(score: Callable[[Any, list[float]], float], completions, solution, kwargs) -> list[float | None]:
-    answers = answers_from(completions, kwargs)
-    solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
-    out: list[float | None] = []
-    for parsed, sol in zip(answers, solutions):
-        gt = _gt_box(sol)
-        if gt is None:
-            out.append(None)
-            continue
+    def score_answer(parsed: ParsedAnswer, gt: list[float]) -> float:
         box = _single_box(parsed)
-        out.append(0.0 if box is None else float(score(box, gt)))
-    return out
+        return 0.0 if box is None else score(box, gt)
+
+    return score_rows(completions, solution, kwargs, _gt_box, score_answer)
 
 
 def _iou(box, gt) -> float:
