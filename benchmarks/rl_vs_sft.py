@@ -27,6 +27,7 @@ from vlm_r1.pipeline import (  # noqa: E402
     EVAL_SPLITS,
     SHIPPED_WARM_START,
     build_warm_start,
+    check_shipped_image_size,
     eval_prompt,
     evaluate_checkpoint,
     make_data,
@@ -42,6 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n_labelled", type=int, default=1000, help="labelled training rows both methods see")
     p.add_argument("--n_test", type=int, default=1000)
+    p.add_argument("--image_size", type=int, default=224, help="the shipped warm start was trained at 224 px")
     p.add_argument("--grpo_steps", type=int, default=200)
     p.add_argument("--sft_lr", type=float, default=1e-4)
     p.add_argument("--eval_batch_size", type=int, default=64)
@@ -101,10 +103,11 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = make_data(out, args.n_labelled, args.n_test, 112, 0)
+    paths = make_data(out, args.n_labelled, args.n_test, args.image_size, 0)
     if args.warm_start:
         warm = Path(args.warm_start)
     elif (SHIPPED_WARM_START / "config.json").exists():
+        check_shipped_image_size(args.image_size)
         warm = SHIPPED_WARM_START
     else:
         warm = build_warm_start(out, "qwen2_vl", paths["train"], str(RECIPES / "rec_sft.yaml"), [])

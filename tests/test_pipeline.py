@@ -13,7 +13,7 @@ def test_pipeline_smoke(tmp_path, capsys):
     grpo = ["--grpo_args", "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=16",
             "logging_steps=1", "disable_tqdm=true"]  # fmt: skip
     base = ["--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8",
-            "--grpo_max_steps", "2", "--eval_batch_size", "8", "--max_new_tokens", "16"]  # fmt: skip
+            "--image_size", "112", "--grpo_max_steps", "2", "--eval_batch_size", "8", "--max_new_tokens", "16"]  # fmt: skip
     summary = main(base + grpo + sft)
     assert (work / "warm_start" / "DONE").exists() and (work / "grpo" / "DONE").exists()
     table = summary["comparison"]
@@ -50,3 +50,14 @@ def test_pipeline_smoke(tmp_path, capsys):
     later = stamps()
     for name in ("data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json"):
         assert later[name] != now[name], name
+
+
+def test_shipped_warm_start_refuses_another_image_size(tmp_path):
+    import pytest
+
+    from vlm_r1.pipeline import SHIPPED_WARM_START, check_shipped_image_size
+
+    trained_at = json.loads((SHIPPED_WARM_START / "warm_start.json").read_text())["image_size"]
+    check_shipped_image_size(trained_at)  # the size it was trained at passes
+    with pytest.raises(ValueError, match=f"trained on {trained_at} px images, not 112 px: pass --image_size {trained_at}"):
+        check_shipped_image_size(112)

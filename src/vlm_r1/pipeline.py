@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_type", default="qwen2_vl", help="tiny model family when the warm start is built")
     p.add_argument("--n_train", type=int, default=4000, help="training rows (GRPO prompts; SFT when building)")
     p.add_argument("--n_test", type=int, default=1000, help="rows of each evaluation split (test, ood_pairs, ood)")
-    p.add_argument("--image_size", type=int, default=112)
+    p.add_argument("--image_size", type=int, default=224,
+                   help="side of the synthetic images in pixels (the shipped warm start was trained at 224)")
     p.add_argument("--data_seed", type=int, default=0)
     p.add_argument("--sft_recipe", default=str(RECIPES / "rec_sft.yaml"))
     p.add_argument("--grpo_recipe", default=str(RECIPES / "rec_grpo.yaml"))
@@ -139,6 +140,14 @@ def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str,
     return out
 
 
+def check_shipped_image_size(image_size: int, folder: Path = SHIPPED_WARM_START) -> None:
+    """Refuse to pair the shipped warm start with images of another size: it was trained at one size only."""
+    trained_at = json.loads((folder / "warm_start.json").read_text())["image_size"]
+    if image_size != trained_at:
+        raise ValueError(f"the shipped warm start ({folder}) was trained on {trained_at} px images, not {image_size} px: "
+                         f"pass --image_size {trained_at}, or --warm_start build to train one at {image_size} px")
+
+
 def resolve_warm_start(args, work: Path, train_data: Path) -> Path:
     if args.warm_start not in {"auto", "build"}:
         path = Path(args.warm_start)
@@ -146,6 +155,7 @@ def resolve_warm_start(args, work: Path, train_data: Path) -> Path:
             raise FileNotFoundError(f"--warm_start {path}: no config.json there")
         return path
     if args.warm_start == "auto" and (SHIPPED_WARM_START / "config.json").exists() and args.model_type == "qwen2_vl":
+        check_shipped_image_size(args.image_size)
         return SHIPPED_WARM_START
     return build_warm_start(work, args.model_type, train_data, args.sft_recipe, args.sft_args)
 
