@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..rewards.boxes import is_four_numbers
 from .errors import DataError, DataWarning, ImageError, Problem
 from .images import DEFAULT_MAX_PIXELS, load_image, probe_image
 
@@ -91,10 +92,6 @@ def _type(value) -> str:
     return type(value).__name__ if value is not None else "null"
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def _box_problem(box: list, size: tuple[int, int] | None) -> str | None:
     x1, y1, x2, y2 = box
     if not (x1 < x2 and y1 < y2):
@@ -108,7 +105,7 @@ def _box_problem(box: list, size: tuple[int, int] | None) -> str | None:
 
 def _solution_problems(value, size: tuple[int, int] | None) -> list[tuple[str, str]]:
     """Box checks: a 4-number list is a box; so is the "bbox_2d" of each dict in a list."""
-    if isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value):
+    if isinstance(value, list) and is_four_numbers(value):
         msg = _box_problem(value, size)
         return [("solution", msg)] if msg else []
     out = []
@@ -117,7 +114,7 @@ def _solution_problems(value, size: tuple[int, int] | None) -> list[tuple[str, s
             if not (isinstance(item, dict) and "bbox_2d" in item):
                 continue
             box = item["bbox_2d"]
-            if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+            if not (isinstance(box, list) and is_four_numbers(box)):
                 out.append((f"solution[{i}].bbox_2d", f"expected 4 numbers, got {json.dumps(box)}"))
             elif msg := _box_problem(box, size):
                 out.append((f"solution[{i}].bbox_2d", msg))

@@ -30,6 +30,7 @@ import torch
 
 from ..data import Sample, load_image, to_conversation
 from ..modules import VLMModule
+from ..rewards.boxes import is_four_numbers
 from ..rewards.dispatch import validate_solution
 from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
 from .classification import classification_metrics, classification_scores
@@ -45,9 +46,7 @@ TASKS = ("rec", "detection", "counting", "classification")
 def infer_task(solution: Any) -> str:
     """The task a ground truth belongs to, from its shape (see the data contract in docs/contracts.md)."""
     value = load_solution(solution)
-    if isinstance(value, list) and len(value) == 4 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    ):
+    if isinstance(value, list) and is_four_numbers(value):
         return "rec"
     if isinstance(value, list) and all(isinstance(v, dict) and "bbox_2d" in v for v in value):
         return "detection"

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..rewards.boxes import is_four_numbers
 from ..rewards.parsing import Detection
 
 TRUTH = (0, 200, 0)
@@ -37,25 +38,17 @@ def ground_truth_boxes(solution: Any) -> list[tuple[Box, str | None]]:
             solution = json.loads(solution)
         except (ValueError, RecursionError):
             return []
-    if _is_box(solution):
+    if is_four_numbers(solution, finite=True):
         return [(tuple(float(v) for v in solution), None)]
     if isinstance(solution, dict):
         solution = [solution]
     boxes = []
     if isinstance(solution, list):
         for item in solution:
-            if isinstance(item, dict) and _is_box(item.get("bbox_2d")):
+            if isinstance(item, dict) and is_four_numbers(item.get("bbox_2d"), finite=True):
                 label = item.get("label")
                 boxes.append((tuple(float(v) for v in item["bbox_2d"]), str(label) if label is not None else None))
     return boxes
-
-
-def _is_box(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
-    )
 
 
 def display_scale(size: tuple[int, int]) -> float:

@@ -8,10 +8,21 @@ that sit exactly on an IoU threshold).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+
+def is_four_numbers(value, finite: bool = False) -> bool:
+    """True for a list or tuple of exactly four real numbers (bools excluded): the shape of `[x1, y1, x2, y2]`.
+
+    With `finite`, NaN and infinities are refused too. Order and range are not checked here (see
+    `vlm_r1.rewards.parsing.make_box` and the data loader's box checks)."""
+    return (isinstance(value, (list, tuple)) and len(value) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            and (not finite or all(math.isfinite(v) for v in value)))
 
 
 def as_boxes(boxes: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:

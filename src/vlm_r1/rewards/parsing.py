@@ -29,6 +29,8 @@ import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
+from .boxes import is_four_numbers
+
 MAX_ANSWER_CHARS = 200_000  # longer answers are not searched for boxes
 MAX_JSON_CHARS = MAX_ANSWER_CHARS
 MAX_OBJECT_CHARS = 4_096  # longest single {...} object the lenient extractor tries
@@ -173,11 +175,6 @@ def make_box(values: Any) -> tuple[float, float, float, float] | None:
     return (x1, y1, x2, y2)
 
 
-def _is_box_like(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 4
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
-
-
 def _detection_from_dict(obj: dict) -> Detection:
     box = next((make_box(obj[k]) for k in BOX_KEYS if k in obj), None)
     label = next((obj[k].strip() for k in LABEL_KEYS if isinstance(obj.get(k), str)), None)
@@ -189,7 +186,7 @@ def _walk(value: Any, out: list, depth: int) -> None:
     if depth > MAX_DEPTH or len(out) >= MAX_DETECTIONS:
         return
     if isinstance(value, list):
-        if _is_box_like(value):
+        if is_four_numbers(value):
             out.append(Detection(make_box(value)))
             return
         for item in value:

@@ -29,16 +29,9 @@ from datasets import Dataset
 
 from ..data import IMAGE_PLACEHOLDER, Sample, load_image, to_conversation
 from ..modules import VLMModule
+from ..rewards.boxes import is_four_numbers
 
 DEFAULT_THINK = "Find it."
-
-
-def _is_box(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    )
 
 
 def frame_limits(module: VLMModule, input_size: tuple[int, int]) -> tuple[float, float]:
@@ -59,9 +52,9 @@ def box_in_model_frame(box, module: VLMModule, original_size, input_size) -> lis
 def render_answer(solution: Any, module: VLMModule, original_size, input_size) -> str:
     """The text that goes between ``<answer>`` tags for one ground truth (see the module docstring)."""
     value = json.loads(solution) if isinstance(solution, str) else solution
-    if _is_box(value):
+    if is_four_numbers(value):
         return json.dumps(box_in_model_frame(value, module, original_size, input_size))
-    if isinstance(value, list) and all(isinstance(v, dict) and _is_box(v.get("bbox_2d")) for v in value):
+    if isinstance(value, list) and all(isinstance(v, dict) and is_four_numbers(v.get("bbox_2d")) for v in value):
         items = [
             {**v, "bbox_2d": box_in_model_frame(v["bbox_2d"], module, original_size, input_size)} for v in value
         ]
