@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n_labelled", type=int, default=1000, help="labelled training rows both methods see")
     p.add_argument("--n_test", type=int, default=1000)
-    p.add_argument("--image_size", type=int, default=224, help="the shipped warm start was trained at 224 px")
+    p.add_argument("--image_size", type=int, default=112, help="the shipped warm start was trained at 112 px")
     p.add_argument("--grpo_steps", type=int, default=200)
     p.add_argument("--sft_lr", type=float, default=1e-4)
     p.add_argument("--eval_batch_size", type=int, default=64)

@@ -59,5 +59,6 @@ def test_shipped_warm_start_refuses_another_image_size(tmp_path):
 
     trained_at = json.loads((SHIPPED_WARM_START / "warm_start.json").read_text())["image_size"]
     check_shipped_image_size(trained_at)  # the size it was trained at passes
-    with pytest.raises(ValueError, match=f"trained on {trained_at} px images, not 112 px: pass --image_size {trained_at}"):
-        check_shipped_image_size(112)
+    other = 2 * trained_at
+    with pytest.raises(ValueError, match=f"trained on {trained_at} px images, not {other} px: pass --image_size {trained_at}"):
+        check_shipped_image_size(other)

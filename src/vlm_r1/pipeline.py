@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_type", default="qwen2_vl", help="tiny model family when the warm start is built")
     p.add_argument("--n_train", type=int, default=4000, help="training rows (GRPO prompts; SFT when building)")
     p.add_argument("--n_test", type=int, default=1000, help="rows of each evaluation split (test, ood_pairs, ood)")
-    p.add_argument("--image_size", type=int, default=224,
-                   help="side of the synthetic images in pixels (the shipped warm start was trained at 224)")
+    p.add_argument("--image_size", type=int, default=112,
+                   help="side of the synthetic images in pixels (the shipped warm start was trained at 112)")
     p.add_argument("--data_seed", type=int, default=0)
     p.add_argument("--sft_recipe", default=str(RECIPES / "rec_sft.yaml"))
     p.add_argument("--grpo_recipe", default=str(RECIPES / "rec_grpo.yaml"))
