@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_pipeline_smoke(tmp_path, capsys):
     from vlm_r1.pipeline import main
@@ -52,9 +54,7 @@ def test_pipeline_smoke(tmp_path, capsys):
         assert later[name] != now[name], name
 
 
-def test_shipped_warm_start_refuses_another_image_size(tmp_path):
-    import pytest
-
+def test_shipped_warm_start_refuses_another_image_size():
     from vlm_r1.pipeline import SHIPPED_WARM_START, check_shipped_image_size
 
     trained_at = json.loads((SHIPPED_WARM_START / "warm_start.json").read_text())["image_size"]

@@ -8,7 +8,8 @@ whose stamp differs from this run's inputs is redone, and so is everything after
    splits: ``ood_pairs`` (held-out colour-shape pairs) and ``ood`` (those pairs, smaller, on stripes, more distractors).
 2. **warm start**: a tiny model that already answers. In order of preference: ``--warm_start PATH``; the
    checkpoint shipped under ``data/warm_start/tiny_qwen2_vl_rec`` when the repository has one (made by
-   ``run_scripts/sft_rec.sh``); one cached in the work dir; otherwise built here: ``make_tiny`` + ``vlm-r1 sft``
+   ``run_scripts/make_warm_start.sh``; its ``warm_start.json`` names the image size it was trained at, and another
+   ``--image_size`` is refused); one cached in the work dir; otherwise built here: ``make_tiny`` + ``vlm-r1 sft``
    with ``recipes/tiny/rec_sft.yaml``.
 3. **before**: greedy evaluation of the warm start on ``test``, ``ood_pairs`` and ``ood`` (every row), with the question template
    and system prompt GRPO samples from (the GRPO recipe plus ``--grpo_args``).
