@@ -17,13 +17,14 @@ from PIL import Image
 from vlm_r1.config import ModelArguments
 from vlm_r1.loading import apply_training_mode, count_parameters, load_policy
 
+from varying_rewards import VARYING_GRPO_FIELDS
+
 
 def _train(grpo_run, model_dir, data, **overrides):
     return grpo_run(
         model_dir,
         data,
-        reward_funcs=["iou", "varying_rewards:bracket_share"],
-        per_device_train_batch_size=4,
+        **VARYING_GRPO_FIELDS,
         learning_rate=1e-2,
         use_peft=True,
         lora_r=8,

@@ -18,6 +18,8 @@ from vlm_r1.data import to_conversation
 from vlm_r1.loading import load_policy
 from vlm_r1.modules import get_module
 
+from varying_rewards import VARYING_GRPO_FIELDS
+
 ARCHITECTURES = {
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
@@ -99,16 +101,6 @@ def test_internvl_max_tiles_is_the_processors_max_patches(tiny_model_dir):
         load_policy(ModelArguments(model_name_or_path=str(tiny_model_dir("qwen2_vl")), max_tiles=2))
 
 
-def _run(grpo_run, model_dir, data, **overrides):
-    return grpo_run(
-        model_dir,
-        data,
-        reward_funcs=["iou", "varying_rewards:bracket_share"],
-        per_device_train_batch_size=4,
-        **overrides,
-    )
-
-
 @pytest.mark.parametrize(
     "model_type, beta",
     [("qwen2_5_vl", 0.0), ("qwen3_vl", 0.0), ("qwen3_vl", 0.04), ("internvl", 0.0), ("internvl", 0.04)],
@@ -117,7 +109,7 @@ def test_grpo_steps(tiny_model_dir, rec_rows, grpo_run, model_type, beta):
     from transformers import AutoModelForImageTextToText
 
     model_dir = tiny_model_dir(model_type)
-    summary = _run(grpo_run, model_dir, rec_rows, beta=beta)
+    summary = grpo_run(model_dir, rec_rows, **VARYING_GRPO_FIELDS, beta=beta)
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     if beta:  # the reference model (rebuilt from the checkpoint's architecture) differs after one update

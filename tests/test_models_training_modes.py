@@ -12,6 +12,8 @@ from vlm_r1.config import ModelArguments
 from vlm_r1.loading import apply_training_mode, count_parameters, describe_parameters
 from vlm_r1.modules import get_module
 
+from varying_rewards import VARYING_GRPO_FIELDS
+
 
 MODES = {
     "full": {},
@@ -51,13 +53,7 @@ def test_trainable_parameters_per_mode(tiny_model_dir, model_type):
 
 
 def _train(grpo_run, model_dir, data, **overrides):
-    return grpo_run(
-        model_dir,
-        data,
-        reward_funcs=["iou", "varying_rewards:bracket_share"],
-        per_device_train_batch_size=4,
-        **{"beta": 0.04, **overrides},
-    )
+    return grpo_run(model_dir, data, **VARYING_GRPO_FIELDS, **{"beta": 0.04, **overrides})
 
 
 @pytest.mark.parametrize(
