@@ -30,6 +30,7 @@ from vlm_r1.pipeline import (  # noqa: E402
     check_shipped_image_size,
     eval_prompt,
     evaluate_checkpoint,
+    key_value_args,
     make_data,
 )
 
@@ -45,18 +46,20 @@ def parse_args(argv=None):
     p.add_argument("--n_test", type=int, default=1000)
     p.add_argument("--image_size", type=int, default=112, help="the shipped warm start was trained at 112 px")
     p.add_argument("--grpo_steps", type=int, default=200)
+    p.add_argument("--grpo_args", nargs="*", default=[],
+                   help="KEY=VALUE overrides of the GRPO recipe, e.g. per_device_train_batch_size=32 warmup_steps=0")
     p.add_argument("--sft_lr", type=float, default=1e-4)
     p.add_argument("--eval_batch_size", type=int, default=64)
     return p.parse_args(argv)
 
 
-def run_grpo(warm: Path, data: Path, out: Path, seed: int, steps: int) -> float:
+def run_grpo(warm: Path, data: Path, out: Path, seed: int, steps: int, overrides: list[str]) -> float:
     """Seconds of GRPO's training loop (model loading and saving excluded): SFT gets exactly as many."""
     from vlm_r1.train import main as train_main
 
     summary = train_main(["--config", str(RECIPES / "rec_grpo.yaml"), "--model_name_or_path", str(warm),
                           "--train_data", str(data), "--output_dir", str(out), "--max_steps", str(steps),
-                          "--seed", str(seed), "--disable_tqdm", "true"])  # fmt: skip
+                          "--seed", str(seed), "--disable_tqdm", "true", *overrides])  # fmt: skip
     return summary["train_seconds"]
 
 
@@ -112,7 +115,8 @@ def main(argv=None) -> dict:
     else:
         warm = build_warm_start(out, "qwen2_vl", paths["train"], str(RECIPES / "rec_sft.yaml"), [])
     template, system_prompt = eval_prompt(
-        ["--config", str(RECIPES / "rec_grpo.yaml"), "--model_name_or_path", str(warm), "--train_data", str(paths["train"])]
+        ["--config", str(RECIPES / "rec_grpo.yaml"), "--model_name_or_path", str(warm), "--train_data", str(paths["train"]),
+         *key_value_args(args.grpo_args)]
     )
 
     def acc(checkpoint: Path, name: str) -> dict:
@@ -127,7 +131,7 @@ def main(argv=None) -> dict:
         for split in EVAL_SPLITS:
             results["warm start"][split].append(base[split]["acc@0.5"])
         grpo_dir, sft_dir = out / f"grpo_seed{seed}", out / f"sft_seed{seed}"
-        grpo_seconds = run_grpo(warm, paths["train"], grpo_dir, seed, args.grpo_steps)
+        grpo_seconds = run_grpo(warm, paths["train"], grpo_dir, seed, args.grpo_steps, key_value_args(args.grpo_args))
         sft_seconds = run_sft(warm, paths["train"], sft_dir, seed, grpo_seconds, args.sft_lr)
         g, s = acc(grpo_dir, f"eval_grpo_seed{seed}"), acc(sft_dir, f"eval_sft_seed{seed}")
         for split in EVAL_SPLITS:

@@ -68,6 +68,21 @@ def test_sft_refuses_ignored_options(tmp_path):
         parse_args(base + ["--use_peft", "true", "--freeze_vision", "true"])
 
 
+@pytest.mark.parametrize("command", ["sft", "train"])
+def test_warmup_that_the_schedule_drops_is_refused(tmp_path, command):
+    """transformers' constant schedule ignores warmup_steps silently; both trainers refuse the pair."""
+    import importlib
+
+    parse_args = importlib.import_module(f"vlm_r1.{command}").parse_args
+    base = ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    with pytest.raises(ValueError, match="warmup_steps = 50 has no effect with lr_scheduler_type 'constant': use "
+                                         "lr_scheduler_type constant_with_warmup"):  # fmt: skip
+        parse_args(base + ["--lr_scheduler_type", "constant", "--warmup_steps", "50"])
+    for allowed in (["--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "50"],
+                    ["--lr_scheduler_type", "constant", "--warmup_steps", "0"]):  # fmt: skip
+        parse_args(base + allowed)
+
+
 @pytest.fixture(scope="module")
 def rec_rows(tmp_path_factory):
     from vlm_r1.synthetic import write_split

@@ -131,9 +131,22 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
         raise ValueError("lora_vision needs use_peft")
 
 
+def check_schedule(training_args) -> None:
+    """Refuse a warm-up that the learning-rate schedule would drop: transformers' ``constant`` and
+    ``reduce_lr_on_plateau`` schedules take no warm-up and ignore ``warmup_steps`` without a word."""
+    scheduler = str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type))
+    if training_args.warmup_steps and scheduler in ("constant", "reduce_lr_on_plateau"):
+        hint = "constant_with_warmup" if scheduler == "constant" else "another scheduler"
+        raise ValueError(
+            f"warmup_steps = {training_args.warmup_steps:g} has no effect with lr_scheduler_type {scheduler!r}: "
+            f"use lr_scheduler_type {hint}, or warmup_steps 0"
+        )
+
+
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
     """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
     check_model_args(model_args, training=True)
+    check_schedule(training_args)
     if not data_args.train_data:
         raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
     if data_args.eval_data and training_args.eval_strategy == "no":

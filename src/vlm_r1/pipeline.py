@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _key_values(pairs: list[str]) -> list[str]:
+def key_value_args(pairs: list[str]) -> list[str]:
+    """``KEY=VALUE`` pairs (``--grpo_args``) as command-line options ``--KEY VALUE``."""
     out = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -167,7 +168,7 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
             "--output_dir", str(out)]  # fmt: skip
     if args.grpo_max_steps is not None:
         argv += ["--max_steps", str(args.grpo_max_steps)]
-    return argv + _key_values(args.grpo_args)
+    return argv + key_value_args(args.grpo_args)
 
 
 def eval_prompt(train_argv: list[str]) -> tuple[str | None, str | None]:

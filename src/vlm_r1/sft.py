@@ -18,7 +18,7 @@ from pathlib import Path
 
 from trl import SFTConfig, TrlParser
 
-from .config import DataArguments, ModelArguments, check_model_args
+from .config import DataArguments, ModelArguments, check_model_args, check_schedule
 from .train import load_train_and_eval_rows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
@@ -52,6 +52,7 @@ class VLMSFTConfig(SFTConfig):
 def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: VLMSFTConfig) -> None:
     """Refuse options that SFT would otherwise ignore (model options: :func:`vlm_r1.config.check_model_args`)."""
     check_model_args(model_args, training=True)
+    check_schedule(args)
     if not data_args.train_data:
         raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
     if data_args.reward_funcs != DataArguments().reward_funcs:
