@@ -104,6 +104,8 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if "--max_steps" in key_value_args(args.grpo_args)[::2]:
+        raise SystemExit("set GRPO's steps with --grpo_steps, not --grpo_args max_steps=...")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = make_data(out, args.n_labelled, args.n_test, args.image_size, 0)

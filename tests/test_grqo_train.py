@@ -135,6 +135,12 @@ def test_check_config_refuses():
         check_config(GRQOConfig(model_name_or_path="m", train_data="t", auxiliary_loss=False))
     with pytest.raises(ValueError, match="eval_every"):  # would be parsed and silently ignored
         check_config(GRQOConfig(model_name_or_path="m", train_data="t", eval_every=5))
+    # the options of a switched-off term would be ignored
+    with pytest.raises(ValueError, match=r"grqo_alpha, cost_giou only apply with use_grqo=true"):
+        check_config(GRQOConfig(model_name_or_path="m", train_data="t", use_grqo=False, grqo_alpha=0.1, cost_giou=1.0))
+    with pytest.raises(ValueError, match=r"kl_beta only apply with use_kl=true"):
+        check_config(GRQOConfig(model_name_or_path="m", train_data="t", use_kl=False, kl_beta=0.1))
+    check_config(GRQOConfig(model_name_or_path="m", train_data="t", use_grqo=False, use_kl=False))
 
 
 def test_load_detector_refuses_other_model_types(tmp_path):

@@ -62,3 +62,13 @@ def test_shipped_warm_start_refuses_another_image_size():
     other = 2 * trained_at
     with pytest.raises(ValueError, match=f"trained on {trained_at} px images, not {other} px: pass --image_size {trained_at}"):
         check_shipped_image_size(other)
+
+
+def test_options_the_run_would_not_use_are_refused(tmp_path):
+    from vlm_r1.pipeline import main
+
+    base = ["--work_dir", str(tmp_path / "job"), "--n_train", "4", "--n_test", "2", "--skip_grpo"]
+    with pytest.raises(ValueError, match="--sft_args only apply when the warm start is built, and this run uses the shipped"):
+        main(base + ["--sft_args", "--max_steps", "5"])
+    with pytest.raises(ValueError, match="max_steps is given twice"):
+        main(base + ["--grpo_max_steps", "5", "--grpo_args", "max_steps=6"])

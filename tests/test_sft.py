@@ -78,9 +78,37 @@ def test_warmup_that_the_schedule_drops_is_refused(tmp_path, command):
     with pytest.raises(ValueError, match="warmup_steps = 50 has no effect with lr_scheduler_type 'constant': use "
                                          "lr_scheduler_type constant_with_warmup"):  # fmt: skip
         parse_args(base + ["--lr_scheduler_type", "constant", "--warmup_steps", "50"])
+    with pytest.raises(ValueError, match="warmup_steps = 5 has no effect with lr_scheduler_type 'greedy'"):
+        parse_args(base + ["--lr_scheduler_type", "greedy", "--warmup_steps", "5", "--eval_data", "b.jsonl",
+                           "--eval_strategy", "steps", "--eval_steps", "10"])  # greedy steps on the eval loss
+    with pytest.raises(ValueError, match="lr_scheduler_kwargs .* have no effect with lr_scheduler_type 'constant'"):
+        parse_args(base + ["--lr_scheduler_type", "constant", "--lr_scheduler_kwargs", '{"min_lr": 0.1}'])
     for allowed in (["--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "50"],
-                    ["--lr_scheduler_type", "constant", "--warmup_steps", "0"]):  # fmt: skip
+                    ["--lr_scheduler_type", "constant", "--warmup_steps", "0"],
+                    ["--lr_scheduler_type", "cosine_with_min_lr", "--lr_scheduler_kwargs", '{"min_lr": 0.1}']):  # fmt: skip
         parse_args(base + allowed)
+
+
+def test_options_sft_would_ignore_are_refused(tmp_path):
+    from vlm_r1.sft import parse_args
+
+    base = ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    with pytest.raises(ValueError, match="eval_data is set but eval_strategy is 'no'"):
+        parse_args(base + ["--eval_data", "b.jsonl"])
+    parse_args(base + ["--eval_data", "b.jsonl", "--eval_strategy", "steps", "--eval_steps", "10"])
+    with pytest.raises(ValueError, match="dataset_num_proc, shuffle_dataset only apply to TRL's text dataset"):
+        parse_args(base + ["--dataset_num_proc", "4", "--shuffle_dataset", "true"])
+
+
+def test_options_grpo_would_ignore_are_refused(tmp_path):
+    from vlm_r1.train import parse_args
+
+    base = ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    for extra, message in ((["--data_seed", "7"], "data_seed has no effect in GRPO"),
+                           (["--train_sampling_strategy", "group_by_length"], "train_sampling_strategy has no effect"),
+                           (["--label_smoothing_factor", "0.1"], "label_smoothing_factor has no effect")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_args(base + extra)
 
 
 @pytest.fixture(scope="module")

@@ -132,14 +132,20 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
 
 
 def check_schedule(training_args) -> None:
-    """Refuse a warm-up that the learning-rate schedule would drop: transformers' ``constant`` and
-    ``reduce_lr_on_plateau`` schedules take no warm-up and ignore ``warmup_steps`` without a word."""
+    """Refuse schedule options that transformers' ``get_scheduler`` drops without a word: a warm-up under
+    ``constant``, ``reduce_lr_on_plateau`` or ``greedy`` (they take none), and ``lr_scheduler_kwargs`` under
+    ``constant`` / ``constant_with_warmup`` (they take none either; every other schedule rejects unknown keys)."""
     scheduler = str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type))
-    if training_args.warmup_steps and scheduler in ("constant", "reduce_lr_on_plateau"):
+    if training_args.warmup_steps and scheduler in ("constant", "reduce_lr_on_plateau", "greedy"):
         hint = "constant_with_warmup" if scheduler == "constant" else "another scheduler"
         raise ValueError(
             f"warmup_steps = {training_args.warmup_steps:g} has no effect with lr_scheduler_type {scheduler!r}: "
             f"use lr_scheduler_type {hint}, or warmup_steps 0"
+        )
+    if training_args.lr_scheduler_kwargs and scheduler in ("constant", "constant_with_warmup"):
+        raise ValueError(
+            f"lr_scheduler_kwargs {training_args.lr_scheduler_kwargs} have no effect with lr_scheduler_type "
+            f"{scheduler!r} (it takes none): drop them or choose a schedule that reads them (e.g. cosine)"
         )
 
 
@@ -153,6 +159,12 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+    if training_args.data_seed is not None:
+        raise ValueError("data_seed has no effect in GRPO: TRL's prompt sampler is seeded by `seed`; set that instead")
+    if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) != "random":
+        raise ValueError("train_sampling_strategy has no effect in GRPO (TRL's repeat sampler orders the prompts)")
+    if training_args.label_smoothing_factor:
+        raise ValueError("label_smoothing_factor has no effect in GRPO (the loss is the policy gradient, not cross-entropy)")
     if training_args.use_vllm and any(v is not None for v in (model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)):
         raise ValueError(
             "min_pixels / max_pixels / max_tiles would change the images the loss sees but not those vLLM generates "

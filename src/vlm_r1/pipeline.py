@@ -150,13 +150,24 @@ def check_shipped_image_size(image_size: int, folder: Path = SHIPPED_WARM_START)
                          f"pass --image_size {trained_at}, or --warm_start build to train one at {image_size} px")
 
 
+def refuse_build_options(args, warm: str) -> None:
+    """--sft_recipe / --sft_args (and --model_type) shape a warm start that is built; refuse them for another."""
+    defaults = build_parser().parse_args([])
+    given = [f"--{name}" for name in ("sft_recipe", "sft_args", "model_type") if getattr(args, name) != getattr(defaults, name)]
+    if given:
+        raise ValueError(f"{', '.join(given)} only apply when the warm start is built, and this run uses {warm}: "
+                         "pass --warm_start build to build one with them")  # fmt: skip
+
+
 def resolve_warm_start(args, work: Path, train_data: Path) -> Path:
     if args.warm_start not in {"auto", "build"}:
         path = Path(args.warm_start)
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"--warm_start {path}: no config.json there")
+        refuse_build_options(args, str(path))
         return path
     if args.warm_start == "auto" and (SHIPPED_WARM_START / "config.json").exists() and args.model_type == "qwen2_vl":
+        refuse_build_options(args, f"the shipped {SHIPPED_WARM_START}")
         check_shipped_image_size(args.image_size)
         return SHIPPED_WARM_START
     return build_warm_start(work, args.model_type, train_data, args.sft_recipe, args.sft_args)
@@ -166,9 +177,12 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
     """The `vlm-r1 train` command line of the GRPO stage."""
     argv = ["--config", args.grpo_recipe, "--model_name_or_path", str(warm), "--train_data", str(train_data),
             "--output_dir", str(out)]  # fmt: skip
+    extra = key_value_args(args.grpo_args)
     if args.grpo_max_steps is not None:
+        if "--max_steps" in extra[::2]:
+            raise ValueError("max_steps is given twice (--grpo_max_steps and --grpo_args max_steps=...): keep one")
         argv += ["--max_steps", str(args.grpo_max_steps)]
-    return argv + key_value_args(args.grpo_args)
+    return argv + extra
 
 
 def eval_prompt(train_argv: list[str]) -> tuple[str | None, str | None]:

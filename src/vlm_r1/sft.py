@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from trl import SFTConfig, TrlParser
@@ -49,6 +49,11 @@ class VLMSFTConfig(SFTConfig):
     )
 
 
+# SFTConfig fields read only by TRL's `_prepare_dataset`, which a dataset with an `images` column skips.
+SKIPPED_PREPARATION_OPTIONS = ("dataset_num_proc", "eval_packing", "shuffle_dataset", "dataset_kwargs",
+                               "packing_strategy", "eos_token", "dataset_text_field")  # fmt: skip
+
+
 def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: VLMSFTConfig) -> None:
     """Refuse options that SFT would otherwise ignore (model options: :func:`vlm_r1.config.check_model_args`)."""
     check_model_args(model_args, training=True)
@@ -63,6 +68,14 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError("vlm-r1 sft uses completion_only_loss (prompt-completion data); leave assistant_only_loss off")
     if args.packing or args.padding_free:
         raise ValueError("packing / padding_free are not supported for vision datasets")
+    if data_args.eval_data and args.eval_strategy == "no":
+        raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
+    # TRL skips its dataset preparation for datasets with images (ours): these options would do nothing
+    defaults = {f.name: f.default for f in fields(VLMSFTConfig)}
+    unused = [n for n in SKIPPED_PREPARATION_OPTIONS if getattr(args, n) != defaults[n]]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} only apply to TRL's text dataset preparation, which vision datasets "
+                         "skip: leave them unset")  # fmt: skip
     if args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
     if args.max_train_seconds is not None and args.max_train_seconds <= 0:

@@ -96,6 +96,13 @@ CHOICES = {"grqo_layers": ("all", "last"), "grqo_surrogate": ("logprob", "neg_co
            "kl_outcomes": ("both", "positive"), "device": ("auto", "cpu", "cuda")}  # fmt: skip
 
 
+# Options read only when their term is on: set while the term is off, they would be ignored.
+SWITCHED_OPTIONS = {
+    "use_grqo": ("grqo_alpha", "grqo_layers", "grqo_surrogate", "advantage_eps", "cost_class", "cost_bbox", "cost_giou"),
+    "use_kl": ("kl_beta", "kl_top_k", "kl_outcomes", "ref_refresh_steps"),
+}
+
+
 def check_config(cfg: GRQOConfig) -> None:
     """Raise ValueError listing every option that cannot be honoured."""
     problems = []
@@ -120,5 +127,10 @@ def check_config(cfg: GRQOConfig) -> None:
         problems.append("eval_every > 0 needs eval_data")
     if cfg.use_grqo and cfg.grqo_layers == "all" and not cfg.auxiliary_loss:
         problems.append("grqo_layers='all' needs auxiliary_loss=true (the per-layer outputs come with it)")
+    defaults = GRQOConfig()
+    for switch, names in SWITCHED_OPTIONS.items():
+        changed = [n for n in names if getattr(cfg, n) != getattr(defaults, n)]
+        if changed and not getattr(cfg, switch):
+            problems.append(f"{', '.join(changed)} only apply with {switch}=true (it is false here)")
     if problems:
         raise ValueError("invalid GRQO config:\n  " + "\n  ".join(problems))
