@@ -219,3 +219,31 @@ def test_paired_bootstrap():
     assert r["delta"] == pytest.approx(0.25, abs=1e-12) and r["n"] == 200
     lo, hi = r["ci95"]
     assert lo < 0.25 < hi and not math.isnan(lo)
+
+
+def test_greedy_ignores_the_checkpoints_decoding_extras(tiny_model_dir, tmp_path):
+    """A checkpoint's generation_config.json with beams and a repetition penalty does not change greedy evaluation."""
+    import json
+    import shutil
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vlm_r1.data import load_rows
+    from vlm_r1.evaluation.runner import generate
+    from vlm_r1.synthetic import write_split
+
+    plain = tiny_model_dir("qwen2_vl")
+    extras = tmp_path / "extras"
+    shutil.copytree(plain, extras)
+    config = json.loads((extras / "generation_config.json").read_text())
+    config.update(num_beams=3, repetition_penalty=3.0, no_repeat_ngram_size=1)
+    (extras / "generation_config.json").write_text(json.dumps(config))
+    samples = list(load_rows(write_split(tmp_path / "rows", "rec", "test", 3, seed=0)))
+    settings = GenerationSettings(max_new_tokens=12, batch_size=3)
+    texts = {}
+    for name, folder in (("plain", plain), ("extras", extras)):
+        model = AutoModelForImageTextToText.from_pretrained(folder)
+        assert (model.generation_config.num_beams == 3) == (name == "extras")
+        processor = AutoProcessor.from_pretrained(folder, padding_side="left")
+        texts[name] = generate(model, processor, samples, "{question}", settings=settings)
+    assert texts["extras"] == texts["plain"]

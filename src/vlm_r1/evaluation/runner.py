@@ -119,6 +119,11 @@ def generate(
         "do_sample": settings.do_sample,
         "num_return_sequences": settings.num_samples,
         "pad_token_id": tokenizer.pad_token_id,
+        # the decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry
+        # beams or a repetition penalty (Qwen-VL-Instruct ships repetition_penalty 1.05), which generate() would apply
+        "num_beams": 1,
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
     }
     if settings.do_sample:
         gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
