@@ -36,7 +36,11 @@ class DataArguments:
     )
     default_reward: str | None = field(
         default=None,
-        metadata={"help": "Accuracy reward for rows whose JSONL has no `reward` field (e.g. `iou`)."},
+        metadata={
+            "help": "Accuracy reward or task for rows whose JSONL has no `reward` field (e.g. `iou`, `rec`): their "
+            "ground truth is validated against it when loading, and the `accuracy` reward (if in reward_funcs) scores "
+            "them with it. Other rewards in reward_funcs score every row whatever this says."
+        },
     )
     question_template: str | None = field(
         default=None,
