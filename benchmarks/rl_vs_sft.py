@@ -28,7 +28,7 @@ from vlm_r1.pipeline import (  # noqa: E402
     SHIPPED_WARM_START,
     build_warm_start,
     check_shipped_image_size,
-    eval_prompt,
+    eval_setup,
     evaluate_checkpoint,
     key_value_args,
     make_data,
@@ -116,14 +116,13 @@ def main(argv=None) -> dict:
         warm = SHIPPED_WARM_START
     else:
         warm = build_warm_start(out, "qwen2_vl", paths["train"], str(RECIPES / "rec_sft.yaml"), [])
-    template, system_prompt = eval_prompt(
+    setup = eval_setup(
         ["--config", str(RECIPES / "rec_grpo.yaml"), "--model_name_or_path", str(warm), "--train_data", str(paths["train"]),
          *key_value_args(args.grpo_args)]
     )
 
     def acc(checkpoint: Path, name: str) -> dict:
-        res = evaluate_checkpoint(checkpoint, paths, out / name, args.eval_batch_size, 40, template,
-                                  system_prompt=system_prompt)
+        res = evaluate_checkpoint(checkpoint, paths, out / name, args.eval_batch_size, 40, setup)
         return {split: r["metrics"]["rec"] for split, r in res.items()}
 
     results: dict = {arm: {split: [] for split in EVAL_SPLITS} for arm in ("warm start", "GRPO", "SFT")}

@@ -39,13 +39,14 @@ def test_pipeline_smoke(tmp_path, capsys):
     assert again["comparison"] == summary["comparison"] and stamps() == first
 
     # another prompt (set for GRPO; evaluation follows it) redoes the evaluations and GRPO, not the warm start
-    main(base + grpo + ["question_template=Where is it? {question}"] + sft)
+    main(base + grpo + ["question_template=Where is it? {question}", "max_pixels=12544"] + sft)
     now = stamps()
     assert [name for name in first if now[name] != first[name]] == [
         "eval_before/test.stamp.json", "grpo/DONE", "eval_after/test.stamp.json"
     ]  # fmt: skip
     result = json.loads((work / "eval_before" / "test.json").read_text())
     assert result["generation"]["question_template"] == "Where is it? {question}"
+    assert result["model_options"] == {"dtype": "float32", "max_pixels": 12544}  # loaded as GRPO loads it
 
     # other data redoes everything downstream of it
     main(base + ["--data_seed", "1", "--skip_grpo"] + grpo + sft)

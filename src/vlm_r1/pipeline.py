@@ -11,8 +11,8 @@ whose stamp differs from this run's inputs is redone, and so is everything after
    ``run_scripts/make_warm_start.sh``; its ``warm_start.json`` names the image size it was trained at, and another
    ``--image_size`` is refused); one cached in the work dir; otherwise built here: ``make_tiny`` + ``vlm-r1 sft``
    with ``recipes/tiny/rec_sft.yaml``.
-3. **before**: greedy evaluation of the warm start on ``test``, ``ood_pairs`` and ``ood`` (every row), with the question template
-   and system prompt GRPO samples from (the GRPO recipe plus ``--grpo_args``).
+3. **before**: greedy evaluation of the warm start on ``test``, ``ood_pairs`` and ``ood`` (every row), with the question template,
+   system prompt and loading options (image resolution, dtype, attention) GRPO uses (the GRPO recipe plus ``--grpo_args``).
 4. **GRPO**: :func:`vlm_r1.train.main` with ``recipes/tiny/rec_grpo.yaml`` from the warm start.
 5. **after**: the same evaluation of the GRPO checkpoint, and a table with paired differences (95% bootstrap
    intervals over rows), written to ``<work_dir>/summary.json`` and printed.
@@ -29,6 +29,7 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger("vlm_r1")
@@ -57,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra `vlm-r1 sft` flags (must come last; e.g. --sft_args --max_steps 100)")
     p.add_argument("--grpo_max_steps", type=int, default=None, help="override the GRPO recipe's max_steps")
     p.add_argument("--grpo_args", nargs="*", default=[],
-                   help="extra `vlm-r1 train` flags as KEY=VALUE pairs, e.g. learning_rate=1e-5 (question_template and "
-                        "system_prompt set here are used by the evaluations too)")
+                   help="extra `vlm-r1 train` flags as KEY=VALUE pairs, e.g. learning_rate=1e-5 (question_template, "
+                        "system_prompt and the loading options min_pixels, max_pixels, max_tiles, dtype and "
+                        "attn_implementation set here are used by the evaluations too)")
     p.add_argument("--eval_batch_size", type=int, default=64)
     p.add_argument("--max_new_tokens", type=int, default=40)
     p.add_argument("--skip_grpo", action="store_true", help="stop after the 'before' evaluation")
@@ -185,17 +187,33 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
     return argv + extra
 
 
-def eval_prompt(train_argv: list[str]) -> tuple[str | None, str | None]:
-    """(question_template, system_prompt) that GRPO samples from, parsed (recipe + overrides) as `vlm-r1 train` does."""
+# ModelArguments fields that change how a checkpoint is read (not how it trains): evaluation uses GRPO's.
+LOADING_OPTIONS = ("dtype", "attn_implementation", "min_pixels", "max_pixels", "max_tiles")
+
+
+@dataclass(frozen=True)
+class EvalSetup:
+    """What the evaluations take from the GRPO command line, so they see what GRPO trained on."""
+
+    question_template: str | None = None
+    system_prompt: str | None = None
+    model_options: dict = field(default_factory=dict)  # LOADING_OPTIONS set away from their defaults
+
+
+def eval_setup(train_argv: list[str]) -> EvalSetup:
+    """The prompt (question_template, system_prompt) and loading options (image resolution, dtype, attention) of
+    the GRPO run, parsed (recipe + overrides) as `vlm-r1 train` parses them."""
+    from .config import ModelArguments
     from .train import parse_args
 
-    data_args, _, _ = parse_args(train_argv)
-    return data_args.question_template, data_args.system_prompt
+    data_args, model_args, _ = parse_args(train_argv)
+    defaults = ModelArguments()
+    options = {n: getattr(model_args, n) for n in LOADING_OPTIONS if getattr(model_args, n) != getattr(defaults, n)}
+    return EvalSetup(data_args.question_template, data_args.system_prompt, options)
 
 
 def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path, batch_size: int, max_new_tokens: int,
-                        question_template: str | None = None, force: bool = False,
-                        system_prompt: str | None = None) -> dict[str, dict]:  # fmt: skip
+                        setup: EvalSetup = EvalSetup(), force: bool = False) -> dict[str, dict]:  # fmt: skip
     """Greedy evaluation on every EVAL_SPLITS split, cached as <out_dir>/<split>.json with its stamp <split>.stamp.json."""
     from .config import ModelArguments
     from .data import load_rows
@@ -206,18 +224,21 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
     for split in EVAL_SPLITS:
         path, stamp = out_dir / f"{split}.json", out_dir / f"{split}.stamp.json"
         inputs = {"checkpoint": checkpoint_id(checkpoint), "data": file_id(paths[split]),
-                  "question_template": question_template, "system_prompt": system_prompt,
+                  "question_template": setup.question_template, "system_prompt": setup.system_prompt,
                   "max_new_tokens": max_new_tokens}  # fmt: skip
+        if setup.model_options:  # (absent when none is set)
+            inputs["model_options"] = setup.model_options
         if path.exists() and is_fresh(stamp, inputs) and not force:
             results[split] = json.loads(path.read_text())
             continue
         stamp.unlink(missing_ok=True)
         if model is None:
-            model, processor, module = load_policy(ModelArguments(model_name_or_path=str(checkpoint)))
+            model, processor, module = load_policy(ModelArguments(model_name_or_path=str(checkpoint), **setup.model_options))
         samples = list(load_rows(paths[split]))
         settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
-        result = evaluate_samples(model, processor, module, samples, question_template, system_prompt, settings)
-        result.update(model=str(checkpoint), data=str(paths[split]))
+        result = evaluate_samples(model, processor, module, samples, setup.question_template, setup.system_prompt,
+                                  settings)  # fmt: skip
+        result.update(model=str(checkpoint), data=str(paths[split]), model_options=setup.model_options)
         write_json(result, path)
         write_stamp(stamp, inputs)
         results[split] = result
@@ -310,9 +331,9 @@ def main(argv: list[str] | None = None) -> dict:
     stage("evaluate warm start")
     grpo_dir = work / "grpo"
     train_argv = grpo_argv(args, warm, paths["train"], grpo_dir)
-    template, system_prompt = eval_prompt(train_argv)
+    setup = eval_setup(train_argv)
     before = evaluate_checkpoint(warm, paths, work / "eval_before", args.eval_batch_size, args.max_new_tokens,
-                                 template, args.force, system_prompt)  # fmt: skip
+                                 setup, args.force)  # fmt: skip
     for split, r in before.items():
         print(f"{split}: {json.dumps(r['metrics']['rec'])}")
     done("evaluate warm start")
@@ -328,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     stage("evaluate GRPO")
     after = evaluate_checkpoint(grpo_dir, paths, work / "eval_after", args.eval_batch_size, args.max_new_tokens,
-                                template, args.force, system_prompt)  # fmt: skip
+                                setup, args.force)  # fmt: skip
     done("evaluate GRPO")
 
     table = comparison(before, after)
