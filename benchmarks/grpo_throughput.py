@@ -157,6 +157,8 @@ def make_model_dir(args, root: Path) -> Path:
 
     pixels = args.image_size * args.image_size
     if args.size == "tiny":
+        if args.model_type == "internvl":  # one tile of the image's side (InternVL sizes images by tiles)
+            return make_tiny(root / "model", args.model_type, seed=args.seed, image_size=args.image_size, max_tiles=1)
         return make_tiny(root / "model", args.model_type, seed=args.seed, min_pixels=pixels, max_pixels=pixels)
     if args.model_type != "qwen2_5_vl":
         raise SystemExit("--size 3b is defined for --model-type qwen2_5_vl")

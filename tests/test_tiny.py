@@ -155,5 +155,9 @@ def test_same_seed_same_weights_and_overrides(tmp_path):
     assert embed.shape[1] == 64  # the override was honoured
     with pytest.raises(TypeError, match="hidden_sise"):
         make_tiny(tmp_path / "d", "qwen2_vl", hidden_sise=64)
+    with pytest.raises(TypeError, match="max_tiles do not apply to qwen2_vl"):  # Qwen sizes images by pixels
+        make_tiny(tmp_path / "d", "qwen2_vl", max_tiles=4)
+    with pytest.raises(TypeError, match="min_pixels do not apply to internvl"):  # InternVL by tiles
+        make_tiny(tmp_path / "d", "internvl", min_pixels=56 * 56)
     with pytest.raises(ValueError, match="qwen2_vl"):
         make_tiny(tmp_path / "e", "llava")

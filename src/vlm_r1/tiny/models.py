@@ -199,6 +199,10 @@ def _quiet():
             hf_logging.enable_progress_bar()
 
 
+# Image-size keys of DEFAULT_SIZES that a family's processor does not read.
+OTHER_FAMILY_SIZES = {"qwen": ("image_size", "max_tiles"), "internvl": ("min_pixels", "max_pixels")}
+
+
 def make_tiny(out_dir, model_type: str = "qwen2_vl", seed: int = 0, **overrides) -> Path:
     """Build a tiny `model_type` checkpoint in `out_dir` and return the folder as a Path.
 
@@ -210,10 +214,14 @@ def make_tiny(out_dir, model_type: str = "qwen2_vl", seed: int = 0, **overrides)
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
-    family(model_type)  # raises ValueError for an unknown model type
+    kind = family(model_type)  # raises ValueError for an unknown model type
     unknown = sorted(set(overrides) - set(DEFAULT_SIZES))
     if unknown:
         raise TypeError(f"make_tiny got unknown override(s) {unknown}; valid: {', '.join(DEFAULT_SIZES)}")
+    other_family = sorted(set(overrides) & set(OTHER_FAMILY_SIZES[kind]))
+    if other_family:
+        raise TypeError(f"make_tiny: {', '.join(other_family)} do not apply to {model_type} (its processor sizes "
+                        f"images by {' / '.join(OTHER_FAMILY_SIZES['internvl' if kind == 'qwen' else 'qwen'])})")
     z = {**DEFAULT_SIZES, **overrides}
     if z["hidden_size"] % z["num_heads"] or (z["hidden_size"] // z["num_heads"]) % 4:
         raise ValueError("hidden_size / num_heads must be a whole head dim divisible by 4 (rotary sections)")
