@@ -153,8 +153,8 @@ def check_schedule(training_args) -> None:
         )
 
 
-def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
-    """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
+def check_training_args(data_args: DataArguments, model_args: ModelArguments, training_args) -> None:
+    """The checks GRPO (:func:`check_args`) and SFT (``vlm_r1.sft.check_sft_args``) share; raise ValueError."""
     check_model_args(model_args, training=True)
     check_schedule(training_args)
     if not data_args.train_data:
@@ -163,6 +163,11 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+
+
+def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
+    """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
+    check_training_args(data_args, model_args, training_args)
     if training_args.data_seed is not None:
         raise ValueError("data_seed has no effect in GRPO: TRL's prompt sampler is seeded by `seed`; set that instead")
     if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) != "random":

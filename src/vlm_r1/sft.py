@@ -18,7 +18,7 @@ from pathlib import Path
 
 from trl import SFTConfig, TrlParser
 
-from .config import DataArguments, ModelArguments, check_model_args, check_schedule
+from .config import DataArguments, ModelArguments, check_training_args
 from .train import load_train_and_eval_rows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
@@ -55,11 +55,9 @@ SKIPPED_PREPARATION_OPTIONS = ("dataset_num_proc", "eval_packing", "shuffle_data
 
 
 def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: VLMSFTConfig) -> None:
-    """Refuse options that SFT would otherwise ignore (model options: :func:`vlm_r1.config.check_model_args`)."""
-    check_model_args(model_args, training=True)
-    check_schedule(args)
-    if not data_args.train_data:
-        raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    """Refuse options that SFT would otherwise ignore (the checks shared with GRPO:
+    :func:`vlm_r1.config.check_training_args`)."""
+    check_training_args(data_args, model_args, args)
     if data_args.reward_funcs != DataArguments().reward_funcs:
         raise ValueError("reward_funcs is a GRPO option; SFT trains on the ground truth and uses no reward")
     if args.completion_only_loss is False:
@@ -68,16 +66,12 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError("vlm-r1 sft uses completion_only_loss (prompt-completion data); leave assistant_only_loss off")
     if args.packing or args.padding_free:
         raise ValueError("packing / padding_free are not supported for vision datasets")
-    if data_args.eval_data and args.eval_strategy == "no":
-        raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
     # TRL skips its dataset preparation for datasets with images (ours): these options would do nothing
     defaults = {f.name: f.default for f in fields(VLMSFTConfig)}
     unused = [n for n in SKIPPED_PREPARATION_OPTIONS if getattr(args, n) != defaults[n]]
     if unused:
         raise ValueError(f"{', '.join(unused)} only apply to TRL's text dataset preparation, which vision datasets "
                          "skip: leave them unset")  # fmt: skip
-    if args.model_init_kwargs:
-        raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
     if args.max_train_seconds is not None and args.max_train_seconds <= 0:
         raise ValueError("max_train_seconds must be > 0")
     if args.stop_at_step is not None and not 0 < args.stop_at_step <= args.max_steps:
