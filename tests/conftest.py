@@ -104,3 +104,9 @@ def rec_rows(tmp_path_factory):
     from vlm_r1.synthetic import write_split
 
     return write_split(tmp_path_factory.mktemp("rec_rows"), "rec", "train", 8, seed=0)
+
+
+@pytest.fixture
+def parse_only_argv(tmp_path):
+    """The smallest `vlm-r1 train` / `vlm-r1 sft` command line that parses (nothing is loaded): for option checks."""
+    return ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path), "--use_cpu", "true"]

@@ -119,3 +119,14 @@ def test_reward_weights_and_sampling_options_are_honoured(tiny_model_dir, rec_ro
     assert seen and all(entry == (0.7, 0.9, True) for entry in seen)
     for entry in (e for e in summary["log_history"] if "reward" in e):
         assert entry["reward"] == pytest.approx(2.0 * entry["rewards/bracket_share/mean"], abs=1e-6)
+
+
+def test_options_grpo_would_ignore_are_refused(parse_only_argv):
+    from vlm_r1.train import parse_args
+
+    base = parse_only_argv
+    for extra, message in ((["--data_seed", "7"], "data_seed has no effect in GRPO"),
+                           (["--train_sampling_strategy", "group_by_length"], "train_sampling_strategy has no effect"),
+                           (["--label_smoothing_factor", "0.1"], "label_smoothing_factor has no effect")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_args(base + extra)
