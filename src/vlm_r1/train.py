@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> dict:
             if start is not None
             else f"\ncheckpoint written to {summary['checkpoint']}"
         )
+    # Destroy the process group while the interpreter is whole: a gloo group left to interpreter shutdown can
+    # abort a rank (SIGABRT, "terminate called without an active exception") after training has succeeded.
+    trainer.accelerator.end_training()
     return summary
 
 
