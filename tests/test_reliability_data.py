@@ -145,12 +145,11 @@ def run_main(grpo_run, model_dir, data, *cli_args, **fields):
         model_dir,
         data,
         *cli_args,
-        reward_funcs=["think_format"],
         per_device_train_batch_size=4,
         num_generations=2,
         max_completion_length=4,
         max_steps=1,
-        **fields,
+        **{"reward_funcs": ["think_format"], **fields},
     )
 
 
@@ -201,4 +200,36 @@ def test_truncated_jpeg_is_refused_before_training(images, tmp_path, grpo_run, t
     with pytest.raises(DataError, match=os.path.basename(name)) as err:
         run_main(grpo_run, tiny_model_dir("qwen2_vl"), data)
     assert ":2: image" in str(err.value)  # refused by the loader (file:line), not by a crash in a training step
+    assert_no_training(tmp_path)
+
+
+# ---------------------------------------------------------------------- rows no listed reward can score
+def test_row_check_needs_a_reward_that_scores_the_row():
+    from vlm_r1.rewards import make_row_check
+
+    box, label = [4, 4, 30, 30], "cat"
+    rec_only = make_row_check(["iou_acc", "think_format"])
+    rec_only(None, box)
+    with pytest.raises(ValueError, match="`iou_acc`: REC ground truth"):
+        rec_only(None, label)  # a classification row would train on the format reward alone
+    mixed = make_row_check(["iou_acc", "cls_match"])  # each task reward scores its own rows
+    mixed(None, box), mixed(None, label)
+    dispatcher = make_row_check(["accuracy", "think_format"])
+    dispatcher("rec", box)
+    with pytest.raises(ValueError, match="no `reward` field and default_reward is not set"):
+        dispatcher(None, box)
+    with pytest.raises(ValueError, match="REC ground truth"):
+        dispatcher("rec", label)  # the row's own reward still checks its ground truth
+    make_row_check(["think_format"])(None, label)  # no ground-truth reward listed: nothing to check against
+    make_row_check(["my_pkg.rewards:score", "iou_acc"])(None, label)  # a user's reward may score anything
+
+
+def test_training_refuses_rows_that_no_listed_reward_scores(images, tmp_path, grpo_run, tiny_model_dir):
+    rows = [_row("img/rgb.png"), _row("img/rgb.png")]
+    rows[1]["conversations"][1]["value"] = "square"  # a label, not a box
+    for row in rows:
+        del row["reward"]
+    data = write_jsonl(images / f"unscored_{tmp_path.name}.jsonl", rows)
+    with pytest.raises(DataError, match=r":2: solution: no reward in reward_funcs \['iou_acc'\] can score"):
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), data, reward_funcs=["iou_acc"])
     assert_no_training(tmp_path)

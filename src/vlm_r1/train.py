@@ -38,8 +38,9 @@ def parse_args(argv: list[str] | None = None):
 def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | None):
     """Validate every JSONL file; with skip_invalid_rows, write the skipped rows next to the outputs."""
     from .data import load_rows
-    from .rewards import validate_solution
+    from .rewards import make_row_check
 
+    check_row = make_row_check(data_args.reward_funcs)
     samples = []
     for path in paths:
         rows = load_rows(
@@ -47,7 +48,7 @@ def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | N
             data_args.image_root,
             default_reward=data_args.default_reward,
             skip_invalid=data_args.skip_invalid_rows,
-            validate_solution=validate_solution,
+            validate_solution=check_row,
             allow_outside_root=data_args.allow_images_outside_root,
         )
         if rows.skipped and output_dir:

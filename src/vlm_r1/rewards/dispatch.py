@@ -50,6 +50,35 @@ def validate_solution(reward_name: str, solution: Any) -> None:
         validator(solution)
 
 
+def make_row_check(reward_funcs: list[str]):
+    """The data loader's check for a training run: `validate_solution` on the row's own `reward`, and then that
+    some reward in `reward_funcs` can score the row's ground truth, so that no row trains on format alone
+    unnoticed. `accuracy` scores rows that name a reward (or get `default_reward`); a listed accuracy reward
+    (`iou_acc`, `cls_match`, ...) scores rows its validator accepts. A 'package.module:function' reward may
+    score anything, and a list of format and shaping rewards only has no ground truth to check."""
+    dispatches = "accuracy" in reward_funcs
+    scorers = [(n, get_validator(n)) for n in reward_funcs if n in list_rewards() and get_validator(n) is not None]
+    checkable = (dispatches or scorers) and not any(":" in n for n in reward_funcs)
+
+    def check(row_reward: str | None, solution: Any) -> None:
+        validate_solution(row_reward, solution)
+        if not checkable or (dispatches and row_reward is not None):
+            return
+        problems = [] if not dispatches else [
+            "`accuracy`: the row has no `reward` field and default_reward is not set"]
+        for name, validator in scorers:
+            try:
+                validator(solution)
+                return
+            except ValueError as e:
+                problems.append(f"`{name}`: {e}")
+        raise ValueError(f"no reward in reward_funcs {list(reward_funcs)} can score this row ("
+                         + "; ".join(problems) + "); fix the ground truth, add a `reward` field, or list a reward "
+                         "for this task")
+
+    return check
+
+
 def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
     """The dispatcher: for each row, the reward named by its `reward` column (or `default`), else None.
 
