@@ -73,3 +73,6 @@ def test_options_the_run_would_not_use_are_refused(tmp_path):
         main(base + ["--sft_args", "--max_steps", "5"])
     with pytest.raises(ValueError, match="max_steps is given twice"):
         main(base + ["--grpo_max_steps", "5", "--grpo_args", "max_steps=6"])
+    with pytest.raises(ValueError, match="constant_with_warmup"):  # vlm-r1 train's own checks, before any stage
+        main(base + ["--grpo_args", "warmup_steps=10"])
+    assert not (tmp_path / "job" / "data").exists()  # refused before the data stage wrote anything

@@ -107,13 +107,18 @@ def write_stamp(stamp: Path, inputs: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- stages
+def data_paths(work: Path) -> dict[str, Path]:
+    """Where make_data writes each split's JSONL."""
+    return {split: work / "data" / f"rec_{split}.jsonl" for split in ("train", *EVAL_SPLITS)}
+
+
 def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int) -> dict[str, Path]:
     """The REC splits train / test / ood_pairs / ood under <work>/data, rewritten when their parameters change."""
     from .synthetic import write_split
 
     data = work / "data"
     sizes = {"train": n_train, **{split: n_test for split in EVAL_SPLITS}}
-    paths = {split: data / f"rec_{split}.jsonl" for split in sizes}
+    paths = data_paths(work)
     stamp = data / "stamp.json"
     params = {"task": "rec", "n": sizes, "image_size": image_size, "seed": seed}
     if is_fresh(stamp, params) and all(path.exists() for path in paths.values()):
@@ -130,7 +135,7 @@ def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str,
     from .sft import main as sft_main
     from .tiny import make_tiny
 
-    out = work / "warm_start"
+    out = built_warm_start_dir(work)
     inputs = {"model_type": model_type, "train_data": file_id(train_data), "recipe": file_id(recipe),
               "args": list(extra)}  # fmt: skip
     if is_fresh(out / "DONE", inputs):
@@ -161,18 +166,23 @@ def refuse_build_options(args, warm: str) -> None:
                          "pass --warm_start build to build one with them")  # fmt: skip
 
 
-def resolve_warm_start(args, work: Path, train_data: Path) -> Path:
+def built_warm_start_dir(work: Path) -> Path:
+    return work / "warm_start"
+
+
+def choose_warm_start(args, work: Path) -> tuple[Path, bool]:
+    """The warm start this run uses and whether it is to be built; refuses options that it would not use."""
     if args.warm_start not in {"auto", "build"}:
         path = Path(args.warm_start)
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"--warm_start {path}: no config.json there")
         refuse_build_options(args, str(path))
-        return path
+        return path, False
     if args.warm_start == "auto" and (SHIPPED_WARM_START / "config.json").exists() and args.model_type == "qwen2_vl":
         refuse_build_options(args, f"the shipped {SHIPPED_WARM_START}")
         check_shipped_image_size(args.image_size)
-        return SHIPPED_WARM_START
-    return build_warm_start(work, args.model_type, train_data, args.sft_recipe, args.sft_args)
+        return SHIPPED_WARM_START, False
+    return built_warm_start_dir(work), True
 
 
 def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
@@ -319,19 +329,23 @@ def main(argv: list[str] | None = None) -> dict:
         timings[name] = time.monotonic() - timings[name]
         print(f"==== [{name}] done in {timings[name]:.0f} s", flush=True)
 
+    # every option is checked before the first stage runs: a refusal costs no time
+    warm, build = choose_warm_start(args, work)
+    grpo_dir = work / "grpo"
+    train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
+    setup = eval_setup(train_argv)
+
     stage("data")
     paths = make_data(work, args.n_train, args.n_test, args.image_size, args.data_seed)
     done("data")
 
     stage("warm start")
-    warm = resolve_warm_start(args, work, paths["train"])
+    if build:
+        build_warm_start(work, args.model_type, paths["train"], args.sft_recipe, args.sft_args)
     print(f"warm start: {warm}")
     done("warm start")
 
     stage("evaluate warm start")
-    grpo_dir = work / "grpo"
-    train_argv = grpo_argv(args, warm, paths["train"], grpo_dir)
-    setup = eval_setup(train_argv)
     before = evaluate_checkpoint(warm, paths, work / "eval_before", args.eval_batch_size, args.max_new_tokens,
                                  setup, args.force)  # fmt: skip
     for split, r in before.items():
