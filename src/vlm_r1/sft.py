@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.accelerator.is_main_process:
         loss_text = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, " if losses else ""
         print(f"\nSFT: {loss_text}{summary['steps']} steps in {seconds:.0f} s\ncheckpoint written to {summary['checkpoint']}")
-    trainer.accelerator.end_training()  # destroys the process group before shutdown (see train.py)
+    trainer.accelerator.wait_for_everyone()  # then destroy the process group before shutdown (see train.py)
+    trainer.accelerator.end_training()
     return summary
 
 

@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
             if start is not None
             else f"\ncheckpoint written to {summary['checkpoint']}"
         )
-    # Destroy the process group while the interpreter is whole: a gloo group left to interpreter shutdown can
-    # abort a rank (SIGABRT, "terminate called without an active exception") after training has succeeded.
+    # Every rank waits for rank 0's save, then the process group is destroyed while the interpreter is whole: a
+    # rank that tore down gloo on its own aborted (SIGABRT, "terminate called without an active exception").
+    trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
     return summary
 
