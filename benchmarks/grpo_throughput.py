@@ -1,13 +1,16 @@
-"""Benchmark: GRPO steps/s of vlm-r1's trainer (shared image encoding) against vanilla ``trl.GRPOTrainer``.
+"""Benchmark: GRPO steps/s of vlm-r1's trainer (shared image encoding; optionally also shared prompt tokens) against
+vanilla ``trl.GRPOTrainer``.
 
 Run (CPU default, about 3 minutes on 2 cores):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/grpo_throughput.py
 GPU (implemented, not yet run), a randomly initialised model at Qwen2.5-VL-3B size (no weights needed):
     .venv/bin/python benchmarks/grpo_throughput.py --device cuda --model-type qwen2_5_vl --size 3b --image-size 672
 
-Both trainers get the same model folder, data, G, lengths, seed and GRPO settings; they are run in
-alternating rounds in one process (ours, vanilla, ours, vanilla, ...) and each round's first step is a
-warm-up that is not counted. Reported per trainer (best round, since the machine is shared):
+The arms (``--arms``, default all three): ``ours`` (``VLMGRPOTrainer``, image encoding shared), ``packed``
+(the same plus ``share_prompt_tokens``: each prompt's language-model positions run once per group in the
+log-prob and training passes) and ``vanilla`` (``trl.GRPOTrainer``). All get the same model folder, data, G,
+lengths, seed and GRPO settings; they are run in alternating rounds in one process (ours, packed, vanilla,
+ours, ...) and each round's first step is a warm-up that is not counted. Reported per trainer (best round, since the machine is shared):
 
 * samples/s: completions trained on per second (prompts x G per step / step time);
 * the time split per step, timed around TRL's own methods: generation (``_generate_single_turn``),
@@ -207,8 +210,8 @@ def build(kind: str, args, model_dir: Path, dataset, out: Path):
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
-    if kind == "ours":
-        config = VLMGRPOConfig(**common, share_image_encoding=True)
+    if kind in ("ours", "packed"):
+        config = VLMGRPOConfig(**common, share_image_encoding=True, share_prompt_tokens=kind == "packed")
         cls, extra = instrumented(VLMGRPOTrainer), {"vlm_module": get_module(args.model_type)}
     else:
         config = GRPOConfig(**common)
@@ -262,15 +265,21 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per trainer")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", default="ours,packed,vanilla",
+                        help="trainers to compare: ours (image encoding shared), packed (ours + share_prompt_tokens), "
+                             "vanilla (trl.GRPOTrainer); the first is the reference of the ratios")  # fmt: skip
     args = parser.parse_args(argv)
+    arms = args.arms.split(",")
+    if not arms or set(arms) - {"ours", "packed", "vanilla"} or "vanilla" not in arms:
+        parser.error("--arms: a comma-separated subset of ours, packed, vanilla that includes vanilla")
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir = make_model_dir(args, root)
         dataset = make_dataset(args)
-        results = {"ours": [], "vanilla": []}
+        results = {kind: [] for kind in arms}
         for r in range(args.rounds):
-            for kind in ("ours", "vanilla"):
+            for kind in arms:
                 mean, peak = run_once(kind, args, model_dir, dataset, root / f"run{r}")
                 results[kind].append((mean, peak))
                 print(f"round {r} {kind:8s} step {mean['step']:.2f} s  peak {peak / 2**20:.0f} MiB", flush=True)
@@ -290,10 +299,16 @@ def main(argv=None):
     for kind, (mean, peak) in best.items():
         cells = "".join(f"{mean[p]:>19.3f}" for p in PARTS)
         print(f"{kind:10s}{samples / mean['step']:>10.2f}{mean['step']:>8.2f}{cells}{peak / 2**20:>10.0f}")
-    ratio = best["vanilla"][0]["step"] / best["ours"][0]["step"]
-    memory = best["ours"][1] / max(best["vanilla"][1], 1)
-    print(f"ratio ours/vanilla samples/s: {ratio:.2f}x   peak memory ours/vanilla: {memory:.2f}")
-    return best, ratio
+    ratios = {}
+    for kind in arms:
+        if kind == "vanilla":
+            continue
+        ratios[kind] = best["vanilla"][0]["step"] / best[kind][0]["step"]
+        memory = best[kind][1] / max(best["vanilla"][1], 1)
+        print(f"ratio {kind}/vanilla samples/s: {ratios[kind]:.2f}x   peak memory {kind}/vanilla: {memory:.2f}")
+    if "ours" in best and "packed" in best:
+        print(f"ratio packed/ours samples/s: {best['ours'][0]['step'] / best['packed'][0]['step']:.2f}x")
+    return best, ratios
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def _trainer(model_dir, model_type, tmp_path, share=True, **config):
         "report_to": "none",
         "seed": 0,
         "share_image_encoding": share,
+        "share_prompt_tokens": False,  # tested on its own in test_shared_prompt.py
     }
     args = VLMGRPOConfig(**{**settings, **config})
     return VLMGRPOTrainer(

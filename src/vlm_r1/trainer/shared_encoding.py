@@ -10,17 +10,19 @@ This mixin, placed before ``GRPOTrainer`` in the bases, removes the repeats when
 * ``_generate_single_turn``: one prefill per distinct prompt (vision tower included), the KV cache and
   M-RoPE deltas copied to the G rows, then ``generate`` decodes with the trainer's generation config
   (:mod:`.shared_prefill`). Same sampling distribution; greedy gives identical tokens.
-* ``_get_per_token_logps_and_entropies``: the vision tower runs once per distinct image of each chunk
-  (:mod:`.shared_vision`); the language model still runs on every row. Log-probs, loss and gradients
-  equal the unshared path to float rounding (tests/test_shared_encoding.py states the tolerances).
+* ``_get_per_token_logps_and_entropies``: with ``share_prompt_tokens`` (default on), each group's completions
+  are packed behind one copy of its prompt (:mod:`.shared_prompt`), so the vision tower AND the language
+  model's prompt positions run once per group; otherwise (or where packing does not apply, e.g. InternVL)
+  the vision tower runs once per distinct image of each chunk (:mod:`.shared_vision`) and the language
+  model on every row. Log-probs, loss and gradients equal the unshared path to float rounding
+  (tests/test_shared_encoding.py, tests/test_shared_prompt.py state the tolerances).
 
 Anything the sharing does not cover falls back to TRL's own code, unchanged: vLLM, continuous batching,
 tools / environments, a static cache, unsupported model types (Qwen3-VL's vision path), a prompt whose
 last token is an image token. With ``share_image_encoding=False`` every method is TRL's.
 
 Not shared: TRL's second processor call in ``_generate_and_score_completions`` (it builds the training
-``pixel_values`` for all rows, G copies each) and the language model's prompt positions in the log-prob
-and training passes (see docs/performance.md for why).
+``pixel_values`` for all rows, G copies each).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
 from .shared_prefill import SharedRows, can_share_prefill, generate_from_shared_prefill, unique_rows
+from .shared_prompt import chunked_packed_logps, why_not_packed
 from .shared_vision import share_image_features
 
 
@@ -48,6 +51,7 @@ class SharedEncodingMixin:
 
     def __init__(self, *args, **kwargs):
         self._prefill_refusals = set()
+        self._packing_refusals: set[str] = set()
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ when sharing applies
@@ -138,7 +142,24 @@ class SharedEncodingMixin:
         return [row[:n].tolist() for row, n in zip(completion_ids.cpu(), length.cpu().tolist(), strict=True)]
 
     # ------------------------------------------------------------------ log-prob and training passes
-    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **fields):  # fmt: skip
+        if self.share_image_encoding and getattr(self.args, "share_prompt_tokens", False):
+            reason = why_not_packed(model, input_ids, logits_to_keep, compute_aux_loss=compute_aux_loss, **fields)
+            if reason is None:
+                logps, entropies = chunked_packed_logps(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy=compute_entropy,
+                    pixel_values=fields["pixel_values"], image_grid_thw=fields["image_grid_thw"],
+                    num_images=fields.get("num_images"), mm_token_type_ids=fields["mm_token_type_ids"],
+                    autocast=self.accelerator.autocast,
+                )  # fmt: skip
+                return logps, entropies, None
+            if reason not in self._packing_refusals:
+                self._packing_refusals.add(reason)
+                logger.warning("share_prompt_tokens: log-prob pass not packed (%s); using the plain pass", reason)
         with share_image_features(model, enabled=self.share_image_encoding):
-            return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
+                **fields,
+            )  # fmt: skip
 

@@ -1,0 +1,220 @@
+"""Score G completions of one prompt with the prompt's language-model positions computed once.
+
+TRL's log-prob passes (the reference / old-policy pass and the training forward) run the language model on
+``[prompt, completion]`` for every row, so each prompt token is computed G times. :func:`packed_logps`
+packs each group of rows that share a prompt (same tokens, same pixels) into one sequence::
+
+    prompt[:-1] | last, c1[0], ..., c1[C-2] | last, c2[0], ..., c2[C-2] | ...
+
+with a 4-D attention mask in which each completion block sees the prompt and its own earlier tokens only,
+and with each token at the position it has in its own unshared row (Qwen's M-RoPE positions, from the
+model's ``get_rope_index`` on the prompt). The prompt's last token is repeated at the head of each block,
+since its hidden state predicts a different first token per completion. TRL's fused LM head then scores
+each block position against the next token of its own completion (``shift_labels``), and the log-probs
+are gathered back to one row per completion. Every query sees exactly the keys, values and positions it
+sees in the unshared pass, so log-probs, loss and gradients agree to float rounding
+(tests/test_shared_prompt.py). Gradients flow through the shared prompt positions once, summed over the
+group, as the unshared pass sums them over the G copies.
+
+Covered: Qwen2-VL and Qwen2.5-VL (images through ``image_grid_thw``) with ``sdpa`` or ``eager`` attention.
+:func:`why_not_packed` names what blocks the packed pass otherwise (the caller then runs the plain pass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from .shared_vision import group_identical
+
+_ROPE_MODELS = ("Qwen2VLModel", "Qwen2_5_VLModel")
+_ATTENTION = ("sdpa", "eager")
+
+
+def find_rope_model(model: nn.Module) -> nn.Module | None:
+    """The inner Qwen2-VL / Qwen2.5-VL ``*Model`` (it owns ``get_rope_index``), through any wrappers."""
+    for module in model.modules():
+        if type(module).__name__ in _ROPE_MODELS:
+            return module
+    return None
+
+
+def why_not_packed(model: nn.Module, input_ids: torch.Tensor, logits_to_keep: int, **fields) -> str | None:
+    """None if :func:`packed_logps` applies to ``model``, these rows and log-prob fields, else the reason."""
+    inner = find_rope_model(model)
+    if inner is None:
+        return f"{type(model).__name__} is not a Qwen2-VL / Qwen2.5-VL model"
+    image, video = (getattr(inner.config, name, None) for name in ("image_token_id", "video_token_id"))
+    last_prompt_token = input_ids[:, -logits_to_keep - 1]
+    if any(t is not None and bool((last_prompt_token == t).any()) for t in (image, video)):
+        return "a prompt ends with an image or video token"
+    if image is not None and bool((input_ids[:, -logits_to_keep:] == image).any()):
+        return "a completion holds an image token (the plain pass decides what that means)"
+    attention = getattr(inner.config.get_text_config(), "_attn_implementation", None)
+    if attention not in _ATTENTION:
+        return f"attention {attention!r} takes no 4-D mask (use sdpa or eager)"
+    if fields.get("compute_aux_loss"):
+        return "the MoE aux loss is requested"
+    if fields.get("pixel_values") is None or fields.get("image_grid_thw") is None:
+        return "no images (text-only rows take the model's plain positions)"
+    if fields.get("mm_token_type_ids") is None:
+        return "no mm_token_type_ids (the model needs them for M-RoPE positions)"
+    unknown = [k for k in ("pixel_attention_mask", "spatial_shapes", "num_tiles", "image_sizes", "token_type_ids",
+                           "image_position_ids") if fields.get(k) is not None]  # fmt: skip
+    if unknown:
+        return f"fields {unknown} are not covered"
+    return None
+
+
+def _row_images(pixel_values, image_grid_thw, num_images) -> list[torch.Tensor | None]:
+    """Each row's pixels (its images' patch rows concatenated), or None for a row without images."""
+    if pixel_values is None:
+        return [None] * len(num_images) if num_images is not None else []
+    patches = image_grid_thw.prod(-1).tolist()
+    per_image = list(torch.split(pixel_values, patches))
+    rows, start = [], 0
+    for n in num_images:
+        rows.append(torch.cat(per_image[start : start + n]) if n else None)
+        start += n
+    return rows
+
+
+def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: list) -> list[list[int]]:
+    """Rows grouped by identical prompt (tokens, padding and pixels), in order of first appearance."""
+    by_tokens: dict[tuple, list[int]] = defaultdict(list)
+    for row, (ids, mask) in enumerate(zip(prompt_ids.tolist(), prompt_mask.tolist(), strict=True)):
+        by_tokens[(tuple(ids), tuple(mask))].append(row)
+    groups = []
+    for rows in by_tokens.values():
+        with_pixels = [row for row in rows if row_pixels and row_pixels[row] is not None]
+        without = [row for row in rows if not row_pixels or row_pixels[row] is None]
+        if without:
+            groups.append(without)
+        if with_pixels:
+            firsts, assignment = group_identical([row_pixels[row] for row in with_pixels])
+            split = [[] for _ in firsts]
+            for row, g in zip(with_pixels, assignment, strict=True):
+                split[g].append(row)
+            groups.extend(split)
+    return sorted(groups, key=lambda rows: rows[0])
+
+
+def _prompt_positions(inner, prompt_ids, prompt_mask, image_grid_thw, mm_token_type_ids) -> torch.Tensor:
+    """[3, rows, P] M-RoPE positions of the prompts, as the model computes them for the unshared rows. A
+    completion continues the text positions: its token t sits at the last prompt token's position + 1 + t."""
+    positions, _ = inner.get_rope_index(
+        prompt_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=prompt_mask
+    )
+    return positions
+
+
+def _attention_mask(keys_valid: torch.Tensor, block: torch.Tensor, dtype, attention: str) -> torch.Tensor:
+    """[rows, 1, L, L] mask: causal, prompt keys visible to all, completion keys only within their block.
+
+    ``keys_valid[r, j]``: token j may be attended (not padding); ``block[r, j]``: -1 in the prompt part, else
+    the completion block of token j. Every token sees itself, so no query row is empty.
+    """
+    length = keys_valid.size(1)
+    idx = torch.arange(length, device=keys_valid.device)
+    causal = idx[None, :] <= idx[:, None]
+    same_block = (block[:, None, :] == block[:, :, None]) | (block[:, None, :] == -1)
+    allowed = causal[None] & same_block & keys_valid[:, None, :]
+    allowed |= torch.eye(length, dtype=torch.bool, device=keys_valid.device)[None]
+    allowed = allowed[:, None]
+    if attention == "sdpa":
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_entropy=False, pixel_values=None,
+                 image_grid_thw=None, num_images=None, mm_token_type_ids=None, autocast=contextlib.nullcontext):  # fmt: skip
+    """Per-token log-probs (and entropies) of the completions, ``[rows, logits_to_keep]``, as TRL's
+    ``_get_per_token_logps_and_entropies`` returns them for one chunk, with each prompt run once.
+    ``autocast``: a callable giving the context to run the model in (the accelerator's ``autocast``)."""
+    inner = find_rope_model(model)
+    attention = inner.config.get_text_config()._attn_implementation
+    device = input_ids.device
+    clen = logits_to_keep
+    plen = input_ids.size(1) - clen
+    prompt_ids, prompt_mask = input_ids[:, :plen], attention_mask[:, :plen]
+    comp_ids, comp_mask = input_ids[:, plen:], attention_mask[:, plen:]
+    if num_images is None:
+        num_images = [1] * input_ids.size(0)
+    row_pixels = _row_images(pixel_values, image_grid_thw, num_images)
+    groups = group_rows(prompt_ids, prompt_mask, row_pixels)
+    leaders = [rows[0] for rows in groups]
+
+    lengths = [plen - 1 + len(rows) * clen for rows in groups]
+    width = max(lengths)
+    n = len(groups)
+    packed = torch.full((n, width), 0, dtype=input_ids.dtype, device=device)
+    labels = torch.full((n, width), -100, dtype=input_ids.dtype, device=device)
+    keys_valid = torch.zeros((n, width), dtype=torch.bool, device=device)
+    block = torch.full((n, width), -2, dtype=torch.long, device=device)  # -2: padding after the packed row
+    positions = torch.zeros((3, n, width), dtype=torch.long, device=device)
+
+    lead = torch.tensor(leaders, device=device)
+    pos_fields = mm_token_type_ids[lead, :plen]
+    image_rows = torch.cumsum(torch.tensor([0] + list(num_images)), 0).tolist()
+    grid_lead = torch.cat([image_grid_thw[image_rows[r] : image_rows[r + 1]] for r in leaders])
+    prompt_pos = _prompt_positions(inner, prompt_ids[lead], prompt_mask[lead], grid_lead, pos_fields)
+
+    offsets = torch.arange(clen, device=device)
+    gather_index = torch.zeros((input_ids.size(0), clen), dtype=torch.long, device=device)
+    gather_group = torch.zeros(input_ids.size(0), dtype=torch.long, device=device)
+    for g, rows in enumerate(groups):
+        head = rows[0]
+        packed[g, : plen - 1] = prompt_ids[head, :-1]
+        keys_valid[g, : plen - 1] = prompt_mask[head, :-1].bool()
+        block[g, : plen - 1] = -1
+        positions[:, g, : plen - 1] = prompt_pos[:, g, :-1]
+        last_pos = prompt_pos[:, g, -1:]
+        for k, row in enumerate(rows):
+            start = plen - 1 + k * clen
+            span = slice(start, start + clen)
+            packed[g, start] = prompt_ids[head, -1]
+            packed[g, start + 1 : start + clen] = comp_ids[row, :-1]
+            keys_valid[g, start] = True
+            keys_valid[g, start + 1 : start + clen] = comp_mask[row, :-1].bool()
+            block[g, span] = k
+            positions[:, g, span] = last_pos + offsets
+            labels[g, span] = comp_ids[row].masked_fill(comp_mask[row] == 0, -100)
+            gather_index[row] = start + offsets
+            gather_group[row] = g
+
+    dtype = next(model.parameters()).dtype
+    mask = _attention_mask(keys_valid, block, dtype, attention)
+    pixels = torch.cat([row_pixels[r] for r in leaders if row_pixels[r] is not None])
+    inputs = {"input_ids": packed, "attention_mask": mask, "position_ids": positions, "pixel_values": pixels,
+              "image_grid_thw": grid_lead}
+    with autocast():
+        outputs = model(**inputs, shift_labels=labels, fused_lm_head=True)
+    logps = outputs.log_probs[gather_group[:, None], gather_index]
+    entropies = outputs.entropy[gather_group[:, None], gather_index] if compute_entropy else None
+    return logps, entropies
+
+
+def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch_size, *, compute_entropy,
+                         pixel_values, image_grid_thw, num_images, mm_token_type_ids, autocast):  # fmt: skip
+    """:func:`packed_logps` over chunks of ``batch_size`` rows, as TRL chunks its plain pass."""
+    rows = input_ids.size(0)
+    num_images = list(num_images) if num_images is not None else [1] * rows
+    image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
+    patch_starts = [0] + torch.cumsum(image_grid_thw.prod(-1), 0).tolist()
+    all_logps, all_entropies = [], []
+    for start in range(0, rows, batch_size or rows):
+        end = min(start + (batch_size or rows), rows)
+        first, last = image_starts[start], image_starts[end]
+        logps, entropies = packed_logps(
+            model, input_ids[start:end], attention_mask[start:end], logits_to_keep, compute_entropy=compute_entropy,
+            pixel_values=pixel_values[patch_starts[first] : patch_starts[last]],
+            image_grid_thw=image_grid_thw[first:last], num_images=num_images[start:end],
+            mm_token_type_ids=mm_token_type_ids[start:end], autocast=autocast,
+        )  # fmt: skip
+        all_logps.append(logps)
+        all_entropies.append(entropies)
+    entropies = torch.cat(all_entropies) if compute_entropy else None
+    return torch.cat(all_logps), entropies
