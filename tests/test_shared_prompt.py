@@ -1,6 +1,6 @@
 """Packing each group's completions behind one copy of its prompt changes speed, not results.
 
-For tiny Qwen2-VL and Qwen2.5-VL models (weights perturbed so outputs depend on the input), the trainer with
+For tiny Qwen2-VL, Qwen2.5-VL and InternVL models (weights perturbed so outputs depend on the input), the trainer with
 ``share_prompt_tokens`` on and off must give the same per-token log-probs on the scored positions, the same
 loss and the same gradients: one and two images per row, rows shuffled (groups not adjacent), chunks that cut
 groups apart, a completion whose mask is all zero (a truncated row), sdpa and eager attention, and gradient
@@ -26,18 +26,18 @@ class LanguageModelTokens:
     """Counts the token positions the language model runs on (batch x sequence of its input embeddings)."""
 
     def __init__(self, model):
-        from vlm_r1.trainer.shared_prompt import find_rope_model
+        from vlm_r1.trainer.shared_prompt import find_packable_model
 
         self.count = 0
-        find_rope_model(model).language_model.register_forward_pre_hook(self._hook, with_kwargs=True)
+        find_packable_model(model).language_model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
         embeds = kwargs.get("inputs_embeds")
         self.count += embeds.shape[0] * embeds.shape[1]
 
 
-@pytest.fixture(scope="module", params=[("qwen2_vl", "sdpa"), ("qwen2_5_vl", "sdpa"), ("qwen2_vl", "eager")],
-                ids=lambda p: "-".join(p))  # fmt: skip
+@pytest.fixture(scope="module", params=[("qwen2_vl", "sdpa"), ("qwen2_5_vl", "sdpa"), ("qwen2_vl", "eager"),
+                                        ("internvl", "sdpa")], ids=lambda p: "-".join(p))  # fmt: skip
 def setup(request, tiny_model_dir, tmp_path_factory):
     model_type, attention = request.param
     trainer = _trainer(tiny_model_dir(model_type), model_type, tmp_path_factory.mktemp(model_type),
@@ -55,7 +55,7 @@ def setup(request, tiny_model_dir, tmp_path_factory):
 def _scored(inputs):
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-    keys = ("pixel_values", "image_grid_thw", "num_images", "mm_token_type_ids")
+    keys = ("pixel_values", "image_grid_thw", "num_images", "num_tiles", "mm_token_type_ids")
     return ids, mask, {k: inputs[k] for k in keys if k in inputs}
 
 
@@ -122,24 +122,22 @@ def test_loss_and_gradients_match(setup, images_per_row, checkpointing):
         torch.testing.assert_close(packed_grads[name], grad, rtol=GRAD_RTOL, atol=GRAD_ATOL_SCALE * scale, msg=name)
 
 
-def test_uncovered_model_falls_back_with_a_warning(tiny_model_dir, tmp_path, caplog):
-    """InternVL (1-D positions, tiles) is not covered: the plain pass runs, and a warning says why, once."""
-    trainer = _trainer(tiny_model_dir("internvl"), "internvl", tmp_path, max_completion_length=4,
-                       share_prompt_tokens=True)  # fmt: skip
-    inputs = trainer._generate_and_score_completions([row for row in _rows(1) for _ in range(G)])
-    ids, mask, _ = _scored(inputs)
-    fields = {k: inputs[k] for k in ("pixel_values", "num_images", "num_tiles") if k in inputs}
-    results = {}
-    with caplog.at_level("WARNING"):
-        for packed in (False, True, True):
-            trainer.args.share_prompt_tokens = packed
-            with torch.no_grad():
-                results[packed] = trainer._get_per_token_logps_and_entropies(
-                    trainer.model, ids, mask, inputs["completion_ids"].size(1), **fields
-                )[0]  # fmt: skip
-    torch.testing.assert_close(results[True], results[False], rtol=0, atol=0)
+def test_uncovered_attention_falls_back_with_a_warning(setup, monkeypatch, caplog):
+    """An attention kernel that takes no 4-D mask: the plain pass runs, and a warning says why, once."""
+    from vlm_r1.trainer import shared_prompt
+
+    trainer, batches = setup
+    plain = _logps_and_entropies(trainer, batches[1], 2 * G, packed=False)[0]
+    monkeypatch.setattr(shared_prompt, "_ATTENTION", ("flash_attention_2",))  # as if sdpa / eager were not allowed
+    try:
+        with caplog.at_level("WARNING"):
+            for _ in range(2):
+                fallback = _logps_and_entropies(trainer, batches[1], 2 * G, packed=True)[0]
+    finally:
+        trainer._packing_refusals.clear()
+    torch.testing.assert_close(fallback, plain, rtol=0, atol=0)
     assert caplog.text.count("share_prompt_tokens: log-prob pass not packed") == 1
-    assert "is not a Qwen2-VL / Qwen2.5-VL model" in caplog.text
+    assert "takes no 4-D mask" in caplog.text
 
 
 def test_group_rows_needs_equal_tokens_and_pixels():

@@ -104,8 +104,8 @@ class VLMGRPOConfig(GRPOConfig):
         default=True,
         metadata={"help": "With share_image_encoding: in the log-prob and training passes, run the language model over "
                   "each prompt once per group, the G completions packed behind it under a block attention mask "
-                  "(Qwen2-VL / Qwen2.5-VL with sdpa or eager attention; otherwise the plain pass runs and a "
-                  "warning says why)."},
+                  "(Qwen2-VL, Qwen2.5-VL, InternVL with sdpa or eager attention; otherwise the plain pass runs "
+                  "and a warning says why)."},
     )
     report_dir: str | None = field(
         default=None,

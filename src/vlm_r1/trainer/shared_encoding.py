@@ -12,7 +12,7 @@ This mixin, placed before ``GRPOTrainer`` in the bases, removes the repeats when
   (:mod:`.shared_prefill`). Same sampling distribution; greedy gives identical tokens.
 * ``_get_per_token_logps_and_entropies``: with ``share_prompt_tokens`` (default on), each group's completions
   are packed behind one copy of its prompt (:mod:`.shared_prompt`), so the vision tower AND the language
-  model's prompt positions run once per group; otherwise (or where packing does not apply, e.g. InternVL)
+  model's prompt positions run once per group; otherwise (or where packing does not apply)
   the vision tower runs once per distinct image of each chunk (:mod:`.shared_vision`) and the language
   model on every row. Log-probs, loss and gradients equal the unshared path to float rounding
   (tests/test_shared_encoding.py, tests/test_shared_prompt.py state the tolerances).
@@ -149,9 +149,7 @@ class SharedEncodingMixin:
             if reason is None:
                 logps, entropies = chunked_packed_logps(
                     model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy=compute_entropy,
-                    pixel_values=fields["pixel_values"], image_grid_thw=fields["image_grid_thw"],
-                    num_images=fields.get("num_images"), mm_token_type_ids=fields["mm_token_type_ids"],
-                    autocast=self.accelerator.autocast,
+                    autocast=self.accelerator.autocast, **{k: v for k, v in fields.items() if v is not None},
                 )  # fmt: skip
                 return logps, entropies, None
             if reason not in self._packing_refusals:

@@ -7,16 +7,22 @@ packs each group of rows that share a prompt (same tokens, same pixels) into one
     prompt[:-1] | last, c1[0], ..., c1[C-2] | last, c2[0], ..., c2[C-2] | ...
 
 with a 4-D attention mask in which each completion block sees the prompt and its own earlier tokens only,
-and with each token at the position it has in its own unshared row (Qwen's M-RoPE positions, from the
-model's ``get_rope_index`` on the prompt). The prompt's last token is repeated at the head of each block,
-since its hidden state predicts a different first token per completion. TRL's fused LM head then scores
-each block position against the next token of its own completion (``shift_labels``), and the log-probs
-are gathered back to one row per completion. Every query sees exactly the keys, values and positions it
-sees in the unshared pass, so log-probs, loss and gradients agree to float rounding
-(tests/test_shared_prompt.py). Gradients flow through the shared prompt positions once, summed over the
-group, as the unshared pass sums them over the G copies.
+and with each token at the position it has in its own unshared row. The prompt's last token is repeated at
+the head of each block, since its hidden state predicts a different first token per completion. TRL's
+fused LM head then scores each block position against the next token of its own completion
+(``shift_labels``), and the log-probs are gathered back to one row per completion. Every query sees exactly
+the keys, values and positions it sees in the unshared pass, so log-probs, loss and gradients agree to
+float rounding (tests/test_shared_prompt.py). Gradients flow through the shared prompt positions once,
+summed over the group, as the unshared pass sums them over the G copies.
 
-Covered: Qwen2-VL and Qwen2.5-VL (images through ``image_grid_thw``) with ``sdpa`` or ``eager`` attention.
+Covered, with ``sdpa`` or ``eager`` attention:
+
+* Qwen2-VL / Qwen2.5-VL: M-RoPE positions from the model's ``get_rope_index`` on the prompt (padding
+  skipped); images as patch rows split by ``image_grid_thw``.
+* InternVL: the language model numbers the padded row ``0..L-1`` (no position ids are passed), so the
+  prompt keeps its indices and a completion continues at the prompt length; images as 448-px tiles split
+  by ``num_tiles`` (per row; without it, one tile per image).
+
 :func:`why_not_packed` names what blocks the packed pass otherwise (the caller then runs the plain pass).
 """
 
@@ -30,23 +36,28 @@ from torch import nn
 
 from .shared_vision import group_identical
 
-_ROPE_MODELS = ("Qwen2VLModel", "Qwen2_5_VLModel")
+_ROPE_MODELS = ("Qwen2VLModel", "Qwen2_5_VLModel")  # M-RoPE positions, patch rows per image
+_TILE_MODELS = ("InternVLModel",)  # positions 0..L-1, tiles per row
 _ATTENTION = ("sdpa", "eager")
 
 
-def find_rope_model(model: nn.Module) -> nn.Module | None:
-    """The inner Qwen2-VL / Qwen2.5-VL ``*Model`` (it owns ``get_rope_index``), through any wrappers."""
+def find_packable_model(model: nn.Module) -> nn.Module | None:
+    """The inner Qwen2-VL / Qwen2.5-VL / InternVL ``*Model``, through any wrappers (DDP, PEFT, the LM head)."""
     for module in model.modules():
-        if type(module).__name__ in _ROPE_MODELS:
+        if type(module).__name__ in _ROPE_MODELS + _TILE_MODELS:
             return module
     return None
 
 
+def _uses_mrope(inner: nn.Module) -> bool:
+    return type(inner).__name__ in _ROPE_MODELS
+
+
 def why_not_packed(model: nn.Module, input_ids: torch.Tensor, logits_to_keep: int, **fields) -> str | None:
     """None if :func:`packed_logps` applies to ``model``, these rows and log-prob fields, else the reason."""
-    inner = find_rope_model(model)
+    inner = find_packable_model(model)
     if inner is None:
-        return f"{type(model).__name__} is not a Qwen2-VL / Qwen2.5-VL model"
+        return f"{type(model).__name__} is not a Qwen2-VL / Qwen2.5-VL / InternVL model"
     image, video = (getattr(inner.config, name, None) for name in ("image_token_id", "video_token_id"))
     last_prompt_token = input_ids[:, -logits_to_keep - 1]
     if any(t is not None and bool((last_prompt_token == t).any()) for t in (image, video)):
@@ -58,28 +69,33 @@ def why_not_packed(model: nn.Module, input_ids: torch.Tensor, logits_to_keep: in
         return f"attention {attention!r} takes no 4-D mask (use sdpa or eager)"
     if fields.get("compute_aux_loss"):
         return "the MoE aux loss is requested"
-    if fields.get("pixel_values") is None or fields.get("image_grid_thw") is None:
-        return "no images (text-only rows take the model's plain positions)"
-    if fields.get("mm_token_type_ids") is None:
-        return "no mm_token_type_ids (the model needs them for M-RoPE positions)"
-    unknown = [k for k in ("pixel_attention_mask", "spatial_shapes", "num_tiles", "image_sizes", "token_type_ids",
-                           "image_position_ids") if fields.get(k) is not None]  # fmt: skip
+    if fields.get("pixel_values") is None:
+        return "no images (text-only rows)"
+    needed = ("image_grid_thw", "mm_token_type_ids") if _uses_mrope(inner) else ()
+    missing = [k for k in needed if fields.get(k) is None]
+    if missing:
+        return f"{missing} not given (the packed pass needs them to place images and positions)"
+    if not _uses_mrope(inner) and fields.get("num_tiles") is None:  # TRL leaves it out when each image is one tile
+        images = sum(fields["num_images"]) if fields.get("num_images") is not None else input_ids.size(0)
+        if fields["pixel_values"].size(0) != images:
+            return "InternVL tiles per row are unknown (no num_tiles)"
+    known = ("pixel_values", "num_images", "num_tiles", *needed)
+    unknown = sorted(k for k, v in fields.items() if v is not None and k not in known and k != "compute_aux_loss")
     if unknown:
         return f"fields {unknown} are not covered"
     return None
 
 
-def _row_images(pixel_values, image_grid_thw, num_images) -> list[torch.Tensor | None]:
-    """Each row's pixels (its images' patch rows concatenated), or None for a row without images."""
-    if pixel_values is None:
-        return [None] * len(num_images) if num_images is not None else []
-    patches = image_grid_thw.prod(-1).tolist()
-    per_image = list(torch.split(pixel_values, patches))
-    rows, start = [], 0
-    for n in num_images:
-        rows.append(torch.cat(per_image[start : start + n]) if n else None)
-        start += n
-    return rows
+def row_pixels(inner: nn.Module, pixel_values, image_grid_thw, num_images, num_tiles) -> list[torch.Tensor | None]:
+    """Each row's pixels (Qwen: its images' patch rows; InternVL: its tiles), or None for a row without images."""
+    if _uses_mrope(inner):
+        per_image = list(torch.split(pixel_values, image_grid_thw.prod(-1).tolist()))
+        rows, start = [], 0
+        for n in num_images:
+            rows.append(torch.cat(per_image[start : start + n]) if n else None)
+            start += n
+        return rows
+    return [tiles if len(tiles) else None for tiles in torch.split(pixel_values, list(num_tiles))]
 
 
 def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: list) -> list[list[int]]:
@@ -103,12 +119,15 @@ def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: 
 
 
 def _prompt_positions(inner, prompt_ids, prompt_mask, image_grid_thw, mm_token_type_ids) -> torch.Tensor:
-    """[3, rows, P] M-RoPE positions of the prompts, as the model computes them for the unshared rows. A
-    completion continues the text positions: its token t sits at the last prompt token's position + 1 + t."""
-    positions, _ = inner.get_rope_index(
-        prompt_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=prompt_mask
-    )
-    return positions
+    """[D, rows, P] positions of the prompts as the model numbers them in the unshared rows (Qwen: D = 3,
+    M-RoPE from ``get_rope_index``; InternVL: D = 1, ``0..P-1``). In both, the text after the prompt continues
+    one by one, so completion token t sits at the last prompt token's position + 1 + t."""
+    if _uses_mrope(inner):
+        positions, _ = inner.get_rope_index(
+            prompt_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=image_grid_thw, attention_mask=prompt_mask
+        )
+        return positions
+    return torch.arange(prompt_ids.size(1), device=prompt_ids.device).expand(1, *prompt_ids.shape)
 
 
 def _attention_mask(keys_valid: torch.Tensor, block: torch.Tensor, dtype, attention: str) -> torch.Tensor:
@@ -130,38 +149,40 @@ def _attention_mask(keys_valid: torch.Tensor, block: torch.Tensor, dtype, attent
 
 
 def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_entropy=False, pixel_values=None,
-                 image_grid_thw=None, num_images=None, mm_token_type_ids=None, autocast=contextlib.nullcontext):  # fmt: skip
+                 image_grid_thw=None, num_images=None, num_tiles=None, mm_token_type_ids=None,
+                 autocast=contextlib.nullcontext):  # fmt: skip
     """Per-token log-probs (and entropies) of the completions, ``[rows, logits_to_keep]``, as TRL's
     ``_get_per_token_logps_and_entropies`` returns them for one chunk, with each prompt run once.
     ``autocast``: a callable giving the context to run the model in (the accelerator's ``autocast``)."""
-    inner = find_rope_model(model)
+    inner = find_packable_model(model)
+    mrope = _uses_mrope(inner)
     attention = inner.config.get_text_config()._attn_implementation
     device = input_ids.device
     clen = logits_to_keep
     plen = input_ids.size(1) - clen
     prompt_ids, prompt_mask = input_ids[:, :plen], attention_mask[:, :plen]
     comp_ids, comp_mask = input_ids[:, plen:], attention_mask[:, plen:]
-    if num_images is None:
-        num_images = [1] * input_ids.size(0)
-    row_pixels = _row_images(pixel_values, image_grid_thw, num_images)
-    groups = group_rows(prompt_ids, prompt_mask, row_pixels)
+    num_images = list(num_images) if num_images is not None else [1] * input_ids.size(0)
+    pixels_by_row = row_pixels(inner, pixel_values, image_grid_thw, num_images, num_tiles)
+    groups = group_rows(prompt_ids, prompt_mask, pixels_by_row)
     leaders = [rows[0] for rows in groups]
+    lead = torch.tensor(leaders, device=device)
 
-    lengths = [plen - 1 + len(rows) * clen for rows in groups]
-    width = max(lengths)
-    n = len(groups)
-    packed = torch.full((n, width), 0, dtype=input_ids.dtype, device=device)
+    vision = {"pixel_values": torch.cat([pixels_by_row[r] for r in leaders if pixels_by_row[r] is not None])}
+    grid_lead = None
+    if mrope:
+        image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
+        grid_lead = torch.cat([image_grid_thw[image_starts[r] : image_starts[r + 1]] for r in leaders])
+        vision["image_grid_thw"] = grid_lead
+    type_ids = mm_token_type_ids[lead, :plen] if mrope else None
+    prompt_pos = _prompt_positions(inner, prompt_ids[lead], prompt_mask[lead], grid_lead, type_ids)
+
+    n, width = len(groups), max(plen - 1 + len(rows) * clen for rows in groups)
+    packed = torch.zeros((n, width), dtype=input_ids.dtype, device=device)
     labels = torch.full((n, width), -100, dtype=input_ids.dtype, device=device)
     keys_valid = torch.zeros((n, width), dtype=torch.bool, device=device)
     block = torch.full((n, width), -2, dtype=torch.long, device=device)  # -2: padding after the packed row
-    positions = torch.zeros((3, n, width), dtype=torch.long, device=device)
-
-    lead = torch.tensor(leaders, device=device)
-    pos_fields = mm_token_type_ids[lead, :plen]
-    image_rows = torch.cumsum(torch.tensor([0] + list(num_images)), 0).tolist()
-    grid_lead = torch.cat([image_grid_thw[image_rows[r] : image_rows[r + 1]] for r in leaders])
-    prompt_pos = _prompt_positions(inner, prompt_ids[lead], prompt_mask[lead], grid_lead, pos_fields)
-
+    positions = torch.zeros((prompt_pos.size(0), n, width), dtype=torch.long, device=device)
     offsets = torch.arange(clen, device=device)
     gather_index = torch.zeros((input_ids.size(0), clen), dtype=torch.long, device=device)
     gather_group = torch.zeros(input_ids.size(0), dtype=torch.long, device=device)
@@ -185,34 +206,45 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
             gather_index[row] = start + offsets
             gather_group[row] = g
 
-    dtype = next(model.parameters()).dtype
-    mask = _attention_mask(keys_valid, block, dtype, attention)
-    pixels = torch.cat([row_pixels[r] for r in leaders if row_pixels[r] is not None])
-    inputs = {"input_ids": packed, "attention_mask": mask, "position_ids": positions, "pixel_values": pixels,
-              "image_grid_thw": grid_lead}
+    mask = _attention_mask(keys_valid, block, next(model.parameters()).dtype, attention)
+    inputs = {"input_ids": packed, "attention_mask": mask, "position_ids": positions if mrope else positions[0]}
     with autocast():
-        outputs = model(**inputs, shift_labels=labels, fused_lm_head=True)
+        outputs = model(**inputs, **vision, shift_labels=labels, fused_lm_head=True)
     logps = outputs.log_probs[gather_group[:, None], gather_index]
     entropies = outputs.entropy[gather_group[:, None], gather_index] if compute_entropy else None
     return logps, entropies
 
 
 def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch_size, *, compute_entropy,
-                         pixel_values, image_grid_thw, num_images, mm_token_type_ids, autocast):  # fmt: skip
+                         autocast, pixel_values, image_grid_thw=None, num_images=None, num_tiles=None,
+                         mm_token_type_ids=None):  # fmt: skip
     """:func:`packed_logps` over chunks of ``batch_size`` rows, as TRL chunks its plain pass."""
     rows = input_ids.size(0)
+    step = batch_size or rows
+    mrope = _uses_mrope(find_packable_model(model))
     num_images = list(num_images) if num_images is not None else [1] * rows
     image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
-    patch_starts = [0] + torch.cumsum(image_grid_thw.prod(-1), 0).tolist()
+    if mrope:  # pixel rows per image
+        pixel_starts = [0] + torch.cumsum(image_grid_thw.prod(-1), 0).tolist()
+        pixel_starts = [pixel_starts[i] for i in image_starts]  # per row
+    else:  # tiles per row; TRL gives no num_tiles when every image is one tile
+        num_tiles = list(num_tiles) if num_tiles is not None else num_images
+        pixel_starts = torch.cumsum(torch.tensor([0] + num_tiles), 0).tolist()
     all_logps, all_entropies = [], []
-    for start in range(0, rows, batch_size or rows):
-        end = min(start + (batch_size or rows), rows)
-        first, last = image_starts[start], image_starts[end]
+    for start in range(0, rows, step):
+        end = min(start + step, rows)
+        chunk = {
+            "pixel_values": pixel_values[pixel_starts[start] : pixel_starts[end]],
+            "num_images": num_images[start:end],
+        }
+        if mrope:
+            chunk["image_grid_thw"] = image_grid_thw[image_starts[start] : image_starts[end]]
+            chunk["mm_token_type_ids"] = mm_token_type_ids[start:end]
+        else:
+            chunk["num_tiles"] = num_tiles[start:end]
         logps, entropies = packed_logps(
             model, input_ids[start:end], attention_mask[start:end], logits_to_keep, compute_entropy=compute_entropy,
-            pixel_values=pixel_values[patch_starts[first] : patch_starts[last]],
-            image_grid_thw=image_grid_thw[first:last], num_images=num_images[start:end],
-            mm_token_type_ids=mm_token_type_ids[start:end], autocast=autocast,
+            autocast=autocast, **chunk,
         )  # fmt: skip
         all_logps.append(logps)
         all_entropies.append(entropies)
