@@ -10,7 +10,8 @@ The arms (``--arms``, default all three): ``ours`` (``VLMGRPOTrainer``, image en
 (the same plus ``share_prompt_tokens``: each prompt's language-model positions run once per group in the
 log-prob and training passes) and ``vanilla`` (``trl.GRPOTrainer``). All get the same model folder, data, G,
 lengths, seed and GRPO settings; they are run in alternating rounds in one process (ours, packed, vanilla,
-ours, ...) and each round's first step is a warm-up that is not counted. Reported per trainer (best round, since the machine is shared):
+ours, ...) and each round's first step is a warm-up that is not counted. Reported per trainer (best round,
+since the machine is shared):
 
 * samples/s: completions trained on per second (prompts x G per step / step time);
 * the time split per step, timed around TRL's own methods: generation (``_generate_single_turn``),
@@ -267,7 +268,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", default="ours,packed,vanilla",
                         help="trainers to compare: ours (image encoding shared), packed (ours + share_prompt_tokens), "
-                             "vanilla (trl.GRPOTrainer); the first is the reference of the ratios")  # fmt: skip
+                             "vanilla (trl.GRPOTrainer); ratios are taken against vanilla, and packed against ours")  # fmt: skip
     args = parser.parse_args(argv)
     arms = args.arms.split(",")
     if not arms or set(arms) - {"ours", "packed", "vanilla"} or "vanilla" not in arms:

@@ -157,7 +157,7 @@ class SharedEncodingMixin:
                 logger.warning("share_prompt_tokens: log-prob pass not packed (%s); using the plain pass", reason)
         with share_image_features(model, enabled=self.share_image_encoding):
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
-                **fields,
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **fields,
             )  # fmt: skip
 
