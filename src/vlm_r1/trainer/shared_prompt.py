@@ -177,41 +177,41 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     type_ids = mm_token_type_ids[lead, :plen] if mrope else None
     prompt_pos = _prompt_positions(inner, prompt_ids[lead], prompt_mask[lead], grid_lead, type_ids)
 
+    # Row r is member k of group g: its block starts at plen - 1 + k * clen in packed row g.
     n, width = len(groups), max(plen - 1 + len(rows) * clen for rows in groups)
-    packed = torch.zeros((n, width), dtype=input_ids.dtype, device=device)
-    labels = torch.full((n, width), -100, dtype=input_ids.dtype, device=device)
-    keys_valid = torch.zeros((n, width), dtype=torch.bool, device=device)
-    block = torch.full((n, width), -2, dtype=torch.long, device=device)  # -2: padding after the packed row
-    positions = torch.zeros((prompt_pos.size(0), n, width), dtype=torch.long, device=device)
-    offsets = torch.arange(clen, device=device)
-    gather_index = torch.zeros((input_ids.size(0), clen), dtype=torch.long, device=device)
-    gather_group = torch.zeros(input_ids.size(0), dtype=torch.long, device=device)
+    group_of, member_of = torch.zeros(len(input_ids), dtype=torch.long), torch.zeros(len(input_ids), dtype=torch.long)
     for g, rows in enumerate(groups):
-        head = rows[0]
-        packed[g, : plen - 1] = prompt_ids[head, :-1]
-        keys_valid[g, : plen - 1] = prompt_mask[head, :-1].bool()
-        block[g, : plen - 1] = -1
-        positions[:, g, : plen - 1] = prompt_pos[:, g, :-1]
-        last_pos = prompt_pos[:, g, -1:]
-        for k, row in enumerate(rows):
-            start = plen - 1 + k * clen
-            span = slice(start, start + clen)
-            packed[g, start] = prompt_ids[head, -1]
-            packed[g, start + 1 : start + clen] = comp_ids[row, :-1]
-            keys_valid[g, start] = True
-            keys_valid[g, start + 1 : start + clen] = comp_mask[row, :-1].bool()
-            block[g, span] = k
-            positions[:, g, span] = last_pos + offsets
-            labels[g, span] = comp_ids[row].masked_fill(comp_mask[row] == 0, -100)
-            gather_index[row] = start + offsets
-            gather_group[row] = g
+        group_of[rows] = g
+        member_of[rows] = torch.arange(len(rows))
+    group_of, member_of = group_of.to(device), member_of.to(device)
+    offsets = torch.arange(clen, device=device)
+    gather_index = (plen - 1 + member_of * clen)[:, None] + offsets  # [rows, clen] columns in the packed row
+    flat_index = (group_of[:, None] * width + gather_index).reshape(-1)
+
+    def pack(prompt_part: torch.Tensor, blocks: torch.Tensor, fill) -> torch.Tensor:
+        """[n, width]: the groups' prompt part, then each row's block at its columns; ``fill`` elsewhere."""
+        out = torch.full((n * width,), fill, dtype=blocks.dtype, device=device)
+        out[flat_index] = blocks.reshape(-1)
+        out = out.view(n, width)
+        out[:, : plen - 1] = prompt_part
+        return out
+
+    last_token = prompt_ids[:, -1:]
+    packed = pack(prompt_ids[lead, :-1], torch.cat([last_token, comp_ids[:, :-1]], 1), 0)
+    keys_valid = pack(prompt_mask[lead, :-1].bool(),
+                      torch.cat([torch.ones_like(last_token), comp_mask[:, :-1]], 1).bool(), False)  # fmt: skip
+    block = pack(torch.full((n, plen - 1), -1, device=device), member_of[:, None].expand(-1, clen), -2)
+    labels = pack(torch.full((n, plen - 1), -100, dtype=input_ids.dtype, device=device),
+                  comp_ids.masked_fill(comp_mask == 0, -100), -100)  # fmt: skip
+    block_positions = prompt_pos[:, :, -1:][:, group_of] + offsets  # [D, rows, clen]
+    positions = torch.stack([pack(prompt_pos[d, :, :-1], block_positions[d], 0) for d in range(prompt_pos.size(0))])
 
     mask = _attention_mask(keys_valid, block, next(model.parameters()).dtype, attention)
     inputs = {"input_ids": packed, "attention_mask": mask, "position_ids": positions if mrope else positions[0]}
     with autocast():
         outputs = model(**inputs, **vision, shift_labels=labels, fused_lm_head=True)
-    logps = outputs.log_probs[gather_group[:, None], gather_index]
-    entropies = outputs.entropy[gather_group[:, None], gather_index] if compute_entropy else None
+    logps = outputs.log_probs[group_of[:, None], gather_index]
+    entropies = outputs.entropy[group_of[:, None], gather_index] if compute_entropy else None
     return logps, entropies
 
 
