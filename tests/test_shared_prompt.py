@@ -26,10 +26,10 @@ class LanguageModelTokens:
     """Counts the token positions the language model runs on (batch x sequence of its input embeddings)."""
 
     def __init__(self, model):
-        from vlm_r1.trainer.shared_prompt import find_packable_model
+        from vlm_r1.trainer.shared_vision import find_vision_language_model
 
         self.count = 0
-        find_packable_model(model).language_model.register_forward_pre_hook(self._hook, with_kwargs=True)
+        find_vision_language_model(model).language_model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
         embeds = kwargs.get("inputs_embeds")

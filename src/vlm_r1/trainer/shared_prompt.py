@@ -34,28 +34,19 @@ from collections import defaultdict
 import torch
 from torch import nn
 
-from .shared_vision import group_identical
+from .shared_vision import GRID_MODELS, find_vision_language_model, group_identical
 
-_ROPE_MODELS = ("Qwen2VLModel", "Qwen2_5_VLModel")  # M-RoPE positions, patch rows per image
-_TILE_MODELS = ("InternVLModel",)  # positions 0..L-1, tiles per row
 _ATTENTION = ("sdpa", "eager")
 
 
-def find_packable_model(model: nn.Module) -> nn.Module | None:
-    """The inner Qwen2-VL / Qwen2.5-VL / InternVL ``*Model``, through any wrappers (DDP, PEFT, the LM head)."""
-    for module in model.modules():
-        if type(module).__name__ in _ROPE_MODELS + _TILE_MODELS:
-            return module
-    return None
-
-
 def _uses_mrope(inner: nn.Module) -> bool:
-    return type(inner).__name__ in _ROPE_MODELS
+    """Qwen2-VL / Qwen2.5-VL (M-RoPE, patch rows per image); otherwise InternVL (positions 0..L-1, tiles)."""
+    return type(inner).__name__ in GRID_MODELS
 
 
 def why_not_packed(model: nn.Module, input_ids: torch.Tensor, logits_to_keep: int, **fields) -> str | None:
     """None if :func:`packed_logps` applies to ``model``, these rows and log-prob fields, else the reason."""
-    inner = find_packable_model(model)
+    inner = find_vision_language_model(model)
     if inner is None:
         return f"{type(model).__name__} is not a Qwen2-VL / Qwen2.5-VL / InternVL model"
     image, video = (getattr(inner.config, name, None) for name in ("image_token_id", "video_token_id"))
@@ -154,7 +145,7 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     """Per-token log-probs (and entropies) of the completions, ``[rows, logits_to_keep]``, as TRL's
     ``_get_per_token_logps_and_entropies`` returns them for one chunk, with each prompt run once.
     ``autocast``: a callable giving the context to run the model in (the accelerator's ``autocast``)."""
-    inner = find_packable_model(model)
+    inner = find_vision_language_model(model)
     mrope = _uses_mrope(inner)
     attention = inner.config.get_text_config()._attn_implementation
     device = input_ids.device
@@ -221,7 +212,7 @@ def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch
     """:func:`packed_logps` over chunks of ``batch_size`` rows, as TRL chunks its plain pass."""
     rows = input_ids.size(0)
     step = batch_size or rows
-    mrope = _uses_mrope(find_packable_model(model))
+    mrope = _uses_mrope(find_vision_language_model(model))
     num_images = list(num_images) if num_images is not None else [1] * rows
     image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
     if mrope:  # pixel rows per image

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 # Inner model class name -> how its pixel_values split into independently encoded units.
-_GRID_MODELS = ("Qwen2VLModel", "Qwen2_5_VLModel")
-_TILE_MODELS = ("InternVLModel",)
+GRID_MODELS = ("Qwen2VLModel", "Qwen2_5_VLModel")
+TILE_MODELS = ("InternVLModel",)
 _SAMPLES = 64  # elements per unit read for the cheap fingerprint (exact equality is checked afterwards)
 
 
@@ -43,7 +43,7 @@ def find_vision_language_model(model: nn.Module) -> nn.Module | None:
     Looks through wrappers (DDP, PEFT, the ``ForConditionalGeneration`` head) by walking the modules.
     """
     for module in model.modules():
-        if type(module).__name__ in _GRID_MODELS + _TILE_MODELS:
+        if type(module).__name__ in GRID_MODELS + TILE_MODELS:
             return module
     return None
 
@@ -129,7 +129,7 @@ def share_image_features(model: nn.Module, enabled: bool = True) -> Iterator[boo
         yield inner is not None
         return
     original = inner.get_image_features
-    wrap = _grid_wrapper if type(inner).__name__ in _GRID_MODELS else _tile_wrapper
+    wrap = _grid_wrapper if type(inner).__name__ in GRID_MODELS else _tile_wrapper
     inner.get_image_features = wrap(original)
     try:
         yield True
