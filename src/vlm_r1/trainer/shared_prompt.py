@@ -77,27 +77,26 @@ def why_not_packed(model: nn.Module, input_ids: torch.Tensor, logits_to_keep: in
     return None
 
 
-def row_pixels(inner: nn.Module, pixel_values, image_grid_thw, num_images, num_tiles) -> list[torch.Tensor | None]:
-    """Each row's pixels (Qwen: its images' patch rows; InternVL: its tiles), or None for a row without images."""
+def row_pixel_starts(inner: nn.Module, image_grid_thw, num_images: list[int], num_tiles) -> list[int]:
+    """Where each row's pixels begin in ``pixel_values`` (one entry per row, plus the end). Qwen: its images'
+    patch rows (``image_grid_thw``); InternVL: its tiles (``num_tiles``; without it, one tile per image)."""
     if _uses_mrope(inner):
-        per_image = list(torch.split(pixel_values, image_grid_thw.prod(-1).tolist()))
-        rows, start = [], 0
-        for n in num_images:
-            rows.append(torch.cat(per_image[start : start + n]) if n else None)
-            start += n
-        return rows
-    return [tiles if len(tiles) else None for tiles in torch.split(pixel_values, list(num_tiles))]
+        image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
+        patch_starts = [0] + torch.cumsum(image_grid_thw.prod(-1), 0).tolist()
+        return [patch_starts[i] for i in image_starts]
+    return torch.cumsum(torch.tensor([0] + list(num_tiles if num_tiles is not None else num_images)), 0).tolist()
 
 
 def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: list) -> list[list[int]]:
-    """Rows grouped by identical prompt (tokens, padding and pixels), in order of first appearance."""
+    """Rows grouped by identical prompt (tokens, padding and pixels; ``row_pixels[r]`` None for no image), in
+    order of first appearance."""
     by_tokens: dict[tuple, list[int]] = defaultdict(list)
     for row, (ids, mask) in enumerate(zip(prompt_ids.tolist(), prompt_mask.tolist(), strict=True)):
         by_tokens[(tuple(ids), tuple(mask))].append(row)
     groups = []
     for rows in by_tokens.values():
-        with_pixels = [row for row in rows if row_pixels and row_pixels[row] is not None]
-        without = [row for row in rows if not row_pixels or row_pixels[row] is None]
+        with_pixels = [row for row in rows if row_pixels[row] is not None]
+        without = [row for row in rows if row_pixels[row] is None]
         if without:
             groups.append(without)
         if with_pixels:
@@ -154,7 +153,8 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     prompt_ids, prompt_mask = input_ids[:, :plen], attention_mask[:, :plen]
     comp_ids, comp_mask = input_ids[:, plen:], attention_mask[:, plen:]
     num_images = list(num_images) if num_images is not None else [1] * input_ids.size(0)
-    pixels_by_row = row_pixels(inner, pixel_values, image_grid_thw, num_images, num_tiles)
+    starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
+    pixels_by_row = [pixel_values[a:b] if b > a else None for a, b in zip(starts, starts[1:])]
     groups = group_rows(prompt_ids, prompt_mask, pixels_by_row)
     leaders = [rows[0] for rows in groups]
     lead = torch.tensor(leaders, device=device)
@@ -212,15 +212,11 @@ def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch
     """:func:`packed_logps` over chunks of ``batch_size`` rows, as TRL chunks its plain pass."""
     rows = input_ids.size(0)
     step = batch_size or rows
-    mrope = _uses_mrope(find_vision_language_model(model))
+    inner = find_vision_language_model(model)
+    mrope = _uses_mrope(inner)
     num_images = list(num_images) if num_images is not None else [1] * rows
     image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
-    if mrope:  # pixel rows per image
-        pixel_starts = [0] + torch.cumsum(image_grid_thw.prod(-1), 0).tolist()
-        pixel_starts = [pixel_starts[i] for i in image_starts]  # per row
-    else:  # tiles per row; TRL gives no num_tiles when every image is one tile
-        num_tiles = list(num_tiles) if num_tiles is not None else num_images
-        pixel_starts = torch.cumsum(torch.tensor([0] + num_tiles), 0).tolist()
+    pixel_starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
     all_logps, all_entropies = [], []
     for start in range(0, rows, step):
         end = min(start + step, rows)
@@ -231,8 +227,8 @@ def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch
         if mrope:
             chunk["image_grid_thw"] = image_grid_thw[image_starts[start] : image_starts[end]]
             chunk["mm_token_type_ids"] = mm_token_type_ids[start:end]
-        else:
-            chunk["num_tiles"] = num_tiles[start:end]
+        elif num_tiles is not None:
+            chunk["num_tiles"] = list(num_tiles)[start:end]
         logps, entropies = packed_logps(
             model, input_ids[start:end], attention_mask[start:end], logits_to_keep, compute_entropy=compute_entropy,
             autocast=autocast, **chunk,
