@@ -130,3 +130,85 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--label_smoothing_factor", "0.1"], "label_smoothing_factor has no effect")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             parse_args(base + extra)
+
+
+@pytest.mark.parametrize("eval_greedy", [True, False])
+def test_eval_greedy_decodes_eval_data_greedily(tiny_model_dir, rec_rows, grpo_run, monkeypatch, eval_greedy):
+    """With eval_greedy, the evaluations during training decode greedily, one completion per prompt, while training
+    samples. With the learning rate at 0 the weights never change, so two evaluations (before the first step and
+    after it) must then give the same completions; sampled evaluations (the control) do not."""
+    from vlm_r1.trainer.grpo import VLMGRPOTrainer
+
+    scored = []  # (model in training mode, prompts, completions) per scored batch
+    original = VLMGRPOTrainer._calculate_rewards
+
+    def capture(self, inputs, prompts, completions, completion_ids_list):
+        scored.append((self.model.training, [row["problem"] for row in inputs], list(completions)))
+        return original(self, inputs, prompts, completions, completion_ids_list)
+
+    monkeypatch.setattr(VLMGRPOTrainer, "_calculate_rewards", capture)
+    summary = grpo_run(
+        tiny_model_dir("qwen2_vl"), rec_rows, eval_data=[str(rec_rows)], eval_strategy="steps", eval_steps=1,
+        eval_on_start=True, max_steps=1, learning_rate=0.0, eval_greedy=eval_greedy, max_completion_length=12,
+    )  # fmt: skip
+    evaluations = [(prompts, completions) for training, prompts, completions in scored if not training]
+    assert any(training for training, _, _ in scored)
+    assert sum("eval_reward" in entry for entry in summary["log_history"]) == 2
+    if eval_greedy:
+        assert len(evaluations) == 2  # 8 rows, one completion each, in one eval batch of 8
+        (prompts_0, completions_0), (prompts_1, completions_1) = evaluations
+        assert len(prompts_0) == len(set(prompts_0)) == 8 and prompts_0 == prompts_1
+        assert completions_0 == completions_1
+    else:  # TRL's default: num_generations samples of each prompt
+        assert len(evaluations) == 8
+        first = [c for _, completions in evaluations[:4] for c in completions]
+        second = [c for _, completions in evaluations[4:] for c in completions]
+        assert first != second
+
+
+def test_eval_greedy_refuses_what_it_cannot_honour(parse_only_argv):
+    from vlm_r1.train import parse_args
+
+    evaluating = ["--eval_data", "b.jsonl", "--eval_strategy", "steps", "--eval_steps", "10"]
+    assert parse_args(parse_only_argv + evaluating + ["--eval_greedy", "true"])[2].num_generations_eval == 1
+    for extra, message in ((["--eval_greedy", "true"], "eval_greedy decodes eval_data greedily during training: set"),
+                           ([*evaluating, "--eval_greedy", "true", "--num_generations_eval", "4"],
+                            "num_generations_eval must be 1"),
+                           ([*evaluating, "--eval_greedy", "true", "--use_vllm", "true"], "not supported with use_vllm")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_args(parse_only_argv + extra)
+
+
+def test_eval_greedy_reward_is_what_vlm_r1_eval_reports(tmp_path, grpo_run, monkeypatch):
+    """On the shipped warm start, the greedy eval during training writes the completions `vlm-r1 eval` writes for
+    the same rows, and its logged iou_acc is the evaluator's Acc@0.5."""
+    from vlm_r1.config import ModelArguments
+    from vlm_r1.data import load_rows
+    from vlm_r1.evaluation.runner import GenerationSettings, evaluate_samples
+    from vlm_r1.loading import load_policy
+    from vlm_r1.pipeline import SHIPPED_WARM_START
+    from vlm_r1.rewards.parsing import completion_text
+    from vlm_r1.trainer.grpo import VLMGRPOTrainer
+
+    rows = write_split(tmp_path / "data", "rec", "test", 24, seed=0, image_size=112)
+    evaluated = {}  # row ("file:line") -> greedy completion in the evaluation during training
+    original = VLMGRPOTrainer._calculate_rewards
+
+    def capture(self, inputs, prompts, completions, completion_ids_list):
+        if not self.model.training:
+            for row, completion in zip(inputs, completions, strict=True):
+                evaluated[row["source"]] = completion_text(completion)
+        return original(self, inputs, prompts, completions, completion_ids_list)
+
+    monkeypatch.setattr(VLMGRPOTrainer, "_calculate_rewards", capture)
+    summary = grpo_run(
+        SHIPPED_WARM_START, rows, eval_data=[str(rows)], eval_strategy="steps", eval_steps=1, max_steps=1,
+        learning_rate=0.0, eval_greedy=True, reward_funcs=["iou_acc"], question_template="{question}",
+        max_completion_length=40, dtype="float32",
+    )  # fmt: skip
+    model, processor, module = load_policy(ModelArguments(model_name_or_path=str(SHIPPED_WARM_START), dtype="float32"))
+    reference = evaluate_samples(model, processor, module, list(load_rows(rows)), "{question}", None,
+                                 GenerationSettings(batch_size=24, max_new_tokens=40))  # fmt: skip
+    assert evaluated == {p["source"]: p["completions"][0] for p in reference["predictions"]}
+    logged = next(entry["eval_rewards/iou_acc/mean"] for entry in summary["log_history"] if "eval_reward" in entry)
+    assert logged == pytest.approx(reference["metrics"]["rec"]["acc@0.5"], abs=1e-6)

@@ -114,6 +114,17 @@ class VLMGRPOConfig(GRPOConfig):
     gallery_every: int = field(
         default=0, metadata={"help": "Add sampled completions to the report gallery every N steps (0: only at the end)."}
     )
+    eval_greedy: bool = field(
+        default=False,
+        metadata={"help": "Decode greedily when scoring eval_data during training (eval_strategy): one completion per "
+                  "prompt, so eval_rewards/* are the greedy accuracy papers report, next to the sampled training "
+                  "reward. num_generations_eval defaults to 1 and must be 1; not with use_vllm."},
+    )
+
+    def __post_init__(self):
+        if self.eval_greedy and self.num_generations_eval is None:
+            self.num_generations_eval = 1  # greedy copies of one prompt would all be the same completion
+        super().__post_init__()
 
 
 _TRAINING_ONLY_MODEL_FIELDS = (
@@ -188,3 +199,13 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         )
     if training_args.gallery_every < 0:
         raise ValueError("gallery_every must be >= 0")
+    if training_args.eval_greedy:
+        if training_args.eval_strategy == "no" or not data_args.eval_data:
+            raise ValueError("eval_greedy decodes eval_data greedily during training: set eval_data and eval_strategy "
+                             "(e.g. --eval_strategy steps --eval_steps 100)")
+        if training_args.num_generations_eval != 1:
+            raise ValueError(f"eval_greedy gives one completion per prompt: num_generations_eval must be 1 (or unset), "
+                             f"not {training_args.num_generations_eval}")
+        if training_args.use_vllm:
+            raise ValueError("eval_greedy is not supported with use_vllm (vLLM samples with the training temperature): "
+                             "drop one of them")

@@ -104,7 +104,7 @@ def write_curves(log_history: list[dict], out_dir: str | Path) -> Path | None:
                         _band(ax, xs, [m - lo[x] for x, m in pairs], [m + lo[x] for x, m in pairs], color)
             eval_steps, eval_values = series(log_history, f"eval_{key}")
             if eval_steps:
-                ax.plot(eval_steps, eval_values, "o-", ms=4, color="black", lw=1, label=f"eval {label}")
+                ax.plot(eval_steps, eval_values, "o--", ms=4, color=color, mec="black", lw=1, label=f"eval {label}")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

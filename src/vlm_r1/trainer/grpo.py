@@ -9,16 +9,21 @@ TRL's own):
   For rows with several images, boxes are taken to refer to the first image.
 * Batches may mix rows with images and rows without: TRL hands ``None`` to the processor for an image-less row,
   which transformers refuses, so the image lists are normalised to ``[]`` after generation.
+* ``eval_greedy``: evaluation during training decodes greedily (:meth:`_eval_decoding`), so the logged eval
+  rewards are the greedy accuracy that evaluations report, while training keeps sampling.
 * The last scored batch (rows, completions, parsed answers in pixels, per-function rewards) is kept in
   ``last_scored_batch`` so the report callback can draw what the model answered.
 """
 
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import GenerationConfig
 from trl import GRPOTrainer
 
 from ..modules import VLMModule
@@ -38,6 +43,14 @@ class ScoredBatch:
     rewards: dict[str, list[float]]  # reward function name -> one value per completion (NaN: did not apply)
 
 
+def greedy_version(sampling: GenerationConfig) -> GenerationConfig:
+    """A copy of ``sampling`` that decodes greedily (same length, stop tokens and token suppression)."""
+    greedy = copy.deepcopy(sampling)
+    greedy.do_sample = False
+    greedy.temperature = greedy.top_p = greedy.top_k = greedy.min_p = None
+    return greedy
+
+
 class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
     def __init__(self, *args, vlm_module: VLMModule, **kwargs):
         self.vlm_module = vlm_module
@@ -50,11 +63,25 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         return self.vlm_module.answer_to_original(answer, row.get("image_sizes"), self.processing_class)
 
     def _generate(self, prompts):
-        out = super()._generate(prompts)
+        with self._eval_decoding():
+            out = super()._generate(prompts)
         images = out[6]  # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra, images, tool_images)
         if images is not None and any(not row_images for row_images in images):
             out = (*out[:6], [row_images or [] for row_images in images], *out[7:])
         return out
+
+    @contextmanager
+    def _eval_decoding(self):
+        """With ``eval_greedy``, evaluation (the model in eval mode, as TRL tells train from eval) decodes greedily."""
+        if self.model.training or not self.args.eval_greedy:
+            yield
+            return
+        sampling = self.generation_config
+        self.generation_config = greedy_version(sampling)
+        try:
+            yield
+        finally:
+            self.generation_config = sampling
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         answers = [self.answer_in_pixels(row, completion) for row, completion in zip(inputs, completions, strict=True)]
