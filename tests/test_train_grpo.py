@@ -212,3 +212,17 @@ def test_eval_greedy_reward_is_what_vlm_r1_eval_reports(tmp_path, grpo_run, monk
     assert evaluated == {p["source"]: p["completions"][0] for p in reference["predictions"]}
     logged = next(entry["eval_rewards/iou_acc/mean"] for entry in summary["log_history"] if "eval_reward" in entry)
     assert logged == pytest.approx(reference["metrics"]["rec"]["acc@0.5"], abs=1e-6)
+
+
+def test_greedy_version_decodes_as_the_evaluator():
+    from transformers import GenerationConfig
+
+    from vlm_r1.trainer.grpo import greedy_version
+
+    sampling = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=5, repetition_penalty=1.3,
+                                max_new_tokens=40, suppress_tokens=[7], eos_token_id=[1, 2], pad_token_id=0)  # fmt: skip
+    greedy = greedy_version(sampling)
+    assert (greedy.do_sample, greedy.temperature, greedy.top_p, greedy.top_k, greedy.repetition_penalty) == (
+        False, None, None, None, 1.0)  # fmt: skip
+    assert (greedy.max_new_tokens, greedy.suppress_tokens, greedy.eos_token_id) == (40, [7], [1, 2])
+    assert (sampling.do_sample, sampling.temperature, sampling.repetition_penalty) == (True, 0.7, 1.3)  # untouched

@@ -44,10 +44,12 @@ class ScoredBatch:
 
 
 def greedy_version(sampling: GenerationConfig) -> GenerationConfig:
-    """A copy of ``sampling`` that decodes greedily (same length, stop tokens and token suppression)."""
+    """A copy of ``sampling`` that decodes as ``vlm-r1 eval`` does: greedily, without a repetition penalty; the
+    length, stop tokens and suppressed tokens stay."""
     greedy = copy.deepcopy(sampling)
     greedy.do_sample = False
     greedy.temperature = greedy.top_p = greedy.top_k = greedy.min_p = None
+    greedy.repetition_penalty = 1.0
     return greedy
 
 
