@@ -29,6 +29,7 @@ Covered, with ``sdpa`` or ``eager`` attention:
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections import defaultdict
 
 import torch
@@ -77,14 +78,18 @@ def why_not_packed(model: nn.Module, input_ids: torch.Tensor, logits_to_keep: in
     return None
 
 
+def span_starts(counts) -> list[int]:
+    """Where each of consecutive spans of ``counts`` items begins, plus the end: ``[0, c0, c0 + c1, ...]``."""
+    return list(itertools.accumulate(counts, initial=0))
+
+
 def row_pixel_starts(inner: nn.Module, image_grid_thw, num_images: list[int], num_tiles) -> list[int]:
     """Where each row's pixels begin in ``pixel_values`` (one entry per row, plus the end). Qwen: its images'
     patch rows (``image_grid_thw``); InternVL: its tiles (``num_tiles``; without it, one tile per image)."""
     if _uses_mrope(inner):
-        image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
-        patch_starts = [0] + torch.cumsum(image_grid_thw.prod(-1), 0).tolist()
-        return [patch_starts[i] for i in image_starts]
-    return torch.cumsum(torch.tensor([0] + list(num_tiles if num_tiles is not None else num_images)), 0).tolist()
+        patch_starts = span_starts(image_grid_thw.prod(-1).tolist())
+        return [patch_starts[i] for i in span_starts(num_images)]
+    return span_starts(num_tiles if num_tiles is not None else num_images)
 
 
 def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: list) -> list[list[int]]:
@@ -153,8 +158,8 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     prompt_ids, prompt_mask = input_ids[:, :plen], attention_mask[:, :plen]
     comp_ids, comp_mask = input_ids[:, plen:], attention_mask[:, plen:]
     num_images = list(num_images) if num_images is not None else [1] * input_ids.size(0)
-    starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
-    pixels_by_row = [pixel_values[a:b] if b > a else None for a, b in zip(starts, starts[1:])]
+    pixel_starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
+    pixels_by_row = [pixel_values[a:b] if b > a else None for a, b in zip(pixel_starts, pixel_starts[1:])]
     groups = group_rows(prompt_ids, prompt_mask, pixels_by_row)
     leaders = [rows[0] for rows in groups]
     lead = torch.tensor(leaders, device=device)
@@ -162,7 +167,7 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     vision = {"pixel_values": torch.cat([pixels_by_row[r] for r in leaders if pixels_by_row[r] is not None])}
     grid_lead = None
     if mrope:
-        image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
+        image_starts = span_starts(num_images)
         grid_lead = torch.cat([image_grid_thw[image_starts[r] : image_starts[r + 1]] for r in leaders])
         vision["image_grid_thw"] = grid_lead
     type_ids = mm_token_type_ids[lead, :plen] if mrope else None
@@ -215,7 +220,7 @@ def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch
     inner = find_vision_language_model(model)
     mrope = _uses_mrope(inner)
     num_images = list(num_images) if num_images is not None else [1] * rows
-    image_starts = torch.cumsum(torch.tensor([0] + num_images), 0).tolist()
+    image_starts = span_starts(num_images)
     pixel_starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
     all_logps, all_entropies = [], []
     for start in range(0, rows, step):
