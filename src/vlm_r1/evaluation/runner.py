@@ -98,6 +98,13 @@ class GenerationSettings:
                                  "add --do_sample, or leave them at their defaults")  # fmt: skip
 
 
+# The decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry beams or a
+# repetition penalty (Qwen-VL-Instruct ships repetition_penalty 1.05), which generate() would apply.
+PLAIN_DECODING: dict[str, Any] = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+# Greedy: the sampling knobs unset, which also silences "temperature is set but do_sample is False".
+GREEDY_DECODING: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None, "min_p": None}
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -116,19 +123,14 @@ def generate(
     tokenizer = getattr(processor, "tokenizer", processor)
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens,
-        "do_sample": settings.do_sample,
         "num_return_sequences": settings.num_samples,
         "pad_token_id": tokenizer.pad_token_id,
-        # the decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry
-        # beams or a repetition penalty (Qwen-VL-Instruct ships repetition_penalty 1.05), which generate() would apply
-        "num_beams": 1,
-        "repetition_penalty": 1.0,
-        "no_repeat_ngram_size": 0,
+        **PLAIN_DECODING,
     }
     if settings.do_sample:
-        gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-    else:  # silence "temperature is set but do_sample is False" from a checkpoint's generation config
-        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        gen_kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    else:
+        gen_kwargs.update(GREEDY_DECODING)
     if settings.do_sample:
         torch.manual_seed(settings.seed)
     out: list[list[str]] = []

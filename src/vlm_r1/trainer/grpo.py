@@ -26,6 +26,7 @@ import torch
 from transformers import GenerationConfig
 from trl import GRPOTrainer
 
+from ..evaluation.runner import GREEDY_DECODING, PLAIN_DECODING
 from ..modules import VLMModule
 from ..rewards.parsing import ParsedAnswer, completion_text, parse_answer
 from .guards import GuardsMixin
@@ -44,12 +45,10 @@ class ScoredBatch:
 
 
 def greedy_version(sampling: GenerationConfig) -> GenerationConfig:
-    """A copy of ``sampling`` that decodes as ``vlm-r1 eval`` does: greedily, without a repetition penalty; the
+    """A copy of ``sampling`` that decodes as ``vlm-r1 eval`` does (the evaluator's plain greedy decoding); the
     length, stop tokens and suppressed tokens stay."""
     greedy = copy.deepcopy(sampling)
-    greedy.do_sample = False
-    greedy.temperature = greedy.top_p = greedy.top_k = greedy.min_p = None
-    greedy.repetition_penalty = 1.0
+    greedy.update(**PLAIN_DECODING, **GREEDY_DECODING)
     return greedy
 
 
