@@ -84,6 +84,11 @@ BAD_ROWS = [  # (line, field, message fragment)
     (_row(answer=[{"bbox_2d": [0, 0, 5, 5]}, {"bbox_2d": [0, -1, 5, 5]}]), "solution[1].bbox_2d", "outside"),
     (_row(image="missing.png"), "image", "not found"),
     (_row(image=["a.png", 7], value="<image><image>x"), "image[1]", "non-empty path"),
+    (_row(image="im\u0000g.png"), "image", "NUL"),
+    (_row(image="a" * 5000 + ".png"), "image", "not a usable path"),
+    (json.dumps(_row())[:-1] + ', "conversations": []}', "json", "duplicate key(s) 'conversations'"),
+    (_row(answer='[{"bbox_2d": [0, 0, 5, 5], "bbox_2d": [1, 1, 5, 5], "label": "x"}]'), "conversations[1].value",
+     "duplicate key(s) 'bbox_2d'"),
 ]
 
 
@@ -135,7 +140,8 @@ def test_skip_invalid_warns_with_count_and_keeps_report(root):
     assert rows.skipped[1].reasons[0].startswith("image: ") and "not found" in rows.skipped[1].reasons[0]
     out = rows.report.write_skipped(root / "skipped.jsonl")
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert lines[0] == {"source": f"{path}:2", "reasons": [lines[0]["reasons"][0]]} and len(lines) == 3
+    assert len(lines) == 3 and lines[0]["source"] == f"{path}:2" and len(lines[0]["reasons"]) == 1
+    assert lines[0]["reasons"][0].startswith("json: invalid JSON")
     report = check_rows(path)  # the non-raising form
     assert len(report.samples) == 2 and report.n_rows == 5
 

@@ -60,7 +60,12 @@ def test_classification_and_counting_hand_computed():
     m = counting_metrics(answers, ["3", "3", "3", "3"])
     assert m["accuracy"] == pytest.approx(0.5, abs=1e-12)
     assert m["answered"] == pytest.approx(0.75, abs=1e-12)
-    assert m["mae_answered"] == pytest.approx(0.5, abs=1e-12)  # |3-3| and |4-3| ("three" is not a numeral here)
+    assert m["mae_answered"] == pytest.approx(1 / 3, abs=1e-12)  # |3-3|, |three-3| and |4-3|, by number_match's rule
+
+    # what number_match does not read as a number stays out of the error: no NaN or inf in the metrics
+    answers = [parse_answer(f"<answer>{t}</answer>") for t in ("nan", "inf", "1e999", "\u0663", "5")]
+    m = counting_metrics(answers, [3] * 5)
+    assert m["mae_answered"] == pytest.approx(2.0, abs=1e-12) and m["accuracy"] == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ detection

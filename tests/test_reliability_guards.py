@@ -78,7 +78,13 @@ def test_reward_wrapper_turns_nan_and_inf_into_none(caplog):
     def broken(completions, **kwargs):
         raise KeyError("solution")
 
-    for bad in (words, broken):  # a broken reward scores None (logged and counted), it does not stop training
+    def short(completions, **kwargs):
+        return [1.0]
+
+    def nothing(completions, **kwargs):
+        return None
+
+    for bad in (words, broken, short, nothing):  # a broken reward scores None (logged, counted), training goes on
         counter.seen = counter.dropped = 0
         with caplog.at_level(logging.WARNING):
             assert guard_reward_function(bad, counter)(completions=["x", "y"]) == [None, None]

@@ -21,6 +21,8 @@ def r(name, completions, **kw):
     ("<think>a</think><answer>b</answer>", 1, 0, 0),
     ("  <think>\na\n</think>\n\n<answer> [1,2,3,4] </answer>\n", 1, 1, 0),
     ("<think></think><answer>```json\n{\"a\": 1}\n```</answer>", 1, 1, 0),
+    ("<think></think><answer>{\"a\": 1e999}</answer>", 1, 0, 0),
+    ("<think></think><answer>Here: ```python\n{\"a\": 1}\n```</answer>", 1, 0, 0),
     ("<answer>b</answer>", 0, 0, 1),
     ("<think>a</think>x<answer>b</answer>", 0, 0, 0),  # text between the blocks
     ("<think>a</think><answer>b</answer>tail", 0, 0, 0),
@@ -144,6 +146,8 @@ def test_classification_all_classes_or_no_answer_is_zero():
     ("3", 3, 1), ("3.", 3, 1), (" 3.0 ", 3, 1), ("three", 3, 1), ("Three", 3, 1), ("+3", 3, 1),
     ("4", 3, 0), ("3 or 4", 3, 0), ("3 cats", 3, 0), ("3.0000001", 3, 0), ("", 3, 0), ("nan", 3, 0),
     ("2.5", 2.5, 1), ("2.5000001", 2.5, 1), ("2.51", 2.5, 0), ("1e3", 1000, 1), ("-2", -2, 1), ("1e999", 3, 0),
+    ("\uff13", 3, 1), ("\u0663", 3, 0),  # NFKC reads fullwidth 3 as 3; Arabic-Indic digits are not read
+    (str(10**17 + 1), 10**17 + 1, 1), (str(10**17), 10**17 + 1, 0), ("1e17", 10**17 + 1, 0),  # integers: exact
 ])
 def test_number_match(answer, gt, score):
     assert r("number_match", [ans(answer)], solution=[json.dumps(gt)]) == [float(score)]
@@ -183,6 +187,19 @@ def test_cosine_length_formula():
     assert fn.value(False, 0) == pytest.approx(-1.0) and fn.value(False, 100) == pytest.approx(0.0)
     with pytest.raises(ValueError):
         make_cosine_length_reward(correct=(1.0, 0.0), wrong=(-1.0, 0.0))
+    with pytest.raises(ValueError, match="no_such_reward"):  # a misspelt accuracy fails when built, not silently
+        make_cosine_length_reward(accuracy="no_such_reward")
+
+
+def test_cosine_length_reports_a_failing_accuracy_reward(monkeypatch):
+    import sys
+    import types
+    module = types.ModuleType("failing_accuracy_for_test")
+    module.broken = lambda completions, **kw: 1 / 0
+    monkeypatch.setitem(sys.modules, "failing_accuracy_for_test", module)
+    fn = make_cosine_length_reward(accuracy="failing_accuracy_for_test:broken")
+    with pytest.warns(RuntimeWarning, match="ZeroDivisionError"):
+        assert fn([ans("3")]) == [None]
 
 
 def test_cosine_length_uses_accuracy_and_token_count():

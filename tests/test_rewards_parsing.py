@@ -10,6 +10,7 @@ from vlm_r1.rewards.parsing import (
     completion_text,
     is_empty_answer,
     parse_answer,
+    strip_fence,
 )
 
 
@@ -96,3 +97,18 @@ def test_megabyte_and_garbage_never_raise():
     for text in ["<answer>" * 200_000, "ü🙂\x00" * 300_000, "<answer>" + "[" * 1_000_000 + "</answer>", b"bytes", {"x": 1}]:
         p = parse_answer(text)
         assert isinstance(p, ParsedAnswer) and p.detections == ()
+
+
+@pytest.mark.parametrize("text,body", [
+    ("```json\n[1, 2]\n```", "[1, 2]"), ("```[1, 2]```", "[1, 2]"), ("```json [1, 2]```", "[1, 2]"),
+    (" ```\n3\n``` ", "3"), ("```[1, 2, 3, 4]\n```", "[1, 2, 3, 4]"), ("```json\n[1, 2", "[1, 2"),
+    ("x ```3```", "x ```3```"), ("```3``` and 4", "```3``` and 4"), ("```python\n3\n```", "```python\n3\n```"),
+])
+def test_a_fence_is_stripped_only_when_it_is_the_whole_answer(text, body):
+    assert strip_fence(text) == body
+
+
+def test_boxes_outside_a_fence_are_seen():
+    """A fenced box plus hedges outside the fence is a 3-box answer, not a clean 1-box one."""
+    text = "<answer>```json\n[10, 10, 20, 20]\n``` or [0, 0, 5, 5] or [30, 30, 40, 40]</answer>"
+    assert len(boxes(text)) == 3

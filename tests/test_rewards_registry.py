@@ -75,7 +75,8 @@ def test_a_row_must_name_an_accuracy_reward(name):
 
 @pytest.mark.parametrize("name,solution,message", [
     ("rec", [0, 0, 10], "x1, y1, x2, y2"), ("rec", [10, 0, 0, 10], "x2 > x1"), ("rec", [0, 0, math.nan, 1], "non-finite"),
-    ("iou", [0, 0, True, 1], "4 numbers"), ("rec", "[0,0,1,1]", "x1, y1, x2, y2"),
+    ("iou", [0, 0, True, 1], "4 numbers"), ("rec", [0, 0, 10**400, 1], "huge"), ("rec", [0, 0, math.inf, 1], "huge"),
+    ("detection", [{"bbox_2d": [0, 0, -10**400, 1], "label": "a"}], "huge"), ("rec", "[0,0,1,1]", "x1, y1, x2, y2"),
     ("detection", [{"bbox_2d": [0, 0, 1, 1]}], "'label'"), ("detection", [{"label": "a"}], "'bbox_2d'"),
     ("det_iou", [{"bbox_2d": [0, 0, 1], "label": "a"}], "4 numbers"), ("detection", {"bbox_2d": [0, 0, 1, 1]}, "list"),
     ("detection", [{"bbox_2d": [0, 0, 1, 1], "label": ""}], "label"),
@@ -99,6 +100,24 @@ def test_accuracy_dispatches_per_row():
     assert out == [0.5, 1.0, 1.0, 1.0, None, None]
 
 
+def test_accuracy_checks_what_a_custom_reward_returns(monkeypatch):
+    """numpy numbers count; None, a short list or a string instead of a list give None rows and a warning."""
+    import sys
+    import types
+    import numpy as np
+    module = types.ModuleType("custom_rewards_for_test")
+    module.np32 = lambda completions, **kw: [np.float32(0.5)] * len(completions)
+    module.nothing = lambda completions, **kw: None
+    module.short = lambda completions, **kw: [1.0]
+    module.text = lambda completions, **kw: "1.0"
+    monkeypatch.setitem(sys.modules, "custom_rewards_for_test", module)
+    acc = get_reward("accuracy")
+    assert acc(["a", "b"], reward=["custom_rewards_for_test:np32"] * 2) == [0.5, 0.5]
+    for bad in ("nothing", "short", "text"):
+        with pytest.warns(RuntimeWarning, match=f"custom_rewards_for_test:{bad}"):
+            assert acc(["a", "b"], reward=[f"custom_rewards_for_test:{bad}"] * 2) == [None, None]
+
+
 def test_accuracy_default_and_slicing_of_the_answers_column():
     from vlm_r1.rewards.parsing import Detection, ParsedAnswer
     acc = make_accuracy_reward(default="rec")
@@ -115,3 +134,18 @@ def test_docstring_examples_run(module):
     import doctest
     import importlib
     assert doctest.testmod(importlib.import_module(f"vlm_r1.rewards.{module}")).failed == 0
+
+
+@pytest.mark.parametrize("name", ["iou", "giou", "iou_acc", "det_map", "det_iou", "det_ap50"])
+def test_box_rewards_give_none_for_a_coordinate_beyond_float_range(name):
+    """An integer too large for a float is unusable ground truth (None), not an OverflowError."""
+    box = [0, 0, 10**400, 1]
+    solution = json.dumps(box if name in ("iou", "giou", "iou_acc") else [{"bbox_2d": box, "label": "a"}])
+    answer = "<answer>[0, 0, 1, 1]</answer>" if name in ("iou", "giou", "iou_acc") else \
+        '<answer>[{"bbox_2d": [0, 0, 1, 1], "label": "a"}]</answer>'
+    assert get_reward(name)([answer], solution=[solution]) == [None]
+
+
+def test_a_solution_column_of_the_wrong_length_scores_none():
+    with pytest.warns(RuntimeWarning, match="1 ground truths for 2 completions"):
+        assert get_reward("number_match")(["<answer>3</answer>"] * 2, solution=["3"]) == [None, None]

@@ -33,9 +33,13 @@ _ALPHA = ("RGBA", "LA", "PA", "RGBa")
 
 
 def _open(path: Path) -> Image.Image:
-    if not path.exists():
+    try:
+        exists, is_file = path.exists(), path.is_file()
+    except (OSError, ValueError) as e:  # a name too long for the file system, an embedded NUL, ...
+        raise ImageError(f"{str(path)[:200]!r}: not a usable path ({type(e).__name__}: {str(e)[:200]})") from e
+    if not exists:
         raise ImageError(f"{path}: image file not found")
-    if not path.is_file():
+    if not is_file:
         raise ImageError(f"{path}: not a file")
     try:
         with warnings.catch_warnings():  # our own max_pixels check replaces PIL's warning

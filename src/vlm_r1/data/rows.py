@@ -84,8 +84,16 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed")
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:  # json.loads would keep the last value and drop the others without a word
+        raise ValueError(f"duplicate key(s) {', '.join(map(repr, duplicates))} in one object")
+    return dict(pairs)
+
+
 def _json(text: str):
-    return json.loads(text, parse_constant=_reject_constant)
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def _type(value) -> str:
@@ -168,9 +176,14 @@ def _check_image(ctx: _Context, rel) -> tuple[str, tuple[int, int] | None, str |
     """(absolute path, size, problem)."""
     if not isinstance(rel, str) or not rel.strip():
         return "", None, f"expected a non-empty path string, got {json.dumps(rel)}"
+    if "\0" in rel:
+        return "", None, f"the path holds a NUL character: {rel!r:.200}"
     full = os.path.abspath(os.path.join(ctx.root, rel))
     if not ctx.allow_outside_root:
-        real = os.path.realpath(full)
+        try:
+            real = os.path.realpath(full)
+        except (OSError, ValueError) as e:
+            return full, None, f"{rel!r:.200} is not a usable path ({type(e).__name__}: {str(e)[:200]})"
         if os.path.commonpath([ctx.root_real, real]) != ctx.root_real:
             return full, None, f"{rel!r} resolves outside the image root {ctx.root} (allow_outside_root=False)"
     if full not in ctx.cache:

@@ -2,7 +2,8 @@
 
 The rule is the ``number_match`` reward's (:mod:`vlm_r1.rewards.counting`), so training and evaluation agree:
 "3", "3.0" and "three" match 3; "about 3", "3 or 4" and a missing ``<answer>`` do not. Also reported: the mean
-absolute error over the answers that are a number (``mae_answered``).
+absolute error over the answers that are a number by the same rule (``mae_answered``; "three" is 3, "nan", "inf"
+and "1e999" are not numbers).
 """
 
 from __future__ import annotations
@@ -10,17 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..rewards.counting import number_match
+from ..rewards.counting import number_match, parse_number
 from ..rewards.parsing import ParsedAnswer, load_solution
-
-
-def _as_float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        return float(text.strip().rstrip("."))
-    except ValueError:
-        return None
 
 
 def counting_scores(answers: Sequence[ParsedAnswer], solutions: Sequence[Any]) -> list[float]:
@@ -37,8 +29,8 @@ def counting_metrics(answers: Sequence[ParsedAnswer], solutions: Sequence[Any]) 
     scores = counting_scores(answers, solutions)
     errors = []
     for answer, solution in zip(answers, solutions):
-        pred, gt = _as_float(answer.answer), load_solution(solution)
-        if pred is not None and isinstance(gt, (int, float)):
+        pred, gt = parse_number(answer.answer), parse_number(load_solution(solution))
+        if pred is not None and gt is not None:
             errors.append(abs(pred - gt))
     return {
         "accuracy": sum(scores) / n if n else 0.0,

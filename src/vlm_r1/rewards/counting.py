@@ -1,10 +1,11 @@
 """Short-answer rewards: a number (counting), a multiple-choice letter, yes / no. All strict, all 1.0 or 0.0.
 
-The `<answer>` (fence and surrounding whitespace stripped, one trailing "." allowed) must BE the
-answer; anything hedged or with extra words scores 0:
-- number_match: a single number literal ("3", "-2.5", "1e3") or an English number word zero..twenty.
-  An integer ground truth needs an exactly equal value ("3" and "3.0" match 3); a non-integer one
-  matches within a relative tolerance of 1e-6 (|pred - gt| <= 1e-6 * max(1, |gt|)).
+The `<answer>` (whitespace stripped, a fence stripped when it is the whole answer, one trailing "." allowed)
+must BE the answer; anything hedged or with extra words scores 0:
+- number_match: a single number literal ("3", "-2.5", "1e3") or an English number word zero..twenty, after
+  Unicode NFKC normalisation (so fullwidth "３" reads as "3"; digits of other scripts, such as "٣", score 0).
+  An integer ground truth needs an exactly equal value ("3" and "3.0" match 3, compared exactly, not as
+  floats); a non-integer one matches within a relative tolerance of 1e-6 (|pred - gt| <= 1e-6 * max(1, |gt|)).
 - choice_match: one letter, optionally bracketed and/or followed by "." or ":" ("B", "(B)", "B.", "[b]");
   "A or B", "B. Paris" and "AB" score 0.
 - yes_no_match: "yes" or "no" (any case, trailing punctuation ignored); "yes and no" scores 0.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from decimal import Decimal
 from typing import Any, Callable
 
 from .parsing import load_solution, score_rows, strip_fence
@@ -91,13 +93,29 @@ def _short_answer_reward(validate: Callable[[Any], None], correct: Callable[[str
     return score_rows(completions, solution, kwargs, usable, score_answer)
 
 
+def _exact(value: Any) -> Decimal:
+    """The exact value of a number that `_as_number` accepted (floats lose integers beyond 2**53)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return Decimal(int(NUMBER_WORDS[text.casefold()])) if text.casefold() in NUMBER_WORDS else Decimal(text)
+    return Decimal(value)
+
+
 def _number_correct(text: str, gt: Any) -> bool:
     pred, target = _as_number(text), _as_number(gt)
     if pred is None:
         return False
-    if target == round(target):
-        return pred == target
+    if target == round(target):  # an integer: exactly equal, "3.0" matches 3, "1e17" does not match 1e17 + 1
+        return _exact(text) == _exact(gt)
     return abs(pred - target) <= 1e-6 * max(1.0, abs(target))
+
+
+def parse_number(value: Any) -> float | None:
+    """The finite number `value` holds by `number_match`'s rule, else None: an `<answer>` text (a literal or a
+    number word, cleaned as the reward cleans it) or a loaded ground truth."""
+    if isinstance(value, str):
+        value = _clean(value)
+    return None if value is None else _as_number(value)
 
 
 def _choice_correct(text: str, gt: Any) -> bool:

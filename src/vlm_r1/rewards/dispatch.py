@@ -7,11 +7,10 @@ naming something unknown (the data loader's `validate_solution` reports those at
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
-from .registry import get_reward, get_validator, list_rewards, register_reward
+from .registry import get_reward, get_validator, list_rewards, register_reward, reward_values
 
 TASK_REWARDS = {  # task names and short aliases (as written in `reward` columns) -> registered accuracy reward
     "rec": "iou_acc", "grounding": "iou_acc",
@@ -83,7 +82,8 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
     """The dispatcher: for each row, the reward named by its `reward` column (or `default`), else None.
 
     Rows are grouped by reward name and each reward is called once with its rows' slices of every
-    per-row column. A reward that raises or returns a non-number gives None for its rows.
+    per-row column. A reward that raises or breaks the contract (`registry.reward_values`: one number or None
+    per row) gives None for all its rows, with a RuntimeWarning; NaN and ±inf give None for theirs.
     """
     if default is not None:
         resolve_accuracy(default)  # fail early on a bad default
@@ -103,13 +103,12 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
                 fn = resolve_accuracy(row_name)
                 sub = {k: ([v[i] for i in idx] if isinstance(v, (list, tuple)) and len(v) == n else v)
                        for k, v in kwargs.items()}
-                values = fn([completions[i] for i in idx], **sub)
+                values, _ = reward_values(fn([completions[i] for i in idx], **sub), len(idx), row_name)
             except Exception as e:  # a reward must never raise: report it and score the rows None
                 warnings.warn(f"accuracy reward {row_name!r} failed: {type(e).__name__}: {e}", RuntimeWarning)
                 continue
             for i, v in zip(idx, values):
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    out[i] = float(v)
+                out[i] = v
         return out
 
     reward.__name__ = reward.__qualname__ = name

@@ -3,8 +3,8 @@
 - think_format: `<think>...</think>` then `<answer>...</answer>` and nothing else, whitespace allowed
   around and between the blocks; exactly one of each tag; the answer is not blank (the thinking
   may be).
-- think_json_format: think_format, and the answer (or its ```json fenced block) parses as strict
-  JSON (no NaN / Infinity).
+- think_json_format: think_format, and the answer (or its body, when all of it is one ``` or ```json fenced
+  block) parses as strict JSON (no NaN / Infinity, no number beyond the float range).
 - answer_format: `<answer>...</answer>` alone (no think tags), exactly one of each tag, not blank.
 Checked with str.count / str.find, so linear in the text.
 """

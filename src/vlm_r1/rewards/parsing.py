@@ -11,11 +11,12 @@ REJECTED, not normalised: its `Detection` keeps `box=None` so box rewards still 
 (wrong) prediction. Zero-area predictions are kept (their IoU is 0).
 
 Boxes are looked for inside the last `<answer>...</answer>` only, in this order:
-1. the whole answer (or its first ```fenced``` block) as JSON: a 4-number list, a dict with a
+1. the whole answer (or its body, when all of it is one ``` or ```json fenced block: `strip_fence`) as JSON: a 4-number list, a dict with a
    `bbox_2d` / `bbox` / `box` key (plus `label` and `score` / `confidence`), or lists / dicts
    nesting those (only the first MAX_DEPTH levels are searched; JSON nested beyond the
    interpreter's recursion limit yields no detection at all);
-2. if that is not valid JSON: each flat `{...}` object in the text that is valid JSON;
+2. if that is not valid JSON (prose around a fence included): each flat `{...}` object in the text that is
+   valid JSON;
 3. if no object held a box: every `[n, n, n, n]` in the text.
 At most MAX_DETECTIONS detections are kept (the rest are dropped), and an answer longer than
 MAX_ANSWER_CHARS is not searched at all (no model answer is that long: it has no detections).
@@ -26,6 +27,7 @@ import json
 import math
 import re
 import unicodedata
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -110,19 +112,30 @@ def extract_answer(text: str) -> str | None:
     return text[start + len("<answer>"):end]
 
 
+_FENCE_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*")
+
+
 def strip_fence(text: str) -> str:
-    """The body of the first ```lang ... ``` block in `text`, or `text` stripped when it has none."""
-    start = text.find("```")
-    if start < 0:
-        return text.strip()
-    body_start = text.find("\n", start + 3)
-    end = text.find("```", start + 3)
-    if end < 0:  # an unclosed fence: take the rest
-        end = len(text)
-    if body_start < 0 or body_start > end:  # ```[1,2,3,4]``` on one line: skip a language word, if any
-        inner = text[start + 3:end].strip()
-        return inner[4:].strip() if inner[:4].lower() == "json" else inner
-    return text[body_start + 1:end].strip()
+    """The body of `text` when all of it (whitespace aside) is one ``` or ```json fenced block, else `text` stripped.
+
+    An unclosed fence runs to the end (a truncated completion). A fence with text after it, or with another
+    language word, is not stripped, so prose around a fenced answer stays in the answer (and hedges stay visible).
+    """
+    stripped = text.strip()
+    if not stripped.startswith("```"):
+        return stripped
+    rest = stripped[3:]
+    close = rest.find("```")
+    if close >= 0 and rest[close + 3:].strip():
+        return stripped
+    body = rest if close < 0 else rest[:close]
+    first, newline, after = body.partition("\n")
+    word = first.strip() if newline else (body.lstrip()[:4] if body.lstrip()[:4].lower() == "json" else "")
+    if word and not (newline and not _FENCE_LANGUAGE.fullmatch(word)):  # a language word, not content
+        if word.lower() != "json":
+            return stripped
+        body = after if newline else body.lstrip()[4:]
+    return body.strip()
 
 
 class TooDeep(ValueError):
@@ -133,16 +146,26 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not strict JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is beyond the float range")
+    return value
+
+
 def loads_bounded(text: str, max_chars: int = MAX_JSON_CHARS, strict: bool = False) -> tuple[bool, Any]:
     """`(True, value)` when `text` is JSON of at most `max_chars` characters, else `(False, None)`. Never raises.
 
-    `strict=True` also refuses NaN / Infinity (Python's json accepts them). Nesting deeper than the
-    interpreter's recursion limit gives `(False, TooDeep)`.
+    `strict=True` also refuses NaN / Infinity (Python's json accepts them) and numbers beyond the float range
+    (`1e999`, which Python reads as infinity). Nesting deeper than the interpreter's recursion limit gives
+    `(False, TooDeep)`.
     """
     if not isinstance(text, str) or len(text) > max_chars:
         return False, None
     try:
-        return True, json.loads(text, parse_constant=_no_constant if strict else None)
+        if strict:
+            return True, json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        return True, json.loads(text)
     except RecursionError:
         return False, TooDeep
     except (ValueError, TypeError, OverflowError):
@@ -253,6 +276,10 @@ def score_rows(completions: Sequence[Any], solution: Any, kwargs: dict,
     None (the reward does not apply: None), and `score(parsed_answer, ground_truth)` scores the completion."""
     answers = answers_from(completions, kwargs)
     solutions = solution if isinstance(solution, (list, tuple)) else [None] * len(answers)
+    if len(solutions) != len(answers):  # a caller's mistake: say so, and score nothing rather than a short list
+        warnings.warn(f"{len(solutions)} ground truths for {len(answers)} completions; every row scores None",
+                      RuntimeWarning)
+        solutions = [None] * len(answers)
     out: list[float | None] = []
     for parsed, sol in zip(answers, solutions):
         gt = ground_truth(sol)

@@ -8,6 +8,8 @@ one from anywhere. An optional `validator` checks a row's ground truth at data-l
 from __future__ import annotations
 
 import importlib
+import math
+import numbers
 from typing import Any, Callable
 
 RewardFn = Callable[..., list]
@@ -68,3 +70,33 @@ def list_rewards() -> dict[str, RewardFn]:
 def get_validator(name: str) -> Callable[[Any], None] | None:
     """The ground-truth validator registered with `name`, or None (a reward without ground truth)."""
     return _VALIDATORS.get(name)
+
+
+def reward_values(output: Any, n: int, name: str) -> tuple[list[float | None], int]:
+    """Check a reward function's output for `n` completions against the contract (one float or None each).
+
+    Returns the values as floats, with NaN and ±inf turned into None, and how many were turned. Raises
+    TypeError for output that is not a list of `n` numbers or Nones (any `numbers.Real`, numpy scalars and
+    one-element tensors and bools, as 1.0 / 0.0, included).
+    """
+    if output is None or isinstance(output, (str, bytes, dict)) or not hasattr(output, "__iter__"):
+        raise TypeError(f"reward function {name!r} returned {type(output).__name__}; expected a list of {n} values")
+    output = list(output)
+    if len(output) != n:
+        raise TypeError(f"reward function {name!r} returned {len(output)} values for {n} completions")
+    values: list[float | None] = []
+    dropped = 0
+    for value in output:
+        if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # a one-element tensor
+            value = value.item()
+        if value is None:
+            values.append(None)
+        elif isinstance(value, numbers.Real):  # bool, int, float and numpy scalars are all numbers.Real
+            value = float(value)
+            finite = math.isfinite(value)
+            values.append(value if finite else None)
+            dropped += not finite
+        else:
+            raise TypeError(f"reward function {name!r} returned {value!r:.80} ({type(value).__name__}); "
+                            "expected a float or None")
+    return values, dropped

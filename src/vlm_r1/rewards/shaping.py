@@ -18,13 +18,13 @@ cosine_length (Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
 
 import numpy as np
 
 from .boxes import box_iou
 from .parsing import answers_from, normalize_label
-from .registry import get_reward, register_reward
+from .registry import get_reward, register_reward, reward_values
 
 MAX_WORDS = 20_000
 
@@ -67,6 +67,7 @@ def make_cosine_length_reward(accuracy: str = "accuracy", max_len: int = 1024,
         raise ValueError(f"max_len must be positive, got {max_len}")
     if min(correct) <= max(wrong):
         raise ValueError(f"every correct value {correct} must exceed every wrong value {wrong}")
+    accuracy_fn = get_reward(accuracy)  # an unknown name fails here, not as None on every step
 
     def value(is_correct: bool, length: int) -> float:
         start, end = correct if is_correct else wrong
@@ -75,15 +76,17 @@ def make_cosine_length_reward(accuracy: str = "accuracy", max_len: int = 1024,
 
     def reward(completions, **kwargs) -> list[float | None]:
         try:
-            scores = get_reward(accuracy)(completions, **kwargs)
-        except Exception:
+            scores, _ = reward_values(accuracy_fn(completions, **kwargs), len(completions), accuracy)
+        except Exception as e:  # a reward must never raise: report it and score the rows None
+            warnings.warn(f"{reward.__name__}: its accuracy reward {accuracy!r} failed: {type(e).__name__}: {e}",
+                          RuntimeWarning)
             return [None] * len(completions)
         ids = kwargs.get("completion_ids")
         lengths = []
         for i, parsed in enumerate(answers_from(completions, kwargs)):
             seq = ids[i] if isinstance(ids, (list, tuple)) and len(ids) == len(completions) else None
             lengths.append(len(seq) if hasattr(seq, "__len__") else len(parsed.text.split()))
-        return [None if s is None or not _is_number(s) else value(s >= threshold, n) for s, n in zip(scores, lengths)]
+        return [None if s is None else value(s >= threshold, n) for s, n in zip(scores, lengths)]
 
     reward.__name__ = reward.__qualname__ = name or "cosine_length"
     low, high = min(*wrong, *correct), max(*wrong, *correct)
@@ -91,10 +94,6 @@ def make_cosine_length_reward(accuracy: str = "accuracy", max_len: int = 1024,
                       f"L_max {max_len}): right answers earn more when shorter, wrong ones lose less when longer.")
     reward.value = value  # the formula itself, for tests and plots
     return reward
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 cosine_length = register_reward("cosine_length")(make_cosine_length_reward())

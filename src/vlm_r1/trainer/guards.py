@@ -37,8 +37,6 @@ import functools
 import inspect
 import json
 import logging
-import math
-import numbers
 import os
 import weakref
 
@@ -46,6 +44,8 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
+
+from ..rewards.registry import reward_values
 
 logger = logging.getLogger(__name__)
 
@@ -60,22 +60,10 @@ class NonFiniteRewardCounter:
         self.dropped = 0
 
 
-def _clean_reward(value, name: str):
-    """float, or None for None/NaN/±inf; TypeError for anything that is not a number."""
-    if value is None:
-        return None, False
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, (bool, numbers.Real)):  # numpy floating/integer types are registered as numbers.Real
-        value = float(value)
-        return (value, False) if math.isfinite(value) else (None, True)
-    raise TypeError(f"reward function {name!r} returned {value!r} ({type(value).__name__}); expected float or None")
-
-
 def guard_reward_function(func, counter: NonFiniteRewardCounter):
     """Wrap a reward function ``f(completions, **columns) -> list[float | None]`` so it never breaks a step:
-    NaN/inf become None, and a call that raises or returns something other than numbers scores every completion
-    None. Both are counted (``guards/nonfinite_reward_frac``); a failing reward is logged with its traceback the
+    NaN/inf become None, and a call that raises or breaks the contract (``rewards.registry.reward_values``: one
+    number or None per completion) scores every completion None. Both are counted (``guards/nonfinite_reward_frac``); a failing reward is logged with its traceback the
     first time and once more every 100 failures, so a broken reward cannot go unnoticed."""
     name = getattr(func, "__name__", type(func).__name__)
     failures = 0
@@ -85,15 +73,7 @@ def guard_reward_function(func, counter: NonFiniteRewardCounter):
         nonlocal failures
         completions = kwargs.get("completions", args[0] if args else [])
         try:
-            output = func(*args, **kwargs)
-            if output is None or isinstance(output, (str, bytes)) or not hasattr(output, "__iter__"):
-                raise TypeError(f"reward function {name!r} returned {type(output).__name__}; expected a list")
-            cleaned = []
-            dropped = 0
-            for value in output:
-                value, was_dropped = _clean_reward(value, name)
-                dropped += was_dropped
-                cleaned.append(value)
+            cleaned, dropped = reward_values(func(*args, **kwargs), len(completions), name)
         except Exception:
             if failures % 100 == 0:
                 logger.warning("reward %r failed (%d failures so far); its completions score None", name,
