@@ -377,3 +377,15 @@ def test_conversation_keeps_every_image_and_all_text(pieces):
     assert sum(item["type"] == "image" for item in msg["content"]) == text.count("<image>")
     joined = "".join(item.get("text", "<image>") for item in msg["content"])
     assert joined.replace(" ", "").replace("\n", "") == text.replace(" ", "").replace("\n", "")
+
+
+def test_an_unknown_reward_name_is_the_reward_fields_problem(root):
+    """A misspelt row `reward` points at the `reward` field (or at default_reward), not at the ground truth."""
+    from vlm_r1.rewards import validate_solution
+
+    path = _write(root / "d.jsonl", [_row(reward="iou"), _row(reward="bogus"), _row()])
+    with pytest.raises(DataError) as err:
+        load_rows(path, default_reward="bogus_default", validate_solution=validate_solution)
+    assert f"{path}:2: reward: unknown accuracy reward 'bogus'" in str(err.value)
+    assert f"{path}:3: default_reward: unknown accuracy reward 'bogus_default'" in str(err.value)
+    assert f"{path}:1:" not in str(err.value)

@@ -226,8 +226,9 @@ def test_paired_bootstrap():
     assert lo < 0.25 < hi and not math.isnan(lo)
 
 
-def test_greedy_ignores_the_checkpoints_decoding_extras(tiny_model_dir, tmp_path):
-    """A checkpoint's generation_config.json with beams and a repetition penalty does not change greedy evaluation."""
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_decoding_ignores_the_checkpoints_extras(tiny_model_dir, tmp_path, do_sample):
+    """A checkpoint's generation_config.json with beams, penalties and truncations does not change evaluation."""
     import json
     import shutil
 
@@ -241,10 +242,11 @@ def test_greedy_ignores_the_checkpoints_decoding_extras(tiny_model_dir, tmp_path
     extras = tmp_path / "extras"
     shutil.copytree(plain, extras)
     config = json.loads((extras / "generation_config.json").read_text())
-    config.update(num_beams=3, repetition_penalty=3.0, no_repeat_ngram_size=1)
+    config.update(num_beams=3, repetition_penalty=3.0, no_repeat_ngram_size=1, min_p=0.5, typical_p=0.3,
+                  suppress_tokens=list(range(10)), min_new_tokens=12)
     (extras / "generation_config.json").write_text(json.dumps(config))
     samples = list(load_rows(write_split(tmp_path / "rows", "rec", "test", 3, seed=0)))
-    settings = GenerationSettings(max_new_tokens=12, batch_size=3)
+    settings = GenerationSettings(max_new_tokens=12, batch_size=3, do_sample=do_sample)
     texts = {}
     for name, folder in (("plain", plain), ("extras", extras)):
         model = AutoModelForImageTextToText.from_pretrained(folder)

@@ -65,6 +65,8 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     # beta > 0 under LoRA: TRL's reference is the policy with adapters disabled; after one update they differ.
     assert any(entry.get("kl", 0) > 0 for entry in summary["log_history"])
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    from vlm_r1.merge import adapter_base
+    assert adapter_base(out) == (str(base_dir), "main")  # merge-lora loads the base at the run's model_revision
 
     base = AutoModelForImageTextToText.from_pretrained(base_dir).eval()
     base_state = {k: v.clone() for k, v in base.state_dict().items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -14,8 +15,9 @@ def test_pipeline_smoke(tmp_path, capsys):
     sft = ["--sft_args", "--max_steps", "3", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
     grpo = ["--grpo_args", "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=16",
             "logging_steps=1", "disable_tqdm=true"]  # fmt: skip
-    base = ["--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8",
-            "--image_size", "112", "--grpo_max_steps", "2", "--eval_batch_size", "8", "--max_new_tokens", "16"]  # fmt: skip
+    common = ["--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8",
+              "--image_size", "112", "--eval_batch_size", "8", "--max_new_tokens", "16"]  # fmt: skip
+    base = common + ["--grpo_max_steps", "2"]
     summary = main(base + grpo + sft)
     assert (work / "warm_start" / "DONE").exists() and (work / "grpo" / "DONE").exists()
     table = summary["comparison"]
@@ -49,7 +51,7 @@ def test_pipeline_smoke(tmp_path, capsys):
     assert result["model_options"] == {"dtype": "float32", "max_pixels": 12544}  # loaded as GRPO loads it
 
     # other data redoes everything downstream of it
-    main(base + ["--data_seed", "1", "--skip_grpo"] + grpo + sft)
+    main(common + ["--data_seed", "1", "--skip_grpo"] + sft)
     later = stamps()
     for name in ("data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json"):
         assert later[name] != now[name], name
@@ -68,11 +70,26 @@ def test_shipped_warm_start_refuses_another_image_size():
 def test_options_the_run_would_not_use_are_refused(tmp_path):
     from vlm_r1.pipeline import main
 
-    base = ["--work_dir", str(tmp_path / "job"), "--n_train", "4", "--n_test", "2", "--skip_grpo"]
-    with pytest.raises(ValueError, match="--sft_args only apply when the warm start is built, and this run uses the shipped"):
-        main(base + ["--sft_args", "--max_steps", "5"])
-    with pytest.raises(ValueError, match="max_steps is given twice"):
-        main(base + ["--grpo_max_steps", "5", "--grpo_args", "max_steps=6"])
-    with pytest.raises(ValueError, match="constant_with_warmup"):  # vlm-r1 train's own checks, before any stage
-        main(base + ["--grpo_args", "warmup_steps=10"])
+    base = ["--work_dir", str(tmp_path / "job"), "--n_train", "4", "--n_test", "2"]
+    for extra, message in (
+        (["--sft_args", "--max_steps", "5"], "--sft_args only apply when the warm start is built, and this run uses the shipped"),
+        (["--grpo_max_steps", "5", "--grpo_args", "max_steps=6"], "max_steps is given twice"),
+        (["--grpo_args", "warmup_steps=10"], "constant_with_warmup"),  # vlm-r1 train's own checks, before any stage
+        (["--grpo_args", "output_dir=elsewhere"], "the pipeline sets output_dir itself; use --work_dir"),
+        (["--grpo_args", "model_name_or_path=other"], "the pipeline sets model_name_or_path itself; use --warm_start"),
+        (["--grpo_args", "seed=1", "seed=2"], "seed is given twice"),
+        (["--skip_grpo", "--grpo_max_steps", "5", "--grpo_args", "learning_rate=1e-5", "max_pixels=12544"],
+         "--grpo_max_steps, --grpo_args learning_rate: --skip_grpo runs no GRPO"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(message)):
+            main(base + extra)
     assert not (tmp_path / "job" / "data").exists()  # refused before the data stage wrote anything
+
+
+def test_grpo_args_split_list_values_only():
+    from vlm_r1.pipeline import key_value_args
+
+    assert key_value_args(["reward_funcs=iou_acc think_format", "reward_weights=1 0.1",
+                           "question_template=Where is it? {question}"]) == [
+        "--reward_funcs", "iou_acc", "think_format", "--reward_weights", "1", "0.1",
+        "--question_template", "Where is it? {question}"]  # fmt: skip

@@ -147,6 +147,15 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     assert (run / "report" / "curves.png").stat().st_size > 0
     assert "checkpoint-10" in capsys.readouterr().out
     assert main([str(tmp_path / "missing")]) == 1
+    # a run trained with report_dir keeps its log history there: --out finds it
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "log_history.json").write_text(json.dumps({"log_history": _history(5)}))
+    (tmp_path / "bare_run").mkdir()
+    assert main([str(tmp_path / "bare_run")]) == 1
+    assert "pass --out REPORT_DIR" in capsys.readouterr().out
+    assert main([str(tmp_path / "bare_run"), "--out", str(moved)]) == 0
+    assert (moved / "curves.png").stat().st_size > 0
 
 
 def _fake_trainer(tmp_path, batch, writer=None, gallery_every=2):

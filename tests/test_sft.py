@@ -152,5 +152,7 @@ def test_stop_at_step_keeps_the_schedule(tiny_model_dir, rec_rows, tmp_path):
     assert summary["steps"] == 3
     rates = [entry["learning_rate"] for entry in summary["log_history"] if "learning_rate" in entry]
     assert rates == pytest.approx([1e-3 * (8 - step) / 8 for step in range(3)], abs=1e-12)
-    with pytest.raises(ValueError, match="stop_at_step"):
+    with pytest.raises(ValueError, match=r"stop_at_step must be in 1..max_steps \(8\), got 9"):
         main(common + ["--output_dir", str(tmp_path / "b"), "--max_steps", "8", "--stop_at_step", "9"])
+    with pytest.raises(ValueError, match="stop_at_step stops a run of max_steps steps early, and max_steps is -1"):
+        main(common + ["--output_dir", str(tmp_path / "c"), "--num_train_epochs", "2", "--stop_at_step", "3"])

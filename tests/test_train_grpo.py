@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,9 +129,48 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
     base = parse_only_argv
     for extra, message in ((["--data_seed", "7"], "data_seed has no effect in GRPO"),
                            (["--train_sampling_strategy", "group_by_length"], "train_sampling_strategy has no effect"),
-                           (["--label_smoothing_factor", "0.1"], "label_smoothing_factor has no effect")):  # fmt: skip
+                           (["--label_smoothing_factor", "0.1"], "label_smoothing_factor has no effect"),
+                           (["--lora_r", "8", "--lora_dropout", "0.1"], "lora_r, lora_dropout only apply with use_peft"),
+                           (["--lora_vision", "true"], "lora_vision only apply with use_peft"),
+                           (["--max_train_samples", "0"], "max_train_samples must be >= 1"),
+                           (["--max_steps", "5", "--num_train_epochs", "2"], "num_train_epochs .2. has no effect"),
+                           (["--default_reward", "bogus"], "default_reward: unknown accuracy reward 'bogus'")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             parse_args(base + extra)
+    assert parse_args(base + ["--default_reward", "rec", "--max_steps", "5"])[0].default_reward == "rec"
+
+
+RECIPE_MISTAKES = [  # (recipe text, message)
+    ("max_steps: 1.5\n", "max_steps: expected an integer, got 1.5"),
+    ("max_steps: true\n", "max_steps: expected an integer, got True"),
+    ("learning_rate: fast\n", "learning_rate: expected a number, got 'fast'"),
+    ("reward_weights: [1.0, x]\n", r"reward_weights\[1\]: expected a number, got 'x'"),
+    ("bf16: 1\n", "bf16: expected true or false, got 1"),
+    ("output_dir: 2024\n", "output_dir: expected text, got 2024"),
+    ("learning_rate: 1.0e-5\nseed: 3\nlearning_rate: 2.0e-5\n", "line 5: key 'learning_rate' is given twice .first on line 3."),
+]
+
+
+@pytest.mark.parametrize("text,message", RECIPE_MISTAKES)
+def test_recipe_values_are_checked_against_their_fields(tmp_path, text, message):
+    from vlm_r1.train import parse_args
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_name_or_path: x\nuse_cpu: true\n" + text)
+    with pytest.raises(ValueError, match=re.escape(str(recipe)) + ": " + message):
+        parse_args(["--config", str(recipe), "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o")])
+
+
+def test_recipe_scalars_for_lists_and_integral_floats_are_read_as_meant(tmp_path):
+    from vlm_r1.train import parse_args
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_name_or_path: x\nuse_cpu: true\ntrain_data: a.jsonl\nreward_funcs: iou_acc\n"
+                      "reward_weights: 2\nmax_steps: 800.0\nlearning_rate: 1e-5\noutput_dir: out\n")
+    data_args, _, training_args = parse_args(["--config", str(recipe)])
+    assert data_args.train_data == ["a.jsonl"] and data_args.reward_funcs == ["iou_acc"]
+    assert training_args.reward_weights == [2.0] and training_args.max_steps == 800
+    assert isinstance(training_args.max_steps, int) and training_args.learning_rate == 1e-5
 
 
 @pytest.mark.parametrize("eval_greedy", [True, False])
@@ -224,5 +265,36 @@ def test_greedy_version_decodes_as_the_evaluator():
     greedy = greedy_version(sampling)
     assert (greedy.do_sample, greedy.temperature, greedy.top_p, greedy.top_k, greedy.repetition_penalty) == (
         False, None, None, None, 1.0)  # fmt: skip
-    assert (greedy.max_new_tokens, greedy.suppress_tokens, greedy.eos_token_id) == (40, [7], [1, 2])
+    # the length and stop tokens stay; other logits processors go, as in `vlm-r1 eval`
+    assert (greedy.max_new_tokens, greedy.eos_token_id, greedy.suppress_tokens) == (40, [1, 2], None)
     assert (sampling.do_sample, sampling.temperature, sampling.repetition_penalty) == (True, 0.7, 1.3)  # untouched
+
+
+def test_the_kl_reference_is_loaded_at_the_policys_revision(tiny_model_dir, rec_rows, grpo_run, monkeypatch):
+    """TRL builds the reference from the checkpoint id alone; `model_revision` must reach it (a local folder has no
+    revisions, so the call is spied on)."""
+    import trl.trainer.grpo_trainer as grpo_trainer
+
+    seen = []
+    original = grpo_trainer.create_model_from_path
+
+    def spy(path, **kwargs):
+        seen.append(kwargs.get("revision"))
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(grpo_trainer, "create_model_from_path", spy)
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--model_revision", "v1.0", beta=0.04, max_steps=1,
+             max_completion_length=8)
+    assert seen == ["v1.0"]
+
+
+def test_the_gallery_keeps_the_training_batch_when_an_evaluation_ends_the_run(tiny_model_dir, rec_rows, grpo_run,
+                                                                               tmp_path):
+    """An evaluation at the last step scores its own batch; the gallery still shows the sampled training groups."""
+    eval_rows = write_split(tmp_path / "eval", "rec", "test", 4, seed=1)
+    summary = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, eval_data=[str(eval_rows)], eval_strategy="steps",
+                       eval_steps=1, max_steps=1, eval_greedy=True, max_completion_length=8)
+    gallery = json.loads((Path(summary["checkpoint"]) / "report" / "gallery.json").read_text())
+    sources = [group["source"] for shot in gallery["snapshots"] for group in shot["groups"]]
+    assert sources and all(source.startswith(str(rec_rows)) for source in sources)
+    assert all(len(group["cards"]) > 1 for shot in gallery["snapshots"] for group in shot["groups"])

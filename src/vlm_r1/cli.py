@@ -62,17 +62,21 @@ def _make_tiny(argv: list[str]) -> int:
 
 
 def _make_data(argv: list[str]) -> int:
-    from .synthetic import write_split
+    from .synthetic import SPLITS, TASKS, write_split
 
     parser = argparse.ArgumentParser(prog="vlm-r1 make-data", description="Write synthetic shapes datasets (JSONL).")
     parser.add_argument("--out", required=True, help="folder for images/ and the JSONL files")
-    parser.add_argument("--tasks", nargs="+", default=["rec"], help="rec, detection, counting, classification")
-    parser.add_argument("--splits", nargs="+", default=["train", "test", "ood"])
+    parser.add_argument("--tasks", nargs="+", default=["rec"], choices=TASKS, metavar="TASK",
+                        help=f"one or more of {', '.join(TASKS)} (default: rec)")
+    parser.add_argument("--splits", nargs="+", default=["train", "test", "ood"], choices=SPLITS, metavar="SPLIT",
+                        help=f"one or more of {', '.join(SPLITS)} (default: train test ood)")
     parser.add_argument("--n", type=int, default=1000, help="rows per training split")
     parser.add_argument("--n_test", type=int, default=None, help="rows per test / ood split (default: n)")
     parser.add_argument("--image_size", type=int, default=112)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.n < 1 or args.n_test is not None and args.n_test < 1:
+        parser.error("--n and --n_test must be >= 1 (an empty JSONL file is refused when loaded)")
     for task in args.tasks:
         for split in args.splits:
             n = args.n if split == "train" or args.n_test is None else args.n_test

@@ -1,4 +1,4 @@
-"""Configuration dataclasses for `vlm-r1 train` (GRPO), parsed with TRL's ``TrlParser``.
+"""Configuration dataclasses for `vlm-r1 train` (GRPO), parsed with ``vlm_r1.recipe.RecipeParser``.
 
 A run is configured by a recipe YAML (``--config recipes/...yaml``) plus command-line overrides; every field has a
 ``help`` text, which is what ``vlm-r1 train --help`` prints. Options are honoured or refused: :func:`check_args`
@@ -149,8 +149,13 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
         raise ValueError("freeze_projector needs freeze_vision (a frozen projector under a training encoder is odd)")
     if model_args.use_peft and (model_args.freeze_vision or model_args.freeze_projector):
         raise ValueError("with use_peft the base model is frozen already; use lora_vision to choose adapter placement")
-    if model_args.lora_vision and not model_args.use_peft:
-        raise ValueError("lora_vision needs use_peft")
+    if not model_args.use_peft:
+        defaults = ModelArguments()
+        lora = [n for n in _TRAINING_ONLY_MODEL_FIELDS if n.startswith("lora_")
+                and getattr(model_args, n) != getattr(defaults, n)]
+        if lora:
+            raise ValueError(f"{', '.join(lora)} only apply with use_peft true (without it the run trains every "
+                             "parameter): add --use_peft true, or drop them")
 
 
 def check_schedule(training_args) -> None:
@@ -181,6 +186,18 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
         raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+    if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
+        raise ValueError(f"max_train_samples must be >= 1 (the first N training rows), got {data_args.max_train_samples}")
+    if training_args.max_steps > 0 and training_args.num_train_epochs != type(training_args).num_train_epochs:
+        raise ValueError(f"num_train_epochs ({training_args.num_train_epochs:g}) has no effect when max_steps "
+                         f"({training_args.max_steps}) is set: max_steps ends the run; drop one of them")
+    if data_args.default_reward is not None:
+        from .rewards.dispatch import resolve_accuracy
+
+        try:
+            resolve_accuracy(data_args.default_reward)
+        except ValueError as e:
+            raise ValueError(f"default_reward: {e}") from None
 
 
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:

@@ -13,10 +13,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import TrlParser
-
 from .config import ModelArguments, check_model_args
 from .evaluation.runner import TASKS, GenerationSettings
+from .recipe import RecipeParser
 
 logger = logging.getLogger("vlm_r1")
 
@@ -81,7 +80,7 @@ def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> Generati
 
 def parse_args(argv: list[str] | None = None):
     """``(model_args, eval_args, generation_settings)``; ValueError for options that would be ignored."""
-    parser = TrlParser((ModelArguments, EvalArguments), prog="vlm-r1 eval", description=__doc__.split("\n\n")[0])
+    parser = RecipeParser((ModelArguments, EvalArguments), prog="vlm-r1 eval", description=__doc__.split("\n\n")[0])
     model_args, args = parser.parse_args_and_config(argv)
     return model_args, args, check_eval_args(model_args, args)
 

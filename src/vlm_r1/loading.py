@@ -124,6 +124,7 @@ def lora_config(model, module: VLMModule, model_args: ModelArguments):
         lora_dropout=model_args.lora_dropout,
         target_modules=names,
         task_type="CAUSAL_LM",
+        revision=model_args.model_revision,  # recorded in adapter_config.json: merge-lora loads the same base
     )
 
 

@@ -58,24 +58,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra `vlm-r1 sft` flags (must come last; e.g. --sft_args --max_steps 100)")
     p.add_argument("--grpo_max_steps", type=int, default=None, help="override the GRPO recipe's max_steps")
     p.add_argument("--grpo_args", nargs="*", default=[],
-                   help="extra `vlm-r1 train` flags as KEY=VALUE pairs, e.g. learning_rate=1e-5 (question_template, "
-                        "system_prompt and the loading options min_pixels, max_pixels, max_tiles, dtype and "
-                        "attn_implementation set here are used by the evaluations too)")
+                   help="extra `vlm-r1 train` flags as KEY=VALUE pairs, e.g. learning_rate=1e-5; a list option takes "
+                        "its values separated by spaces, quoted: \"reward_funcs=iou_acc think_format\" "
+                        "(question_template, system_prompt and the loading options min_pixels, max_pixels, max_tiles, "
+                        "dtype and attn_implementation set here are used by the evaluations too)")
     p.add_argument("--eval_batch_size", type=int, default=64)
     p.add_argument("--max_new_tokens", type=int, default=40)
-    p.add_argument("--skip_grpo", action="store_true", help="stop after the 'before' evaluation")
+    p.add_argument("--skip_grpo", action="store_true",
+                   help="stop after the 'before' evaluation (GRPO-only options are then refused)")
     p.add_argument("--force", action="store_true", help="redo GRPO and the evaluations even if their stamps match")
     return p
 
 
+# `vlm-r1 train` options the pipeline sets itself (from --grpo_recipe, --warm_start and --work_dir)
+PIPELINE_OWNED = {"config": "--grpo_recipe", "model_name_or_path": "--warm_start", "train_data": "--n_train / --data_seed",
+                  "output_dir": "--work_dir"}
+
+
+def list_fields() -> set[str]:
+    """The `vlm-r1 train` options that take several values (reward_funcs, reward_weights, ...)."""
+    from .config import DataArguments, ModelArguments, VLMGRPOConfig
+    from .recipe import RecipeParser
+
+    parser = RecipeParser((DataArguments, ModelArguments, VLMGRPOConfig))
+    return {action.dest for action in parser._actions if action.nargs in ("+", "*")}
+
+
 def key_value_args(pairs: list[str]) -> list[str]:
-    """``KEY=VALUE`` pairs (``--grpo_args``) as command-line options ``--KEY VALUE``."""
-    out = []
+    """``KEY=VALUE`` pairs (``--grpo_args``) as command-line options ``--KEY VALUE``. The value of an option that
+    takes several values is split at spaces (``"reward_funcs=iou_acc think_format"``); other values are kept whole
+    (``"question_template=Where is it? {question}"``). A key given twice, or one the pipeline sets, is refused."""
+    out, seen, several = [], set(), None
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        key = key.lstrip("-")
         if not sep or not key:
             raise ValueError(f"--grpo_args takes KEY=VALUE pairs, got {pair!r}")
-        out += [f"--{key.lstrip('-')}", value]
+        if key in PIPELINE_OWNED:
+            raise ValueError(f"--grpo_args {key}=...: the pipeline sets {key} itself; use {PIPELINE_OWNED[key]}")
+        if key in seen:
+            raise ValueError(f"--grpo_args: {key} is given twice; keep one")
+        seen.add(key)
+        several = list_fields() if several is None else several
+        out += [f"--{key}", *(value.split() if key in several else [value])]
     return out
 
 
@@ -166,6 +191,17 @@ def refuse_build_options(args, warm: str) -> None:
                          "pass --warm_start build to build one with them")  # fmt: skip
 
 
+def refuse_grpo_only_options(args) -> None:
+    """With --skip_grpo only the evaluations run: refuse GRPO options they would not read."""
+    read = {"question_template", "system_prompt", *LOADING_OPTIONS}
+    unused = ["--grpo_max_steps"] if args.grpo_max_steps is not None else []
+    unused += [f"--grpo_args {pair.partition('=')[0].lstrip('-')}" for pair in args.grpo_args
+               if pair.partition("=")[0].lstrip("-") not in read]
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: --skip_grpo runs no GRPO, so these would do nothing (the evaluations "
+                         f"read only {', '.join(sorted(read))})")
+
+
 def built_warm_start_dir(work: Path) -> Path:
     return work / "warm_start"
 
@@ -191,7 +227,7 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
             "--output_dir", str(out)]  # fmt: skip
     extra = key_value_args(args.grpo_args)
     if args.grpo_max_steps is not None:
-        if "--max_steps" in extra[::2]:
+        if "--max_steps" in extra:
             raise ValueError("max_steps is given twice (--grpo_max_steps and --grpo_args max_steps=...): keep one")
         argv += ["--max_steps", str(args.grpo_max_steps)]
     return argv + extra
@@ -330,6 +366,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"==== [{name}] done in {timings[name]:.0f} s", flush=True)
 
     # every option is checked before the first stage runs: a refusal costs no time
+    if args.skip_grpo:
+        refuse_grpo_only_options(args)
     warm, build = choose_warm_start(args, work)
     grpo_dir = work / "grpo"
     train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from trl import SFTConfig, TrlParser
+from trl import SFTConfig
 
 from .config import DataArguments, ModelArguments, check_training_args
+from .recipe import RecipeParser
 from .train import load_train_and_eval_rows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
@@ -74,13 +75,16 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
                          "skip: leave them unset")  # fmt: skip
     if args.max_train_seconds is not None and args.max_train_seconds <= 0:
         raise ValueError("max_train_seconds must be > 0")
+    if args.stop_at_step is not None and args.max_steps <= 0:
+        raise ValueError(f"stop_at_step stops a run of max_steps steps early, and max_steps is {args.max_steps}: "
+                         "set max_steps (the schedule's length) as well")
     if args.stop_at_step is not None and not 0 < args.stop_at_step <= args.max_steps:
-        raise ValueError("stop_at_step must be in 1..max_steps")
+        raise ValueError(f"stop_at_step must be in 1..max_steps ({args.max_steps}), got {args.stop_at_step}")
 
 
 def parse_args(argv: list[str] | None = None):
     description = __doc__.split("\n\n")[0]
-    parser = TrlParser((DataArguments, ModelArguments, VLMSFTConfig), prog="vlm-r1 sft", description=description)
+    parser = RecipeParser((DataArguments, ModelArguments, VLMSFTConfig), prog="vlm-r1 sft", description=description)
     data_args, model_args, sft_args = parser.parse_args_and_config(argv)
     check_sft_args(data_args, model_args, sft_args)
     sft_args.completion_only_loss = True

@@ -10,16 +10,16 @@ import sys
 import warnings
 from pathlib import Path
 
-from trl import TrlParser
-
 from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args
+from .recipe import RecipeParser
 
 logger = logging.getLogger("vlm_r1")
 
 
 # Deprecation notices that TRL 1.16 / transformers 5.23 raise from their own code on every step: nothing a user
 # can act on, and they bury the per-step lines.
-QUIET_DEPRECATIONS = (r".*`(is_)?gradient_checkpointing` is deprecated", r".*'pin_memory' argument is set as true")
+QUIET_DEPRECATIONS = (r".*`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
+                      r".*'pin_memory' argument is set as true")
 
 
 def quiet_library_deprecations() -> None:
@@ -28,11 +28,37 @@ def quiet_library_deprecations() -> None:
 
 
 def parse_args(argv: list[str] | None = None):
-    quiet_library_deprecations()  # TrlParser builds GRPOConfig, which warns about its own fields
-    parser = TrlParser((DataArguments, ModelArguments, VLMGRPOConfig))
+    quiet_library_deprecations()  # the parser builds GRPOConfig, which warns about its own fields
+    parser = RecipeParser((DataArguments, ModelArguments, VLMGRPOConfig))
     data_args, model_args, training_args = parser.parse_args_and_config(argv)
     check_args(data_args, model_args, training_args)
     return data_args, model_args, training_args
+
+
+class _DropNote(logging.Filter):
+    def __init__(self, fragment: str):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+_IGNORED_KWARGS_NOTE = _DropNote("`model_init_kwargs` will be ignored")
+
+
+def reference_at_revision(training_args: VLMGRPOConfig, revision: str) -> None:
+    """Load TRL's KL reference model at the policy's revision.
+
+    TRL builds the reference itself from the checkpoint's id and ``model_init_kwargs``, so without this a policy at
+    ``model_revision`` would be compared with the default branch. ``model_init_kwargs`` is refused as a user option
+    (``check_training_args``); it carries the revision only. TRL's note that it "will be ignored" (the policy is
+    passed loaded) is dropped: the reference reads it.
+    """
+    if revision == "main":
+        return
+    training_args.model_init_kwargs = {"revision": revision}
+    logging.getLogger("trl.trainer.grpo_trainer").addFilter(_IGNORED_KWARGS_NOTE)  # one filter, however many runs
 
 
 def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | None):
@@ -91,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
     peft_config = apply_training_mode(model, module, model_args)
+    reference_at_revision(training_args, model_args.model_revision)
     template = data_args.question_template or module.question_template
     train_dataset = to_hf_dataset(samples, template, data_args.system_prompt)
     eval_dataset = to_hf_dataset(eval_samples, template, data_args.system_prompt) if eval_samples else None

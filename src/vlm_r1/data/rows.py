@@ -293,8 +293,11 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
             if validate_solution is not None and not any(f.startswith(("solution", "reward")) for f, _ in problems):
                 try:
                     validate_solution(reward, value)
-                except ValueError as e:
-                    problems.append(("solution", str(e)))
+                except ValueError as e:  # an error may name its field (a reward name the validator does not know)
+                    field_name = getattr(e, "field", "solution")
+                    if field_name == "reward" and row.get("reward") is None:
+                        field_name = "default_reward"
+                    problems.append((field_name, str(e)))
     if problems:
         return None, problems
     sample = Sample(

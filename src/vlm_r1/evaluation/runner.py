@@ -98,11 +98,18 @@ class GenerationSettings:
                                  "add --do_sample, or leave them at their defaults")  # fmt: skip
 
 
-# The decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry beams or a
-# repetition penalty (Qwen-VL-Instruct ships repetition_penalty 1.05), which generate() would apply.
-PLAIN_DECODING: dict[str, Any] = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+# The decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry beams, a
+# repetition penalty (Qwen-VL-Instruct ships repetition_penalty 1.05) or other logits processors, which generate()
+# would apply. None unsets a knob (it overrides the checkpoint's value; transformers 5 defaults are None).
+PLAIN_DECODING: dict[str, Any] = {
+    "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+    **dict.fromkeys(("min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "encoder_repetition_penalty",
+                     "bad_words_ids", "suppress_tokens", "begin_suppress_tokens", "sequence_bias",
+                     "forced_bos_token_id", "forced_eos_token_id", "exponential_decay_length_penalty",
+                     "guidance_scale", "min_length", "min_new_tokens", "stop_strings")),
+}  # fmt: skip
 # Greedy: the sampling knobs unset, which also silences "temperature is set but do_sample is False".
-GREEDY_DECODING: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None, "min_p": None}
+GREEDY_DECODING: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """`GRQOConfig`: every option of a GRQO (or supervised-only) Grounding DINO run.
 
-Parsed with TRL's `TrlParser` from a recipe YAML plus `--key value` overrides (`train.py`). Every
-field says what it does in `metadata["help"]`; `check_config` refuses values and combinations
-that could not be honoured.
+Parsed with `vlm_r1.recipe.RecipeParser` (TRL's `TrlParser`, recipe values type-checked) from a recipe YAML
+plus `--key value` overrides (`train.py`). Every field says what it does in `metadata["help"]`; `check_config`
+refuses values and combinations that could not be honoured.
 """
 
 from __future__ import annotations

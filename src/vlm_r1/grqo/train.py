@@ -1,6 +1,6 @@
 """Entry point: `python -m vlm_r1.grqo.train --config recipes/tiny/grqo_dino.yaml [--key value ...]`.
 
-`main(argv)` parses a `GRQOConfig` (recipe YAML + overrides, TRL's `TrlParser`) and calls `run`,
+`main(argv)` parses a `GRQOConfig` (recipe YAML + overrides, `vlm_r1.recipe.RecipeParser`) and calls `run`,
 which goes through the phases: data, model, trainer, train, evaluate, save. The model and its processor
 are loaded by `loading.load_detector` (hub id or folder, `model_revision`, `trust_remote_code` off unless asked).
 Outputs in `output_dir`: `log.jsonl` (one line per logged step), `metrics.json` (COCO metrics
@@ -106,9 +106,9 @@ def run(cfg: GRQOConfig) -> dict:
 
 def parse_config(argv=None) -> GRQOConfig:
     """GRQOConfig from `--config recipe.yaml` plus `--key value` overrides (unknown keys are errors)."""
-    from trl import TrlParser
+    from ..recipe import RecipeParser
 
-    (cfg,) = TrlParser(GRQOConfig).parse_args_and_config(argv)
+    (cfg,) = RecipeParser(GRQOConfig).parse_args_and_config(argv)
     return cfg
 
 

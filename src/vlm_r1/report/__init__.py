@@ -30,11 +30,12 @@ __all__ = [
 ]
 
 
-def find_log_history(output_dir: str | Path) -> tuple[list[dict], Path]:
+def find_log_history(output_dir: str | Path, report_dir: str | Path | None = None) -> tuple[list[dict], Path]:
     """The longest log history saved under ``output_dir``, and the file it came from.
 
     Looks at ``trainer_state.json`` (written by ``trainer.save_state()``), ``report/log_history.json`` (written by the
-    report callback) and ``checkpoint-*/trainer_state.json``. ``output_dir`` may also be one of those files.
+    report callback; ``REPORT_DIR/log_history.json`` too for a run trained with ``report_dir``) and
+    ``checkpoint-*/trainer_state.json``. ``output_dir`` may also be one of those files.
     Raises FileNotFoundError naming the places it looked.
     """
     root = Path(output_dir)
@@ -43,6 +44,8 @@ def find_log_history(output_dir: str | Path) -> tuple[list[dict], Path]:
     else:
         checkpoints = sorted(root.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step_of(p.parent.name))
         candidates = [root / "trainer_state.json", root / "report" / "log_history.json", *checkpoints[-1:]]
+        if report_dir is not None:
+            candidates.append(Path(report_dir) / "log_history.json")
     best: tuple[list[dict], Path] | None = None
     for path in candidates:
         if path.is_file():
@@ -51,8 +54,10 @@ def find_log_history(output_dir: str | Path) -> tuple[list[dict], Path]:
             if best is None or len(history) > len(best[0]):
                 best = (history, path)
     if best is None:
+        also = f" and {Path(report_dir) / 'log_history.json'}" if report_dir is not None and not root.is_file() else ""
         raise FileNotFoundError(
-            f"no log history in {root}: looked for trainer_state.json, report/log_history.json, checkpoint-*/"
+            f"no log history in {root}: looked for trainer_state.json, report/log_history.json, checkpoint-*/{also}"
+            " (a run trained with report_dir: pass --out REPORT_DIR)"
         )
     return best
 
@@ -68,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="vlm-r1 report", description="Redraw the training report (curves, gallery page) of a run."
     )
     parser.add_argument("output_dir", help="the run's output_dir (or a trainer_state.json)")
-    parser.add_argument("--out", default=None, help="report folder (default: OUTPUT_DIR/report)")
+    parser.add_argument("--out", default=None,
+                        help="report folder (default: OUTPUT_DIR/report; for a run trained with report_dir, that folder)")
     args = parser.parse_args(argv)
     try:
-        history, source = find_log_history(args.output_dir)
+        history, source = find_log_history(args.output_dir, args.out)
     except (FileNotFoundError, ValueError) as e:
         print(f"vlm-r1 report: {e}")
         return 1

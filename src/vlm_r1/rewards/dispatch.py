@@ -22,6 +22,12 @@ TASK_REWARDS = {  # task names and short aliases (as written in `reward` columns
 }
 
 
+class RewardNameError(ValueError):
+    """A row's reward name that names no accuracy reward: a problem of the row's `reward` field, not its ground truth."""
+
+    field = "reward"
+
+
 def resolve_accuracy(name: str):
     """The accuracy reward for a task name, accuracy-reward name or 'module:function'; ValueError otherwise."""
     if not isinstance(name, str) or not name:
@@ -42,7 +48,10 @@ def validate_solution(reward_name: str, solution: Any) -> None:
     json-decoded) is malformed for it. `reward_name=None` (a row that names no reward) accepts anything."""
     if reward_name is None:
         return
-    resolve_accuracy(reward_name)  # unknown names and rewards without ground truth (format, shaping) are refused
+    try:
+        resolve_accuracy(reward_name)  # unknown names and rewards without ground truth (format, shaping) are refused
+    except ValueError as e:
+        raise RewardNameError(str(e)) from None
     name = TASK_REWARDS.get(reward_name, reward_name)
     validator = get_validator(name) if name in list_rewards() else None
     if validator is not None:

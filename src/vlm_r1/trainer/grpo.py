@@ -45,8 +45,8 @@ class ScoredBatch:
 
 
 def greedy_version(sampling: GenerationConfig) -> GenerationConfig:
-    """A copy of ``sampling`` that decodes as ``vlm-r1 eval`` does (the evaluator's plain greedy decoding); the
-    length, stop tokens and suppressed tokens stay."""
+    """A copy of ``sampling`` that decodes as ``vlm-r1 eval`` does (the evaluator's plain greedy decoding, with no
+    other logits processor); the length and the special tokens (eos, pad, bos) stay."""
     greedy = copy.deepcopy(sampling)
     greedy.update(**PLAIN_DECODING, **GREEDY_DECODING)
     return greedy
@@ -88,7 +88,8 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         answers = [self.answer_in_pixels(row, completion) for row, completion in zip(inputs, completions, strict=True)]
         inputs = [{**row, "answers": answer} for row, answer in zip(inputs, answers, strict=True)]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._keep_scored_batch(inputs, completions, answers, rewards_per_func)
+        if self.model.training:  # the gallery shows sampled training completions, not an evaluation's batch
+            self._keep_scored_batch(inputs, completions, answers, rewards_per_func)
         return rewards_per_func
 
     def _keep_scored_batch(self, inputs, completions, answers, rewards_per_func: torch.Tensor) -> None:

@@ -1,0 +1,136 @@
+"""``RecipeParser``: TRL's ``TrlParser`` with the recipe's values checked against the fields they set.
+
+TrlParser puts a YAML value into the parser's defaults as it is, so argparse never sees it as typed text:
+``train_data: a.jsonl`` reached the code as a string (and was read one character at a time), ``max_steps: 1.5``
+failed deep inside transformers, and ``learning_rate: fast`` printed a 250-line usage text that did not name the
+file. Here every recipe value is checked against its field's type first, and refused with
+``RECIPE: FIELD: expected …, got …``:
+
+* a single value for a list field becomes a one-element list (``reward_funcs: iou_acc``);
+* an integer field takes an integer (``800`` or ``800.0``; not ``1.5``, not ``true``);
+* a float field takes a number, or text that reads as one (YAML reads ``1e-5`` as text);
+* a bool field takes ``true`` / ``false`` (or text argparse reads as a bool);
+* a text field takes text (``output_dir: 2024`` must be quoted);
+* a key given twice in the recipe is refused with its line (YAML would keep the last one silently).
+
+Text values of other fields, and everything given on the command line, go through argparse as before. A
+recipe's ``env:`` mapping is TRL's: its entries are exported to the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any
+
+import yaml
+from trl import TrlParser
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key repeated in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ValueError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice "
+                                 f"(first on line {seen[key]}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _field_hints(dataclass_types) -> dict[str, Any]:
+    hints: dict[str, Any] = {}
+    for cls in dataclass_types:
+        try:
+            resolved = typing.get_type_hints(cls)
+        except Exception:  # an unresolvable annotation somewhere in a library's class: use what is concrete
+            resolved = {f.name: f.type for f in dataclasses.fields(cls) if not isinstance(f.type, str)}
+        for f in dataclasses.fields(cls):
+            if f.name in resolved:
+                hints[f.name] = resolved[f.name]
+    return hints
+
+
+def _members(hint) -> tuple[set, Any]:
+    """(the plain types a hint admits, the element hint of its list member or None)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    plain, element = set(), None
+    for arg in args:
+        if typing.get_origin(arg) is list:
+            element = (typing.get_args(arg) or (Any,))[0]
+        elif isinstance(arg, type):
+            plain.add(arg)
+    return plain, element
+
+
+def _scalar(value, plain: set, where: str):
+    """`value` checked (and converted where exact) for a field admitting the types in `plain`."""
+    if value is None or isinstance(value, (list, dict)) or str in plain and isinstance(value, str):
+        return value
+    if bool in plain:
+        if isinstance(value, bool) or isinstance(value, str):
+            return value  # text goes to argparse's string_to_bool
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if int in plain and float not in plain:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
+    if float in plain:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if plain and plain <= {str, type(None)}:
+        raise ValueError(f"{where}: expected text, got {value!r} (quote it)")
+    return value
+
+
+def check_recipe_value(name: str, value, hint, recipe: str):
+    """A recipe's value for field `name`, checked against the field's type hint; ValueError naming both."""
+    where = f"{recipe}: {name}"
+    plain, element = _members(hint)
+    if element is not None and value is not None and not isinstance(value, list) and type(value) not in plain:
+        value = [value]
+    if isinstance(value, list) and element is not None:
+        inner, _ = _members(element)
+        return [_scalar(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    return _scalar(value, plain, where)
+
+
+class RecipeParser(TrlParser):
+    """TrlParser whose ``--config`` recipe is read strictly (see the module docstring)."""
+
+    def __init__(self, dataclass_types, **kwargs):
+        super().__init__(dataclass_types, **kwargs)
+        self._hints = _field_hints(dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types])
+        self._recipe = "the recipe"
+
+    def parse_args_and_config(self, args=None, **kwargs):
+        args = list(args) if args is not None else sys.argv[1:]
+        if "--config" in args and args.index("--config") + 1 < len(args):
+            self._recipe = args[args.index("--config") + 1]
+            try:
+                with open(self._recipe, encoding="utf-8") as f:
+                    loader = _UniqueKeyLoader(f)  # a SafeLoader: plain data only
+                    try:
+                        loader.get_single_data()
+                    finally:
+                        loader.dispose()
+            except (ValueError, yaml.YAMLError) as e:
+                raise ValueError(f"{self._recipe}: {e}") from None
+        return super().parse_args_and_config(args, **kwargs)
+
+    def set_defaults_with_config(self, **kwargs) -> list[str]:
+        checked = {key: check_recipe_value(key, value, self._hints[key], self._recipe) if key in self._hints else value
+                   for key, value in kwargs.items()}
+        return super().set_defaults_with_config(**checked)
