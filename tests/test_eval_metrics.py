@@ -84,8 +84,17 @@ def test_detection_hand_computed_ap():
     # class-agnostic ignores the label
     agnostic = coco_metrics(gt, [ScoredBoxes([[0, 0, 10, 10]], ["blue star"])], class_agnostic=True)
     assert agnostic["mAP"] == pytest.approx(1.0, abs=1e-12)
-    # no predictions at all
-    assert coco_metrics(gt, [ScoredBoxes()])["mAP"] == 0.0
+    # no predictions at all: 0 where there is ground truth, COCOeval's -1 for area ranges without any (as with
+    # predictions), so the per-area numbers of two runs compare
+    empty = coco_metrics(gt, [ScoredBoxes()])
+    assert (empty["mAP"], empty["AP_small"], empty["AP_medium"], empty["AP_large"]) == (0.0, 0.0, -1.0, -1.0)
+    assert coco_metrics(gt, [ScoredBoxes([[50, 50, 60, 60]], ["red circle"], [0.9])])["AP_medium"] == -1.0
+    # predictions that do not line up with their labels or scores, or carry a NaN score, are refused
+    for bad in (ScoredBoxes([[0, 0, 10, 10], [1, 1, 9, 9]], ["red circle"], [0.9, 0.8]),
+                ScoredBoxes([[0, 0, 10, 10], [1, 1, 9, 9]], ["red circle"] * 2, [0.9]),
+                ScoredBoxes([[0, 0, 10, 10]], ["red circle"], [float("nan")])):  # fmt: skip
+        with pytest.raises(ValueError, match="image 1: "):
+            coco_metrics(gt, [bad])
 
 
 def test_detection_matches_pycocotools_directly():

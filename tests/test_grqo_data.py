@@ -55,3 +55,18 @@ def test_make_batch_loads_images_through_the_data_layer(tmp_path):
     example = DetectionExample(str(tmp_path / "cut.png"), 64, 48, ((1.0, 2.0, 30.0, 40.0),), ("red circle",))
     with pytest.raises(ImageError, match="cut.png"):  # truncated: refused, naming the file
         make_batch([example], processor=None, classes=["red circle"])
+
+
+def test_synthetic_grqo_rows_leave_a_make_data_split_alone(tmp_path):
+    """The rows GRQO filters from are written in their own folder: a `detection_train.jsonl` beside is untouched."""
+    from vlm_r1.grqo.data import write_synthetic_detection
+    from vlm_r1.synthetic import write_split
+
+    mine = write_split(tmp_path, "detection", "train", 5, seed=1, image_size=64)
+    before = mine.read_text(), sorted(p.name for p in (tmp_path / "images").iterdir())
+    images_before = {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()}
+    path = write_synthetic_detection(tmp_path, "train", 2, seed=0, image_size=64)
+    assert (mine.read_text(), sorted(p.name for p in (tmp_path / "images").iterdir())) == before
+    assert {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()} == images_before
+    examples = load_detection_examples(path)  # its rows point at their own images
+    assert len(examples) == 2 and all("grqo_source_train" in e.image for e in examples)

@@ -187,7 +187,8 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
-        raise ValueError(f"max_train_samples must be >= 1 (the first N training rows), got {data_args.max_train_samples}")
+        raise ValueError(f"max_train_samples must be >= 1 (it keeps the first N training rows), "
+                         f"got {data_args.max_train_samples}")
     if training_args.max_steps > 0 and training_args.num_train_epochs != type(training_args).num_train_epochs:
         raise ValueError(f"num_train_epochs ({training_args.num_train_epochs:g}) has no effect when max_steps "
                          f"({training_args.max_steps}) is set: max_steps ends the run; drop one of them")

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="dtype of the saved weights (default: the base checkpoint's)")
     parser.add_argument("--revision", default=None,
-                        help="branch, tag or commit of the base (default: the one the adapter config records, else main)")
+                        help="branch, tag or commit of the base (default: the one its adapter config records, "
+                             "else main)")
     parser.add_argument("--trust_remote_code", action="store_true")
     args = parser.parse_args(argv)
     out = merge_lora(args.adapter, args.out, base=args.base, dtype=args.dtype, trust_remote_code=args.trust_remote_code,

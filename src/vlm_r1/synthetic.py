@@ -23,6 +23,7 @@ arguments give byte-identical PNG files and JSONL lines.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,7 +65,8 @@ class Domain:
     name: str
     target_pairs: tuple[Pair, ...]  # pairs that may be referred to / counted / classified
     distractor_pairs: tuple[Pair, ...]  # pairs that may appear as other objects
-    size_range: tuple[float, float]  # side of an object's square, as a fraction of the image side
+    size_range: tuple[float, float]  # side of an object's square, as a fraction of the image side (rounded to whole
+    # pixels, at least 6 px: exact at 112 px; at 64 px `ood` objects are 6-8 px, 0.09-0.13 of the side)
     backgrounds: tuple[str, ...]
     rec_distractors: tuple[int, int]  # other objects next to the referent
     detection_objects: tuple[int, int]  # objects in a detection scene
@@ -380,8 +382,9 @@ def write_split(out_dir, task: str, split: str, n: int, seed: int = 0, image_siz
     Returns the JSONL path. Re-running with the same arguments rewrites identical bytes.
     """
     _check(task, split)
-    if int(n) < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    for name, value in (("n", n), ("image_size", image_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if name == "n" else 1):
+            raise ValueError(f"{name} must be a whole number >= {0 if name == 'n' else 1}, got {value!r}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     jsonl = out / f"{task}_{split}.jsonl"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -94,6 +95,11 @@ def to_coco(
     for image_id, pred in enumerate(predictions, start=1):
         scores = list(pred.scores) if len(pred.scores) else [None] * len(pred.boxes)
         labels = list(pred.labels) if len(pred.labels) else [None] * len(pred.boxes)
+        if not len(scores) == len(labels) == len(pred.boxes):
+            raise ValueError(f"image {image_id}: {len(pred.boxes)} predicted boxes but {len(labels)} labels and "
+                             f"{len(scores)} scores (give one of each per box, or none)")
+        if any(score is not None and not math.isfinite(float(score)) for score in scores):
+            raise ValueError(f"image {image_id}: a predicted score is NaN or infinite")
         for box, label, score in zip(pred.boxes, labels, scores):
             cat = categories.get(_label(label, class_agnostic))
             if cat is None:
@@ -115,20 +121,23 @@ def coco_metrics_from_dicts(dataset: dict, results: list[dict]) -> dict[str, flo
     """Run COCOeval (bbox, default parameters) on a COCO dataset dict and a results list.
 
     Returns the 12 summary numbers (``COCO_STAT_NAMES``); COCOeval's -1 (undefined: no ground truth in that area
-    range) is kept. With no results at all every number is 0.0 when there is ground truth (nothing was found).
+    range) is kept, with results or without (no results: 0.0 where there is ground truth, nothing was found).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if not dataset.get("annotations"):
         return dict.fromkeys(COCO_STAT_NAMES, -1.0)
-    if not results:
-        return dict.fromkeys(COCO_STAT_NAMES, 0.0)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = dataset
         gt.createIndex()
-        dt = gt.loadRes(results)
+        if results:
+            dt = gt.loadRes(results)
+        else:  # loadRes refuses an empty list: an empty detection set instead
+            dt = COCO()
+            dt.dataset = {"images": dataset["images"], "categories": dataset["categories"], "annotations": []}
+            dt.createIndex()
         ev = COCOeval(gt, dt, "bbox")
         ev.evaluate()
         ev.accumulate()

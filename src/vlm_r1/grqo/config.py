@@ -7,6 +7,7 @@ refuses values and combinations that could not be honoured.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -119,8 +120,10 @@ def check_config(cfg: GRQOConfig) -> None:
     for name in ("learning_rate", "backbone_lr_scale", "weight_decay", "max_grad_norm", "grqo_alpha", "kl_beta",
                  "advantage_eps", "cost_class", "cost_bbox", "cost_giou", "kl_top_k", "ref_refresh_steps",
                  "eval_every"):  # fmt: skip
-        if getattr(cfg, name) < 0:
-            problems.append(f"{name} must be >= 0")
+        if not math.isfinite(getattr(cfg, name)) or getattr(cfg, name) < 0:
+            problems.append(f"{name} must be a finite number >= 0, got {getattr(cfg, name)}")
+    if cfg.advantage_eps == 0:  # equal rewards would give 0 / 0
+        problems.append("advantage_eps must be > 0 (a group of equal rewards is divided by std + eps = 0)")
     if cfg.max_train_samples is not None and cfg.max_train_samples < 1:
         problems.append("max_train_samples must be >= 1")
     if cfg.eval_every and not cfg.eval_data:

@@ -77,8 +77,10 @@ def matching_cost(
     """Total matching cost C (Q, G) of one image's queries against its ground-truth objects."""
     cost = weights.cls * focal_class_cost(logits, gt_label_maps, weights.focal_alpha, weights.focal_gamma)
     cost = cost + weights.l1 * l1_cost(boxes, gt_boxes) + weights.giou * giou_cost(boxes, gt_boxes)
-    # A degenerate predicted box (w or h = 0 after sigmoid underflow) can give NaN GIoU: make it
-    # the worst cost rather than poisoning the group statistics.
+    # Only a non-finite prediction (NaN logits or boxes) gives a non-finite cost; a zero-area box still has a
+    # finite GIoU. Such a query gets a large finite cost so the step does not fail; its outlier reward then
+    # dominates its group's spread and shrinks the other queries' advantages (the guard is for survival, not
+    # for a clean signal).
     return torch.nan_to_num(cost, nan=1e4, posinf=1e4, neginf=-1e4)
 
 

@@ -81,21 +81,24 @@ def write_synthetic_detection(out_dir, split: str, n: int, seed: int = 0, image_
     subset, so prompting every class would turn the unasked objects into false negatives of the
     ground truth. GRQO / supervised Grounding DINO training needs every object of a prompted
     class boxed, so only rows asking for every object are kept (about one in four); rows come
-    from `write_split` (more are generated until `n` qualify), the kept lines are copied verbatim.
+    from `write_split` (more are generated until `n` qualify) into the subfolder `grqo_source_{split}/`, so a
+    `detection_{split}.jsonl` of `vlm-r1 make-data` in `out_dir` is left alone; the kept rows point at its images.
     """
     from vlm_r1.synthetic import DETECTION_TEMPLATES, write_split
 
     exhaustive = {"<image>" + q for q in DETECTION_TEMPLATES["all"]}
     out = Path(out_dir)
-    kept: list[str] = []
+    source_dir = f"grqo_source_{split}"
+    kept: list[dict] = []
     generated = 0
     while len(kept) < n:
         generated = max(4 * n + 16, 2 * generated)
-        source = write_split(out, "detection", split, generated, seed, image_size)
-        lines = source.read_text(encoding="utf-8").splitlines()
-        kept = [ln for ln in lines if json.loads(ln)["conversations"][0]["value"] in exhaustive][:n]
+        source = write_split(out / source_dir, "detection", split, generated, seed, image_size)
+        rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+        kept = [row for row in rows if row["conversations"][0]["value"] in exhaustive][:n]
     path = out / f"grqo_detection_{split}.jsonl"
-    path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+    lines = [json.dumps({**row, "image": f"{source_dir}/{row['image']}"}) for row in kept]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
@@ -129,6 +132,9 @@ def make_batch(examples, processor, classes, max_text_len: int | None = None) ->
     classes = check_classes(classes)
     index = {name: i for i, name in enumerate(classes)}
     images = [load_image(e.image) for e in examples]
+    tokenless = [c for c in classes if not processor.tokenizer(c, add_special_tokens=False)["input_ids"]]
+    if tokenless:  # the prompt would split into fewer phrases than classes, shifting every later class id
+        raise ValueError(f"class names {tokenless} give no tokens (the tokenizer drops their characters): rename them")
     inputs = processor(images=images, text=[classes] * len(examples), return_tensors="pt")
     if max_text_len is not None and inputs["input_ids"].shape[1] > max_text_len:
         raise ValueError(
