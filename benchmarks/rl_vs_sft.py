@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--n_labelled", type=int, default=1000, help="labelled training rows both methods see")
     p.add_argument("--n_test", type=int, default=1000)
     p.add_argument("--image_size", type=int, default=112, help="the shipped warm start was trained at 112 px")
-    p.add_argument("--grpo_steps", type=int, default=200)
+    p.add_argument("--grpo_steps", type=int, default=400)
     p.add_argument("--grpo_args", nargs="*", default=[],
                    help="KEY=VALUE overrides of the GRPO recipe, e.g. per_device_train_batch_size=32 warmup_steps=0")
     p.add_argument("--sft_lr", type=float, default=1e-4)
@@ -104,7 +104,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if "--max_steps" in key_value_args(args.grpo_args)[::2]:
+    if "--max_steps" in key_value_args(args.grpo_args):
         raise SystemExit("set GRPO's steps with --grpo_steps, not --grpo_args max_steps=...")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

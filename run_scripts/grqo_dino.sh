@@ -7,17 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash run_scripts/setup.sh
-PYTHON=${PYTHON:-.venv/bin/python}
+PY="${VENV:-.venv}/bin/python"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 if [ ! -f outputs/tiny_grounding_dino/config.json ]; then
-  "$PYTHON" -c "from vlm_r1.grqo.tiny import make_tiny_grounding_dino as m; print(m('outputs/tiny_grounding_dino'))"
+  "$PY" -c "from vlm_r1.grqo.tiny import make_tiny_grounding_dino as m; print(m('outputs/tiny_grounding_dino'))"
 fi
-"$PYTHON" - <<'PY'
+"$PY" - <<'PY'
 from pathlib import Path
 from vlm_r1.grqo.data import write_synthetic_detection
 for split, n in (("train", 2000), ("test", 500), ("ood", 500)):
     if not Path(f"outputs/synthetic_grqo/grqo_detection_{split}.jsonl").exists():
         print(write_synthetic_detection("outputs/synthetic_grqo", split, n, seed=0))
 PY
-exec "$PYTHON" -m vlm_r1.grqo.train --config recipes/tiny/grqo_dino.yaml "$@"
+exec "$PY" -m vlm_r1.grqo.train --config recipes/tiny/grqo_dino.yaml "$@"

@@ -67,7 +67,7 @@ def test_shipped_warm_start_refuses_another_image_size():
         check_shipped_image_size(other)
 
 
-def test_options_the_run_would_not_use_are_refused(tmp_path):
+def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
     from vlm_r1.pipeline import main
 
     base = ["--work_dir", str(tmp_path / "job"), "--n_train", "4", "--n_test", "2"]
@@ -81,9 +81,10 @@ def test_options_the_run_would_not_use_are_refused(tmp_path):
         (["--skip_grpo", "--grpo_max_steps", "5", "--grpo_args", "learning_rate=1e-5", "max_pixels=12544"],
          "--grpo_max_steps, --grpo_args learning_rate: --skip_grpo runs no GRPO"),
     ):  # fmt: skip
-        with pytest.raises(ValueError, match=re.escape(message)):
+        with pytest.raises(SystemExit) as refused:  # one line on stderr, exit status 2, no traceback
             main(base + extra)
-    assert not (tmp_path / "job" / "data").exists()  # refused before the data stage wrote anything
+        assert refused.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "job").exists()  # refused before anything was written
 
 
 def test_grpo_args_split_list_values_only():

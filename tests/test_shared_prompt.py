@@ -147,6 +147,32 @@ def test_group_rows_needs_equal_tokens_and_pixels():
     mask = torch.ones_like(ids)
     pixels = [torch.zeros(4), torch.zeros(4), torch.zeros(4), torch.ones(4)]
     assert group_rows(ids, mask, pixels) == [[0, 1], [2], [3]]
+    # equal tokens and pixels but transposed image grids (e.g. blank 224 x 112 and 112 x 224 images): the grids
+    # place the positions, so the rows are not one group
+    grids = [((1, 8, 16),), ((1, 16, 8),), ((1, 8, 16),), ((1, 8, 16),)]
+    assert group_rows(ids, mask, pixels, grids) == [[0], [1], [2], [3]]
+
+
+def test_a_chunk_of_text_only_rows_is_scored_without_image_fields(setup):
+    """Rows with an image and rows without, chunked so that one chunk holds only text-only rows: the packed pass,
+    the image-sharing plain pass and TRL's pass agree (TRL's own chunking would hand that chunk empty pixels)."""
+    from test_shared_encoding import _image
+
+    trainer, _ = setup
+    rows = [{"prompt": [{"role": "user", "content": "Find the red circle."}], "images": [_image(0)]},
+            {"prompt": [{"role": "user", "content": "Say hello in a sentence."}], "images": []}]  # fmt: skip
+    inputs = trainer._generate_and_score_completions([row for row in rows for _ in range(G)])
+    mask = inputs["completion_mask"].bool()
+    plain = _logps_and_entropies(trainer, inputs, G, packed=False)
+    packed = _logps_and_entropies(trainer, inputs, G, packed=True)
+    trainer.args.share_image_encoding = False
+    try:
+        unshared = _logps_and_entropies(trainer, inputs, G, packed=False)
+    finally:
+        trainer.args.share_image_encoding = True
+    for got, want in ((packed, plain), (unshared, plain)):
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g[mask], w[mask], **LOGP_TOL)
 
 
 def test_needs_shared_image_encoding(setup):

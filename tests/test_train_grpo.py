@@ -260,13 +260,14 @@ def test_greedy_version_decodes_as_the_evaluator():
 
     from vlm_r1.trainer.grpo import greedy_version
 
-    sampling = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=5, repetition_penalty=1.3,
+    sampling = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=5, repetition_penalty=1.3, min_p=0.1,
                                 max_new_tokens=40, suppress_tokens=[7], eos_token_id=[1, 2], pad_token_id=0)  # fmt: skip
     greedy = greedy_version(sampling)
     assert (greedy.do_sample, greedy.temperature, greedy.top_p, greedy.top_k, greedy.repetition_penalty) == (
         False, None, None, None, 1.0)  # fmt: skip
-    # the length and stop tokens stay; other logits processors go, as in `vlm-r1 eval`
-    assert (greedy.max_new_tokens, greedy.eos_token_id, greedy.suppress_tokens) == (40, [1, 2], None)
+    # the length, stop tokens and suppressed tokens (TRL's image token) stay; other logits processors go
+    assert (greedy.max_new_tokens, greedy.eos_token_id, greedy.suppress_tokens) == (40, [1, 2], [7])
+    assert greedy.min_p is None
     assert (sampling.do_sample, sampling.temperature, sampling.repetition_penalty) == (True, 0.7, 1.3)  # untouched
 
 
@@ -298,3 +299,31 @@ def test_the_gallery_keeps_the_training_batch_when_an_evaluation_ends_the_run(ti
     sources = [group["source"] for shot in gallery["snapshots"] for group in shot["groups"]]
     assert sources and all(source.startswith(str(rec_rows)) for source in sources)
     assert all(len(group["cards"]) > 1 for shot in gallery["snapshots"] for group in shot["groups"])
+
+
+def test_bf16_on_a_machine_without_a_gpu_says_which_flags_train_on_the_cpu(tmp_path):
+    from vlm_r1.train import parse_args
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: bf16 is allowed")
+    recipe = tmp_path / "gpu.yaml"
+    recipe.write_text("model_name_or_path: x\nbf16: true\n")
+    for argv, source in ((["--model_name_or_path", "x"], "bf16 is true by default"),
+                         (["--config", str(recipe)], f"`bf16: true` in {recipe}")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(source) + ".*add --bf16 false --use_cpu true"):
+            parse_args(argv + ["--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o")])
+
+
+def test_the_console_line_survives_a_reward_that_applied_to_nothing():
+    """TRL logs None for a reward with no value in the window (e.g. one that raised on every row): printed n/a."""
+    from types import SimpleNamespace
+
+    from vlm_r1.trainer.callbacks import StepPrinter
+
+    lines = []
+    printer = StepPrinter()
+    printer.training_bar = SimpleNamespace(write=lines.append)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3, max_steps=10)
+    printer._last_time, printer._last_step = 0.0, 2
+    printer.on_log(None, state, None, logs={"reward": 0.5, "rewards/iou_acc/mean": None, "loss": None, "kl": 0.01})
+    assert "iou_acc n/a" in lines[0] and "loss n/a" in lines[0] and "reward 0.500" in lines[0]

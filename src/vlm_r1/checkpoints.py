@@ -176,6 +176,11 @@ def latest_complete_checkpoint(output_dir, *, deep: bool = False) -> Path | None
     return None
 
 
+RESUME_HELP = ("auto: continue from the latest complete checkpoint-N in output_dir, or start fresh when there is none "
+               "(one command line for a first run and its restarts); a checkpoint-N folder: resume from it (refused if "
+               "incomplete); another folder: its latest complete checkpoint. Unset: start fresh.")
+
+
 def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
     """Turn ``--resume_from_checkpoint`` into a checkpoint path for ``Trainer.train`` (or None: start fresh).
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .checkpoints import RESUME_HELP
+
 
 @dataclass
 class DataArguments:
@@ -96,6 +98,7 @@ class VLMGRPOConfig(GRPOConfig):
     """TRL's GRPOConfig plus what vlm-r1 adds. Every GRPOConfig field (loss_type, beta, num_generations,
     temperature, top_p, reward_weights, use_vllm, …) works as documented by TRL."""
 
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
     share_image_encoding: bool = field(
         default=True,
         metadata={"help": "Encode each image once per group of generations instead of once per completion."},

@@ -352,9 +352,9 @@ def format_comparison(table: dict[str, dict]) -> str:
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     def stage(name: str):
@@ -365,13 +365,17 @@ def main(argv: list[str] | None = None) -> dict:
         timings[name] = time.monotonic() - timings[name]
         print(f"==== [{name}] done in {timings[name]:.0f} s", flush=True)
 
-    # every option is checked before the first stage runs: a refusal costs no time
-    if args.skip_grpo:
-        refuse_grpo_only_options(args)
-    warm, build = choose_warm_start(args, work)
-    grpo_dir = work / "grpo"
-    train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
-    setup = eval_setup(train_argv)
+    # every option is checked before the first stage runs: a refusal costs no time and writes nothing
+    try:
+        if args.skip_grpo:
+            refuse_grpo_only_options(args)
+        warm, build = choose_warm_start(args, work)
+        grpo_dir = work / "grpo"
+        train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
+        setup = eval_setup(train_argv)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))  # one line (and the usage), exit status 2
+    work.mkdir(parents=True, exist_ok=True)
 
     stage("data")
     paths = make_data(work, args.n_train, args.n_test, args.image_size, args.data_seed)

@@ -14,7 +14,8 @@ file. Here every recipe value is checked against its field's type first, and ref
 * a key given twice in the recipe is refused with its line (YAML would keep the last one silently).
 
 Text values of other fields, and everything given on the command line, go through argparse as before. A
-recipe's ``env:`` mapping is TRL's: its entries are exported to the environment.
+recipe's ``env:`` mapping is TRL's: its entries are exported to the environment. transformers' refusal of bf16 on a
+machine without a GPU is reworded to say which flags train on the CPU.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class RecipeParser(TrlParser):
     def __init__(self, dataclass_types, **kwargs):
         super().__init__(dataclass_types, **kwargs)
         self._hints = _field_hints(dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types])
-        self._recipe = "the recipe"
+        self._recipe, self._recipe_keys = "the recipe", set()
 
     def parse_args_and_config(self, args=None, **kwargs):
         args = list(args) if args is not None else sys.argv[1:]
@@ -123,12 +124,20 @@ class RecipeParser(TrlParser):
                 with open(self._recipe, encoding="utf-8") as f:
                     loader = _UniqueKeyLoader(f)  # a SafeLoader: plain data only
                     try:
-                        loader.get_single_data()
+                        recipe = loader.get_single_data()
                     finally:
                         loader.dispose()
+                self._recipe_keys = set(recipe) if isinstance(recipe, dict) else set()
             except (ValueError, yaml.YAMLError) as e:
                 raise ValueError(f"{self._recipe}: {e}") from None
-        return super().parse_args_and_config(args, **kwargs)
+        try:
+            return super().parse_args_and_config(args, **kwargs)
+        except ValueError as e:
+            if "support bf16" not in str(e):
+                raise
+            source = f"`bf16: true` in {self._recipe}" if "bf16" in self._recipe_keys else "bf16 is true by default"
+            raise ValueError(f"{source}, and this machine has no GPU that supports bf16: add --bf16 false "
+                             "--use_cpu true to train on the CPU") from None
 
     def set_defaults_with_config(self, **kwargs) -> list[str]:
         checked = {key: check_recipe_value(key, value, self._hints[key], self._recipe) if key in self._hints else value

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from trl import SFTConfig
 
+from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_training_args
 from .recipe import RecipeParser
 from .train import load_train_and_eval_rows, quiet_library_deprecations
@@ -31,6 +32,7 @@ class VLMSFTConfig(SFTConfig):
     """TRL's SFTConfig plus what vlm-r1 adds. Every SFTConfig field (learning_rate, max_steps, …) works as TRL
     documents it; ``completion_only_loss`` is forced on (the prompt is never a training target)."""
 
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
     think: str = field(
         default=DEFAULT_THINK,
         metadata={

@@ -108,7 +108,10 @@ def parse_config(argv=None) -> GRQOConfig:
     """GRQOConfig from `--config recipe.yaml` plus `--key value` overrides (unknown keys are errors)."""
     from ..recipe import RecipeParser
 
-    (cfg,) = RecipeParser(GRQOConfig).parse_args_and_config(argv)
+    parser = RecipeParser(GRQOConfig, prog="vlm-r1 grqo",
+                          description="GRQO / supervised fine-tuning of a Grounding DINO detector. Options come from "
+                                      "--config RECIPE.yaml and flags.")
+    (cfg,) = parser.parse_args_and_config(argv)
     return cfg
 
 

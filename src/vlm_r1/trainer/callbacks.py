@@ -6,6 +6,7 @@ step, the total reward and each reward function's mean, the loss, the KL when it
 
 from __future__ import annotations
 
+import math
 import time
 
 from transformers.trainer_callback import ProgressCallback
@@ -13,6 +14,13 @@ from transformers.trainer_callback import ProgressCallback
 
 def _short(name: str) -> str:
     return name.removeprefix("rewards/").removesuffix("/mean")
+
+
+def _number(value, digits: int) -> str:
+    """A logged value, or n/a when there is none (TRL logs None for a reward that applied to no completion)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:.{digits}f}"
+    return "n/a"
 
 
 class StepPrinter(ProgressCallback):
@@ -31,15 +39,15 @@ class StepPrinter(ProgressCallback):
         steps = max(1, state.global_step - self._last_step)
         seconds_per_step = (now - self._last_time) / steps
         self._last_time, self._last_step = now, state.global_step
-        parts = [f"step {state.global_step:>5}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
-        per_func = [f"{_short(k)} {v:.3f}" for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")]
+        parts = [f"step {state.global_step:>5}/{state.max_steps}", f"reward {_number(logs['reward'], 3)}"]
+        per_func = [f"{_short(k)} {_number(v, 3)}" for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")]
         if per_func:
             parts[-1] += " (" + ", ".join(per_func) + ")"
         if "loss" in logs:
-            parts.append(f"loss {logs['loss']:.4f}")
+            parts.append(f"loss {_number(logs['loss'], 4)}")
         if "kl" in logs:
-            parts.append(f"kl {logs['kl']:.4f}")
+            parts.append(f"kl {_number(logs['kl'], 4)}")
         if "completions/mean_length" in logs:
-            parts.append(f"len {logs['completions/mean_length']:.1f}")
+            parts.append(f"len {_number(logs['completions/mean_length'], 1)}")
         parts.append(f"{seconds_per_step:.2f} s/step")
         self.training_bar.write(" | ".join(parts))

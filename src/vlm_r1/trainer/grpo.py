@@ -46,9 +46,12 @@ class ScoredBatch:
 
 def greedy_version(sampling: GenerationConfig) -> GenerationConfig:
     """A copy of ``sampling`` that decodes as ``vlm-r1 eval`` does (the evaluator's plain greedy decoding, with no
-    other logits processor); the length and the special tokens (eos, pad, bos) stay."""
+    other logits processor); the length, the special tokens (eos, pad, bos) and the suppressed tokens stay: TRL
+    suppresses the image token, whose generation would break the evaluation loss's image-feature count."""
     greedy = copy.deepcopy(sampling)
+    suppressed = sampling.suppress_tokens
     greedy.update(**PLAIN_DECODING, **GREEDY_DECODING)
+    greedy.suppress_tokens = suppressed
     return greedy
 
 

@@ -37,8 +37,8 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
 from .shared_prefill import SharedRows, can_share_prefill, generate_from_shared_prefill, unique_rows
-from .shared_prompt import chunked_packed_logps, why_not_packed
-from .shared_vision import share_image_features
+from .shared_prompt import CHUNKED_FIELDS, chunk_fields, chunked_packed_logps, why_not_packed
+from .shared_vision import find_vision_language_model, share_image_features
 
 
 logger = logging.getLogger(__name__)
@@ -155,9 +155,23 @@ class SharedEncodingMixin:
             if reason not in self._packing_refusals:
                 self._packing_refusals.add(reason)
                 logger.warning("share_prompt_tokens: log-prob pass not packed (%s); using the plain pass", reason)
+        inner = find_vision_language_model(model)
+        sliceable = fields.get("pixel_values") is not None and inner is not None and all(
+            v is None or k in CHUNKED_FIELDS for k, v in fields.items())
+        rows = input_ids.size(0)
+        step = (batch_size or rows) if sliceable else rows  # our own chunks: TRL's hand an image-less chunk pixels
+        parts = []
         with share_image_features(model, enabled=self.share_image_encoding):
-            return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **fields,
-            )  # fmt: skip
+            for start in range(0, rows, step):
+                end = min(start + step, rows)
+                chunk = chunk_fields(inner, fields, rows, start, end) if sliceable else fields
+                parts.append(super()._get_per_token_logps_and_entropies(
+                    model, input_ids[start:end], attention_mask[start:end], logits_to_keep, batch_size=batch_size,
+                    compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **chunk,
+                ))  # fmt: skip
+        if len(parts) == 1:
+            return parts[0]
+        logps, entropies, aux = zip(*parts)
+        return (torch.cat(logps), torch.cat(entropies) if compute_entropy else None,
+                torch.stack(aux).mean() if compute_aux_loss else None)  # as TRL combines its chunks
 

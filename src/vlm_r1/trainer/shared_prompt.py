@@ -92,12 +92,14 @@ def row_pixel_starts(inner: nn.Module, image_grid_thw, num_images: list[int], nu
     return span_starts(num_tiles if num_tiles is not None else num_images)
 
 
-def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: list) -> list[list[int]]:
-    """Rows grouped by identical prompt (tokens, padding and pixels; ``row_pixels[r]`` None for no image), in
-    order of first appearance."""
+def group_rows(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, row_pixels: list,
+               row_grids: list | None = None) -> list[list[int]]:
+    """Rows grouped by identical prompt (tokens, padding, image grids and pixels; ``row_pixels[r]`` None for no
+    image; ``row_grids[r]`` a row's image grids, which place its images' positions), in order of first appearance."""
+    row_grids = row_grids if row_grids is not None else [None] * len(row_pixels)
     by_tokens: dict[tuple, list[int]] = defaultdict(list)
     for row, (ids, mask) in enumerate(zip(prompt_ids.tolist(), prompt_mask.tolist(), strict=True)):
-        by_tokens[(tuple(ids), tuple(mask))].append(row)
+        by_tokens[(tuple(ids), tuple(mask), row_grids[row])].append(row)
     groups = []
     for rows in by_tokens.values():
         with_pixels = [row for row in rows if row_pixels[row] is not None]
@@ -158,16 +160,23 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     prompt_ids, prompt_mask = input_ids[:, :plen], attention_mask[:, :plen]
     comp_ids, comp_mask = input_ids[:, plen:], attention_mask[:, plen:]
     num_images = list(num_images) if num_images is not None else [1] * input_ids.size(0)
-    pixel_starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
-    pixels_by_row = [pixel_values[a:b] if b > a else None for a, b in zip(pixel_starts, pixel_starts[1:])]
-    groups = group_rows(prompt_ids, prompt_mask, pixels_by_row)
+    image_starts = span_starts(num_images)
+    if pixel_values is None:  # a chunk of text-only rows
+        pixels_by_row = [None] * input_ids.size(0)
+    else:
+        pixel_starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
+        pixels_by_row = [pixel_values[a:b] if b > a else None for a, b in zip(pixel_starts, pixel_starts[1:])]
+    grids_by_row = None
+    if mrope and image_grid_thw is not None:
+        grids_by_row = [tuple(map(tuple, image_grid_thw[a:b].tolist())) for a, b in zip(image_starts, image_starts[1:])]
+    groups = group_rows(prompt_ids, prompt_mask, pixels_by_row, grids_by_row)
     leaders = [rows[0] for rows in groups]
     lead = torch.tensor(leaders, device=device)
 
-    vision = {"pixel_values": torch.cat([pixels_by_row[r] for r in leaders if pixels_by_row[r] is not None])}
+    leader_pixels = [pixels_by_row[r] for r in leaders if pixels_by_row[r] is not None]
+    vision = {"pixel_values": torch.cat(leader_pixels)} if leader_pixels else {}
     grid_lead = None
-    if mrope:
-        image_starts = span_starts(num_images)
+    if mrope and leader_pixels:
         grid_lead = torch.cat([image_grid_thw[image_starts[r] : image_starts[r + 1]] for r in leaders])
         vision["image_grid_thw"] = grid_lead
     type_ids = mm_token_type_ids[lead, :plen] if mrope else None
@@ -211,32 +220,43 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
     return logps, entropies
 
 
+CHUNKED_FIELDS = ("pixel_values", "image_grid_thw", "num_images", "num_tiles", "mm_token_type_ids")
+
+
+def chunk_fields(inner: nn.Module, fields: dict, rows: int, start: int, end: int) -> dict:
+    """The log-prob fields (``CHUNKED_FIELDS``) of rows ``start:end`` of a batch of ``rows``. A chunk whose rows
+    hold no image gets no image fields (an empty ``pixel_values`` would reach the vision tower)."""
+    out = {}
+    if fields.get("mm_token_type_ids") is not None:
+        out["mm_token_type_ids"] = fields["mm_token_type_ids"][start:end]
+    if fields.get("num_images") is not None:
+        out["num_images"] = list(fields["num_images"])[start:end]
+    num_images = list(fields["num_images"]) if fields.get("num_images") is not None else [1] * rows
+    image_starts = span_starts(num_images)
+    if fields.get("pixel_values") is None or image_starts[end] == image_starts[start]:
+        return out
+    num_tiles = fields.get("num_tiles")
+    pixel_starts = row_pixel_starts(inner, fields.get("image_grid_thw"), num_images, num_tiles)
+    out["pixel_values"] = fields["pixel_values"][pixel_starts[start] : pixel_starts[end]]
+    if fields.get("image_grid_thw") is not None:
+        out["image_grid_thw"] = fields["image_grid_thw"][image_starts[start] : image_starts[end]]
+    if num_tiles is not None:
+        out["num_tiles"] = list(num_tiles)[start:end]
+    return out
+
+
 def chunked_packed_logps(model, input_ids, attention_mask, logits_to_keep, batch_size, *, compute_entropy,
-                         autocast, pixel_values, image_grid_thw=None, num_images=None, num_tiles=None,
-                         mm_token_type_ids=None):  # fmt: skip
+                         autocast, **fields):  # fmt: skip
     """:func:`packed_logps` over chunks of ``batch_size`` rows, as TRL chunks its plain pass."""
     rows = input_ids.size(0)
     step = batch_size or rows
     inner = find_vision_language_model(model)
-    mrope = _uses_mrope(inner)
-    num_images = list(num_images) if num_images is not None else [1] * rows
-    image_starts = span_starts(num_images)
-    pixel_starts = row_pixel_starts(inner, image_grid_thw, num_images, num_tiles)
     all_logps, all_entropies = [], []
     for start in range(0, rows, step):
         end = min(start + step, rows)
-        chunk = {
-            "pixel_values": pixel_values[pixel_starts[start] : pixel_starts[end]],
-            "num_images": num_images[start:end],
-        }
-        if mrope:
-            chunk["image_grid_thw"] = image_grid_thw[image_starts[start] : image_starts[end]]
-            chunk["mm_token_type_ids"] = mm_token_type_ids[start:end]
-        elif num_tiles is not None:
-            chunk["num_tiles"] = list(num_tiles)[start:end]
         logps, entropies = packed_logps(
             model, input_ids[start:end], attention_mask[start:end], logits_to_keep, compute_entropy=compute_entropy,
-            autocast=autocast, **chunk,
+            autocast=autocast, **chunk_fields(inner, fields, rows, start, end),
         )  # fmt: skip
         all_logps.append(logps)
         all_entropies.append(entropies)
