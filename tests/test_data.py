@@ -84,6 +84,8 @@ BAD_ROWS = [  # (line, field, message fragment)
     (_row(answer=[{"bbox_2d": [0, 0, 5, 5]}, {"bbox_2d": [0, -1, 5, 5]}]), "solution[1].bbox_2d", "outside"),
     (_row(image="missing.png"), "image", "not found"),
     (_row(image=["a.png", 7], value="<image><image>x"), "image[1]", "non-empty path"),
+    (_row(image=["b.png", "a.png"], value="<image><image>x", answer="[0, 0, 30, 25]"), "solution",
+     "outside the 20x20 image"),  # a box refers to the first image
     (_row(image="im\u0000g.png"), "image", "NUL"),
     (_row(image="a" * 5000 + ".png"), "image", "not a usable path"),
     (json.dumps(_row())[:-1] + ', "conversations": []}', "json", "duplicate key(s) 'conversations'"),

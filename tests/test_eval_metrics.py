@@ -263,3 +263,30 @@ def test_decoding_ignores_the_checkpoints_extras(tiny_model_dir, tmp_path, do_sa
         processor = AutoProcessor.from_pretrained(folder, padding_side="left")
         texts[name] = generate(model, processor, samples, "{question}", settings=settings)
     assert texts["extras"] == texts["plain"]
+
+
+def test_greedy_evaluation_does_not_depend_on_batching_or_the_processors_padding_side(tiny_model_dir, tmp_path):
+    """Rows of different prompt lengths, decoded one by one and five at a time, with a processor that pads on the
+    right: the evaluator pads on the left itself, so every row gets the same completion."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vlm_r1.data import load_rows
+    from vlm_r1.evaluation.runner import generate
+    from vlm_r1.synthetic import write_split
+
+    folder = tiny_model_dir("qwen2_vl")
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    processor = AutoProcessor.from_pretrained(folder, padding_side="right")
+    samples = [*load_rows(write_split(tmp_path, "rec", "test", 3, seed=0)),
+               *load_rows(write_split(tmp_path, "counting", "test", 2, seed=0))]  # fmt: skip
+    one_by_one = generate(model, processor, samples, "{question}", settings=GenerationSettings(max_new_tokens=10,
+                                                                                                batch_size=1))
+    together = generate(model, processor, samples, "{question}", settings=GenerationSettings(max_new_tokens=10,
+                                                                                              batch_size=5))
+    assert together == one_by_one
+
+
+def test_sampling_settings_out_of_range_are_refused():
+    for kwargs in ({"temperature": 0.0}, {"top_p": 1.5}, {"top_p": 0.0}):
+        with pytest.raises(ValueError, match="temperature must be > 0 and top_p in"):
+            GenerationSettings(do_sample=True, **kwargs)

@@ -147,6 +147,9 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     assert (run / "report" / "curves.png").stat().st_size > 0
     assert "checkpoint-10" in capsys.readouterr().out
     assert main([str(tmp_path / "missing")]) == 1
+    (run / "checkpoint-12").mkdir()
+    (run / "checkpoint-12" / "trainer_state.json").write_text('{"log_history": [{"step": 1, "lo')  # save cut short
+    assert main([str(run)]) == 0 and "checkpoint-10" in capsys.readouterr().out  # the readable history is used
     # a run trained with report_dir keeps its log history there: --out finds it
     moved = tmp_path / "elsewhere"
     moved.mkdir()
@@ -223,3 +226,27 @@ def test_callback_silent_off_main_process(tmp_path):
     callback.on_save(None, state, None)
     callback.on_train_end(None, state, None)
     assert not callback.dir.exists()
+
+
+def test_rolling_mean_skips_non_finite_values():
+    """A skipped step logs a non-finite grad_norm: the smoothed line goes on after it."""
+    import math
+
+    from vlm_r1.report.curves import _rolling
+
+    out = _rolling([1.0, 3.0, math.nan, 5.0, 7.0, 9.0], 2)
+    assert out[:2] == [1.0, 2.0] and out[2] == 3.0 and out[3:] == [5.0, 6.0, 8.0]
+    assert math.isnan(_rolling([math.inf, math.nan], 2)[1])
+
+
+def test_a_long_title_is_cut_to_the_longest_prefix_that_fits():
+    from PIL import Image, ImageDraw
+
+    from vlm_r1.report.draw import _fit, font
+
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    text = "Detect every object of these classes: " + ", ".join(f"class {i}" for i in range(2000))
+    cut = _fit(draw, text, 300)
+    assert cut.endswith("…") and text.startswith(cut[:-1])
+    assert draw.textlength(cut, font=font()) <= 300 < draw.textlength(text[: len(cut)] + "…", font=font())
+    assert _fit(draw, "short", 300) == "short"

@@ -42,6 +42,15 @@ def test_sft_targets_use_the_module_input_size():
     assert sft_targets([row], get_module("qwen2_5_vl"), _FakeProcessor(), think="t") == [
         "<think>t</think><answer>[98, 56, 196, 112]</answer>"
     ]
+    # a text-only row: a number is fine, a box has no image whose pixels it could be in
+    text_only = Sample(images=(), image_sizes=(), problem="How many?", solution="3", reward=None, source="r.jsonl:2")
+    assert sft_targets([text_only], get_module("qwen2_vl"), _FakeProcessor(), think="t") == [
+        "<think>t</think><answer>3</answer>"
+    ]
+    boxed = Sample(images=(), image_sizes=(), problem="Where?", solution="[1200, 5, 1300, 50]", reward=None,
+                   source="r.jsonl:3")  # fmt: skip
+    with pytest.raises(ValueError, match="r.jsonl:3: a box ground truth needs an image"):
+        sft_targets([boxed], get_module("qwen2_vl"), _FakeProcessor())
 
 
 def test_other_task_targets():

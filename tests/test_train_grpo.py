@@ -134,7 +134,11 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--lora_vision", "true"], "lora_vision only apply with use_peft"),
                            (["--max_train_samples", "0"], "max_train_samples must be >= 1"),
                            (["--max_steps", "5", "--num_train_epochs", "2"], "num_train_epochs .2. has no effect"),
-                           (["--default_reward", "bogus"], "default_reward: unknown accuracy reward 'bogus'")):  # fmt: skip
+                           (["--default_reward", "bogus"], "default_reward: unknown accuracy reward 'bogus'"),
+                           (["--min_pixels", "0"], "min_pixels must be >= 1"),
+                           (["--min_pixels", "60000", "--max_pixels", "20000"], "min_pixels .60000. is above max_pixels"),
+                           (["--question_template", ""], "question_template must contain"),
+                           (["--question_template", "Where?"], "question_template must contain")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             parse_args(base + extra)
     assert parse_args(base + ["--default_reward", "rec", "--max_steps", "5"])[0].default_reward == "rec"

@@ -142,6 +142,12 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
         raise ValueError("model_name_or_path is required (a hub id or a local folder; `vlm-r1 make-tiny` makes one)")
     if model_args.dtype not in {"auto", "float32", "bfloat16", "float16"}:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
+    for name in ("min_pixels", "max_pixels", "max_tiles"):
+        if getattr(model_args, name) is not None and getattr(model_args, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(model_args, name)}")
+    if None not in (model_args.min_pixels, model_args.max_pixels) and model_args.min_pixels > model_args.max_pixels:
+        raise ValueError(f"min_pixels ({model_args.min_pixels}) is above max_pixels ({model_args.max_pixels}): "
+                         "the processor would honour only one of them")
     if not training:
         defaults = ModelArguments()
         changed = [name for name in _TRAINING_ONLY_MODEL_FIELDS if getattr(model_args, name) != getattr(defaults, name)]
@@ -195,6 +201,10 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
     if training_args.max_steps > 0 and training_args.num_train_epochs != type(training_args).num_train_epochs:
         raise ValueError(f"num_train_epochs ({training_args.num_train_epochs:g}) has no effect when max_steps "
                          f"({training_args.max_steps}) is set: max_steps ends the run; drop one of them")
+    if data_args.question_template is not None:
+        from .data import check_question_template
+
+        check_question_template(data_args.question_template)
     if data_args.default_reward is not None:
         from .rewards.dispatch import resolve_accuracy
 

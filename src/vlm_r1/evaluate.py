@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ModelArguments, check_model_args
+from .data import check_question_template
 from .evaluation.runner import TASKS, GenerationSettings
 from .recipe import RecipeParser
 
@@ -67,6 +68,8 @@ def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> Generati
         raise ValueError(f"task must be auto or one of {', '.join(TASKS)}, got {args.task!r}")
     if args.max_samples is not None and args.max_samples < 1:
         raise ValueError("max_samples must be >= 1")
+    if args.question_template is not None:
+        check_question_template(args.question_template)
     return GenerationSettings(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,

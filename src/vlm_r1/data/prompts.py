@@ -7,6 +7,14 @@ from .rows import IMAGE_PLACEHOLDER
 QUESTION_SLOT = "{question}"
 
 
+def check_question_template(question_template: str) -> None:
+    """ValueError unless the template holds ``{question}`` exactly once and no ``<image>``."""
+    if question_template.count(QUESTION_SLOT) != 1:
+        raise ValueError(f"question_template must contain {QUESTION_SLOT} exactly once: {question_template!r}")
+    if IMAGE_PLACEHOLDER in question_template:
+        raise ValueError(f"question_template may not contain {IMAGE_PLACEHOLDER}: images come from the row")
+
+
 def to_conversation(problem: str, question_template: str = QUESTION_SLOT, system_prompt: str | None = None) -> list[dict]:
     """Build ``[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ...}, ...]}]``.
 
@@ -16,10 +24,7 @@ def to_conversation(problem: str, question_template: str = QUESTION_SLOT, system
     kept verbatim, and pieces that are empty or only whitespace are dropped. A ``system_prompt``
     adds a leading system message. The template itself may not contain ``<image>``.
     """
-    if question_template.count(QUESTION_SLOT) != 1:
-        raise ValueError(f"question_template must contain {QUESTION_SLOT} exactly once: {question_template!r}")
-    if IMAGE_PLACEHOLDER in question_template:
-        raise ValueError(f"question_template may not contain {IMAGE_PLACEHOLDER}: images come from the row")
+    check_question_template(question_template)
     text = question_template.replace(QUESTION_SLOT, problem)
     content: list[dict] = []
     for i, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):

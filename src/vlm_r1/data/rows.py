@@ -288,7 +288,7 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
         except ValueError as e:
             problems.append((f"conversations[{g}].value", str(e)))
         else:
-            size = sizes[0] if len(sizes) == 1 else None
+            size = sizes[0] if sizes else None  # a box refers to the row's first image
             problems.extend(_solution_problems(value, size))
             if validate_solution is not None and not any(f.startswith(("solution", "reward")) for f, _ in problems):
                 try:

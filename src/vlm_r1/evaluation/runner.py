@@ -91,6 +91,8 @@ class GenerationSettings:
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1 or self.num_samples < 1:
             raise ValueError("batch_size, max_new_tokens and num_samples must be >= 1")
+        if not self.temperature > 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
         if not self.do_sample:
             changed = [k for k, default in _SAMPLING_DEFAULTS.items() if getattr(self, k) != default]
             if changed:
@@ -146,7 +148,11 @@ def generate(
         prompts = [to_conversation(s.problem, question_template, system_prompt) for s in batch]
         texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
         images = [load_image(path) for s in batch for path in s.images]
-        inputs = processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(device)
+        try:  # left padding whatever the processor was loaded with: generation continues every row at its end
+            inputs = processor(text=texts, images=images or None, padding=True, padding_side="left",
+                               return_tensors="pt").to(device)
+        except ValueError as e:  # e.g. an image shape the processor cannot resize: say which rows
+            raise ValueError(f"the processor refused rows {', '.join(s.source for s in batch)}: {e}") from e
         ids = model.generate(**inputs, **gen_kwargs)
         decoded = tokenizer.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         k = settings.num_samples
@@ -160,11 +166,11 @@ def generate(
 _ROW_SCORES = {"rec": rec_scores, "classification": classification_scores, "counting": counting_scores}
 
 
-def _score_rows(task: str, answers: list[ParsedAnswer], samples: Sequence[Sample]) -> list[float]:
+def _score_rows(task: str, answers: list[ParsedAnswer], samples: Sequence[Sample]) -> list[float | None]:
     """Per-completion score used for best-of-k and per-row records: IoU (REC) or 0/1 correctness (the rewards')."""
     if task in _ROW_SCORES:
         return _ROW_SCORES[task](answers, [s.solution for s in samples])
-    return [float("nan")] * len(answers)  # detection is scored per split (COCO), not per row
+    return [None] * len(answers)  # detection is scored per split (COCO), not per row
 
 
 def task_metrics(task: str, answers: list[ParsedAnswer], samples: Sequence[Sample]) -> dict[str, Any]:

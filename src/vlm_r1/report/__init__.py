@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 from pathlib import Path
 
 from .curves import write_curves
 from .draw import display_scale, draw_answer, ground_truth_boxes, tile
 from .gallery import Gallery, pick_groups
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Gallery",
@@ -34,8 +37,9 @@ def find_log_history(output_dir: str | Path, report_dir: str | Path | None = Non
     """The longest log history saved under ``output_dir``, and the file it came from.
 
     Looks at ``trainer_state.json`` (written by ``trainer.save_state()``), ``report/log_history.json`` (written by the
-    report callback; ``REPORT_DIR/log_history.json`` too for a run trained with ``report_dir``) and
-    ``checkpoint-*/trainer_state.json``. ``output_dir`` may also be one of those files.
+    report callback; ``REPORT_DIR/log_history.json`` too for a run trained with ``report_dir``) and the newest
+    readable ``checkpoint-*/trainer_state.json`` (an unreadable file, such as a save cut short, is skipped with a
+    warning). ``output_dir`` may also be one of those files.
     Raises FileNotFoundError naming the places it looked.
     """
     root = Path(output_dir)
@@ -43,14 +47,23 @@ def find_log_history(output_dir: str | Path, report_dir: str | Path | None = Non
         candidates = [root]
     else:
         checkpoints = sorted(root.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step_of(p.parent.name))
-        candidates = [root / "trainer_state.json", root / "report" / "log_history.json", *checkpoints[-1:]]
+        candidates = [root / "trainer_state.json", root / "report" / "log_history.json", *checkpoints[::-1]]
         if report_dir is not None:
             candidates.append(Path(report_dir) / "log_history.json")
     best: tuple[list[dict], Path] | None = None
+    checkpoint_read = False  # of the checkpoints, only the newest readable one counts
     for path in candidates:
-        if path.is_file():
-            data = json.loads(path.read_text(encoding="utf-8"))
+        if path.is_file() and not (checkpoint_read and path.parent.name.startswith("checkpoint-")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, OSError) as e:  # a save interrupted half way: use the other histories
+                logger.warning("%s: not readable (%s); skipped", path, e)
+                continue
             history = data.get("log_history", []) if isinstance(data, dict) else data
+            if not isinstance(history, list):
+                logger.warning("%s: holds no log history; skipped", path)
+                continue
+            checkpoint_read = checkpoint_read or path.parent.name.startswith("checkpoint-")
             if best is None or len(history) > len(best[0]):
                 best = (history, path)
     if best is None:

@@ -135,6 +135,11 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
     """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
     if draw.textlength(text, font=font()) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font()) > width:
-        text = text[:-1]
-    return text + "…"
+    low, high = 0, len(text)  # the longest prefix that fits with the ellipsis: binary search, O(n log n) to measure
+    while low < high:
+        middle = (low + high + 1) // 2
+        if draw.textlength(text[:middle] + "…", font=font()) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"

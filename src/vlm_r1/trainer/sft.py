@@ -70,6 +70,12 @@ def render_answer(solution: Any, module: VLMModule, original_size, input_size) -
     return json.dumps(value)
 
 
+def _holds_boxes(solution: Any) -> bool:
+    value = json.loads(solution) if isinstance(solution, str) else solution
+    return is_four_numbers(value) or (isinstance(value, list) and any(
+        isinstance(v, dict) and is_four_numbers(v.get("bbox_2d")) for v in value))
+
+
 def render_completion(answer: str, think: str = DEFAULT_THINK) -> str:
     return f"<think>{think}</think><answer>{answer}</answer>"
 
@@ -82,8 +88,15 @@ def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: 
     """One completion text per sample (boxes refer to the first image of a row)."""
     out = []
     for s in samples:
-        original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1])) if s.image_sizes else (1000, 1000)
-        input_size = module.model_input_size(processor, original) if s.image_sizes else original
+        if not s.image_sizes:
+            if _holds_boxes(s.solution):  # pixels of no image: there is no frame to write the box in
+                raise ValueError(f"{s.source}: a box ground truth needs an image (its pixels are the box's frame), "
+                                 "and this row has none")
+            out.append(render_completion(render_answer(s.solution, module, (1, 1), (1, 1)),
+                                         think.replace("{question}", question_text(s.problem))))
+            continue
+        original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1]))
+        input_size = module.model_input_size(processor, original)
         answer = render_answer(s.solution, module, original, input_size)
         out.append(render_completion(answer, think.replace("{question}", question_text(s.problem))))
     return out
