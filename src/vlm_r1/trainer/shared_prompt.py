@@ -168,7 +168,8 @@ def packed_logps(model, input_ids, attention_mask, logits_to_keep, *, compute_en
         pixels_by_row = [pixel_values[a:b] if b > a else None for a, b in zip(pixel_starts, pixel_starts[1:])]
     grids_by_row = None
     if mrope and image_grid_thw is not None:
-        grids_by_row = [tuple(map(tuple, image_grid_thw[a:b].tolist())) for a, b in zip(image_starts, image_starts[1:])]
+        grids_by_row = [tuple(map(tuple, image_grid_thw[a:b].tolist()))
+                        for a, b in zip(image_starts, image_starts[1:])]
     groups = group_rows(prompt_ids, prompt_mask, pixels_by_row, grids_by_row)
     leaders = [rows[0] for rows in groups]
     lead = torch.tensor(leaders, device=device)
