@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # `vlm-r1 train` options the pipeline sets itself (from --grpo_recipe, --warm_start and --work_dir)
-PIPELINE_OWNED = {"config": "--grpo_recipe", "model_name_or_path": "--warm_start", "train_data": "--n_train / --data_seed",
-                  "output_dir": "--work_dir"}
+PIPELINE_OWNED = {"config": "--grpo_recipe", "model_name_or_path": "--warm_start",
+                  "train_data": "--n_train / --data_seed", "output_dir": "--work_dir"}
 
 
 def list_fields() -> set[str]:

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("output_dir", help="the run's output_dir (or a trainer_state.json)")
     parser.add_argument("--out", default=None,
-                        help="report folder (default: OUTPUT_DIR/report; for a run trained with report_dir, that folder)")
+                        help="report folder (default: OUTPUT_DIR/report; for a run trained with report_dir, "
+                             "that folder)")
     args = parser.parse_args(argv)
     try:
         history, source = find_log_history(args.output_dir, args.out)

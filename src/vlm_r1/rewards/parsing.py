@@ -11,9 +11,9 @@ REJECTED, not normalised: its `Detection` keeps `box=None` so box rewards still 
 (wrong) prediction. Zero-area predictions are kept (their IoU is 0).
 
 Boxes are looked for inside the last `<answer>...</answer>` only, in this order:
-1. the whole answer (or its body, when all of it is one ``` or ```json fenced block: `strip_fence`) as JSON: a 4-number list, a dict with a
-   `bbox_2d` / `bbox` / `box` key (plus `label` and `score` / `confidence`), or lists / dicts
-   nesting those (only the first MAX_DEPTH levels are searched; JSON nested beyond the
+1. the whole answer (or its body, when all of it is one ``` or ```json fenced block: `strip_fence`) as
+   JSON: a 4-number list, a dict with a `bbox_2d` / `bbox` / `box` key (plus `label` and `score` /
+   `confidence`), or lists / dicts nesting those (only the first MAX_DEPTH levels are searched; JSON nested beyond the
    interpreter's recursion limit yields no detection at all);
 2. if that is not valid JSON (prose around a fence included): each flat `{...}` object in the text that is
    valid JSON;

@@ -40,7 +40,8 @@ class StepPrinter(ProgressCallback):
         seconds_per_step = (now - self._last_time) / steps
         self._last_time, self._last_step = now, state.global_step
         parts = [f"step {state.global_step:>5}/{state.max_steps}", f"reward {_number(logs['reward'], 3)}"]
-        per_func = [f"{_short(k)} {_number(v, 3)}" for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")]
+        per_func = [f"{_short(k)} {_number(v, 3)}" for k, v in logs.items()
+                    if k.startswith("rewards/") and k.endswith("/mean")]
         if per_func:
             parts[-1] += " (" + ", ".join(per_func) + ")"
         if "loss" in logs:

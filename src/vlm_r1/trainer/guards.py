@@ -63,8 +63,9 @@ class NonFiniteRewardCounter:
 def guard_reward_function(func, counter: NonFiniteRewardCounter):
     """Wrap a reward function ``f(completions, **columns) -> list[float | None]`` so it never breaks a step:
     NaN/inf become None, and a call that raises or breaks the contract (``rewards.registry.reward_values``: one
-    number or None per completion) scores every completion None. Both are counted (``guards/nonfinite_reward_frac``); a failing reward is logged with its traceback the
-    first time and once more every 100 failures, so a broken reward cannot go unnoticed."""
+    number or None per completion) scores every completion None. Both are counted
+    (``guards/nonfinite_reward_frac``); a failing reward is logged with its traceback the first time and once more
+    every 100 failures, so a broken reward cannot go unnoticed."""
     name = getattr(func, "__name__", type(func).__name__)
     failures = 0
 
