@@ -290,3 +290,22 @@ def test_sampling_settings_out_of_range_are_refused():
     for kwargs in ({"temperature": 0.0}, {"top_p": 1.5}, {"top_p": 0.0}):
         with pytest.raises(ValueError, match="temperature must be > 0 and top_p in"):
             GenerationSettings(do_sample=True, **kwargs)
+
+
+@pytest.mark.parametrize("flag", [[], ["--trust_remote_code", "true"]])
+def test_eval_passes_trust_remote_code_only_when_asked(tmp_path, monkeypatch, flag):
+    import vlm_r1.loading
+    from vlm_r1.evaluate import main
+    from vlm_r1.synthetic import write_split
+
+    seen = []
+
+    def spy(model_args, trust_remote_code=False):
+        seen.append(trust_remote_code)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(vlm_r1.loading, "load_policy", spy)
+    data = write_split(tmp_path, "rec", "test", 2, seed=0)
+    with pytest.raises(RuntimeError, match="stop here"):
+        main(["--model_name_or_path", "x", "--data", str(data), *flag])
+    assert seen == [bool(flag)]

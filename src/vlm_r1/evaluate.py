@@ -54,6 +54,9 @@ class EvalArguments:
     allow_images_outside_root: bool = field(
         default=False, metadata={"help": "Allow image paths that resolve outside image_root."}
     )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run a checkpoint's own Python code (only for checkpoints you trust)."}
+    )
 
 
 def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> GenerationSettings:
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows[path] = samples[: args.max_samples] if args.max_samples is not None else samples
         row_tasks(rows[path], args.task)
 
-    model, processor, module = load_policy(model_args)
+    model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model.to(device)
     results = {}
