@@ -11,7 +11,11 @@ want="$(cat setup.py run_scripts/setup.sh | sha256sum | cut -c1-16)"
 usable() {  # the venv's interpreter runs, is Python 3.10 or newer, and has pip
   "$VENV/bin/python" -c 'import sys, pip; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1
 }
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c 'import vlm_r1, torch, trl' >/dev/null 2>&1; then
+installed() {  # vlm_r1 imports (a moved checkout or a removed Python breaks it) and torch and trl are there
+  "$VENV/bin/python" -c 'import importlib.util as u, vlm_r1; assert all(u.find_spec(m) for m in ("torch", "trl"))' \
+    >/dev/null 2>&1
+}
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && installed; then
   exit 0  # installed by this setup.sh and setup.py, and it still imports (a moved checkout or a removed Python does not)
 fi
 echo "[setup] creating $VENV and installing vlm-r1 (first run: a few minutes)"
