@@ -71,6 +71,17 @@ def test_damaged_checkpoint_is_incomplete(tmp_path, damage, expected):
     assert any(expected in p for p in check.problems), check.problems
 
 
+def test_a_multi_process_checkpoint_needs_every_ranks_rng_state(tmp_path):
+    folder = make_checkpoint(tmp_path, 4)
+    (folder / "rng_state.pth").rename(folder / "rng_state_0.pth")
+    check = check_checkpoint(folder)  # one file per process is written only when there are two or more
+    assert not check.complete and any("rng_state_1.pth: missing" in p for p in check.problems), check.problems
+    torch.save({"cpu": torch.random.get_rng_state()}, folder / "rng_state_2.pth")
+    assert any("rng_state_1.pth: missing" in p for p in check_checkpoint(folder).problems)
+    torch.save({"cpu": torch.random.get_rng_state()}, folder / "rng_state_1.pth")
+    assert check_checkpoint(folder).complete
+
+
 def test_sharded_weights_need_every_shard(tmp_path):
     folder = make_checkpoint(tmp_path, 2)
     (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")

@@ -151,6 +151,12 @@ def check_checkpoint(path, *, deep: bool = False) -> CheckpointCheck:
         rng_files = sorted(folder.glob("rng_state*.pth"))
         if not rng_files:
             check.problems.append("rng_state.pth: missing")
+        ranks = sorted(int(m.group(1)) for f in rng_files if (m := re.fullmatch(r"rng_state_(\d+)\.pth", f.name)))
+        if ranks:  # one file per process, written only when there are several: 0..N-1 with N >= 2
+            expected = range(max(max(ranks) + 1, 2))
+            missing = [f"rng_state_{r}.pth" for r in expected if r not in ranks]
+            if missing:
+                check.problems.append(f"{', '.join(missing)}: missing (each process writes its own)")
         for rng in rng_files:
             if msg := _zip_problem(rng, deep):
                 check.problems.append(msg)
