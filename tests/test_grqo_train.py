@@ -88,6 +88,11 @@ def test_make_batch_labels(shapes, tiny_dino):
         make_batch(examples, processor, classes[:1] + ["\xad"] + classes[1:])
 
 
+def test_kl_top_k_beyond_the_models_queries_is_refused(tiny_dino):
+    with pytest.raises(ValueError, match="kl_top_k .100000. is more than the model's num_queries"):
+        _trainer(tiny_dino, kl_top_k=100000)
+
+
 def test_grqo_steps_train_policy_not_reference(tiny_dino, shapes):
     trainer, processor = _trainer(tiny_dino, ref_refresh_steps=0)
     batch = _batch(shapes, processor)
@@ -149,6 +154,8 @@ def test_check_config_refuses():
                                 kl_beta=float("inf"), advantage_eps=0.0))  # fmt: skip
     assert all(s in str(err.value) for s in ("grqo_alpha must be a finite", "kl_beta must be a finite",
                                              "advantage_eps must be > 0"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"eval_every \(50\) is more than max_steps \(10\)"):
+        check_config(GRQOConfig(model_name_or_path="m", train_data="t", eval_data=["e"], eval_every=50, max_steps=10))
 
 
 def test_load_detector_refuses_other_model_types(tmp_path):

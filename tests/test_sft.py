@@ -165,3 +165,27 @@ def test_stop_at_step_keeps_the_schedule(tiny_model_dir, rec_rows, tmp_path):
         main(common + ["--output_dir", str(tmp_path / "b"), "--max_steps", "8", "--stop_at_step", "9"])
     with pytest.raises(ValueError, match="stop_at_step stops a run of max_steps steps early, and max_steps is -1"):
         main(common + ["--output_dir", str(tmp_path / "c"), "--num_train_epochs", "2", "--stop_at_step", "3"])
+
+
+def test_sft_resumes_exactly_and_refuses_a_batch_cut_to_nothing(tiny_model_dir, rec_rows, tmp_path):
+    """Stopped at step 2 and resumed (auto), SFT logs the losses of the uninterrupted run: the checkpoint's weights
+    are loaded (transformers alone would load none of them, silently). And a max_length that cuts every completion
+    token is refused instead of training on nothing."""
+    from vlm_r1.sft import main
+
+    common = [
+        "--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--train_data", str(rec_rows),
+        "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "linear",
+        "--use_cpu", "true", "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none",
+        "--logging_steps", "1", "--disable_tqdm", "true", "--max_steps", "4", "--seed", "0",
+    ]  # fmt: skip
+    whole = main(common + ["--output_dir", str(tmp_path / "whole"), "--save_strategy", "no"])
+    resumed_dir = str(tmp_path / "resumed")
+    main(common + ["--output_dir", resumed_dir, "--save_strategy", "steps", "--save_steps", "2", "--stop_at_step", "2"])
+    resumed = main(common + ["--output_dir", resumed_dir, "--save_strategy", "steps", "--save_steps", "2",
+                             "--resume_from_checkpoint", "auto"])  # fmt: skip
+    losses = lambda summary: [e["loss"] for e in summary["log_history"] if "loss" in e]  # noqa: E731
+    assert len(losses(whole)) == 4
+    assert losses(resumed)[-2:] == pytest.approx(losses(whole)[-2:], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="no completion token is left in this batch"):
+        main(common + ["--output_dir", str(tmp_path / "cut"), "--save_strategy", "no", "--max_length", "20"])

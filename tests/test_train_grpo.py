@@ -138,7 +138,10 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--min_pixels", "0"], "min_pixels must be >= 1"),
                            (["--min_pixels", "60000", "--max_pixels", "20000"], "min_pixels .60000. is above max_pixels"),
                            (["--question_template", ""], "question_template must contain"),
-                           (["--question_template", "Where?"], "question_template must contain")):  # fmt: skip
+                           (["--question_template", "Where?"], "question_template must contain"),
+                           (["--vllm_mode", "server"], "vllm_mode only apply with use_vllm true"),
+                           (["--use_vllm", "true", "--ds3_gather_for_generation", "false"],
+                            "ds3_gather_for_generation false only applies to generation without vLLM")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             parse_args(base + extra)
     assert parse_args(base + ["--default_reward", "rec", "--max_steps", "5"])[0].default_reward == "rec"
@@ -331,3 +334,13 @@ def test_the_console_line_survives_a_reward_that_applied_to_nothing():
     printer._last_time, printer._last_step = 0.0, 2
     printer.on_log(None, state, None, logs={"reward": 0.5, "rewards/iou_acc/mean": None, "loss": None, "kl": 0.01})
     assert "iou_acc n/a" in lines[0] and "loss n/a" in lines[0] and "reward 0.500" in lines[0]
+
+
+def test_the_launchers_mixed_precision_must_agree_with_the_recipe(parse_only_argv, monkeypatch):
+    from vlm_r1.train import parse_args
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch` sets from its config
+    with pytest.raises(ValueError, match="accelerate launches with mixed_precision 'bf16' but the recipe says 'no'"):
+        parse_args(parse_only_argv + ["--bf16", "false"])
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert parse_args(parse_only_argv + ["--bf16", "false"])[2].bf16 is False

@@ -223,3 +223,31 @@ def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
     if found is None:
         raise CheckpointError(f"resume_from_checkpoint: no complete checkpoint-N folder in {path}")
     return str(found)
+
+
+class ResumeWeightsMixin:
+    """A ``Trainer`` mixin (GRPO through ``GuardsMixin``, and SFT) that resumes a checkpoint's weights correctly."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Load the checkpoint's weights through ``from_pretrained`` (transformers 5.23 bug workaround).
+
+        ``save_pretrained`` writes some models (Qwen2-VL, Qwen2.5-VL, ...) under their legacy key names (its weight
+        conversion mapping, reversed), but ``Trainer._load_from_checkpoint`` feeds the file straight to
+        ``model.load_state_dict(strict=False)``: every key misses, a warning is printed, and the run silently goes
+        on from the *base* weights with the checkpoint's optimizer state. ``from_pretrained`` applies the mapping;
+        its weights are then copied in with ``strict=True``. Used for a full (non-PEFT) model in one process or
+        DDP; FSDP, SageMaker, adapters and DeepSpeed keep transformers' own path.
+        """
+        from transformers import PreTrainedModel
+
+        target = model if model is not None else self.model
+        full_weights = any(
+            os.path.isfile(os.path.join(resume_from_checkpoint, name))
+            for name in ("model.safetensors", "model.safetensors.index.json")
+        )
+        if not (full_weights and isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        logger.info("loading weights of %s through from_pretrained", resume_from_checkpoint)
+        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype="auto")
+        target.load_state_dict(loaded.state_dict(), strict=True)
+        del loaded

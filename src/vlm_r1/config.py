@@ -7,7 +7,8 @@ rejects combinations that would otherwise be silently ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import MISSING, dataclass, field, fields
 
 from trl import GRPOConfig
 
@@ -228,6 +229,21 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
             "min_pixels / max_pixels / max_tiles would change the images the loss sees but not those vLLM generates "
             "from (vLLM reads the checkpoint's processor config): set them in the checkpoint's processor config instead"
         )
+    if not training_args.use_vllm:
+        unused = [f.name for f in fields(training_args) if f.name.startswith("vllm_")
+                  and getattr(training_args, f.name) != (f.default if f.default is not MISSING else f.default_factory())]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} only apply with use_vllm true (it is false here): set use_vllm, or "
+                             "drop them")
+    elif not training_args.ds3_gather_for_generation:
+        raise ValueError("ds3_gather_for_generation false only applies to generation without vLLM (TRL reads it only "
+                         "there): drop it, or use_vllm false")
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by `accelerate launch` from its config or flag
+    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
+    if launcher is not None and launcher != precision:
+        raise ValueError(f"accelerate launches with mixed_precision {launcher!r} but the recipe says {precision!r} "
+                         "(bf16 / fp16): the launcher's would win; make them agree (e.g. --mixed_precision "
+                         f"{precision} on the accelerate command line)")
     if training_args.gallery_every < 0:
         raise ValueError("gallery_every must be >= 0")
     if training_args.eval_greedy:

@@ -33,6 +33,11 @@ class VLMSFTConfig(SFTConfig):
     documents it; ``completion_only_loss`` is forced on (the prompt is never a training target)."""
 
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Cut each prompt + completion to this many tokens (prompt first, so a long prompt cuts the "
+                  "completion; a batch left with no completion token is refused). Default: no cut."},
+    )
     think: str = field(
         default=DEFAULT_THINK,
         metadata={
@@ -134,9 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("first SFT target: %s", train_dataset[0]["completion"][0]["content"][0]["text"])
 
     # ------------------------------------------------------------------ trainer
-    from trl import SFTTrainer
+    from .trainer.sft import VLMSFTTrainer
 
-    trainer = SFTTrainer(
+    trainer = VLMSFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,

@@ -45,7 +45,8 @@ class GRQOConfig:
     batch_size: int = field(default=4, metadata={"help": "Images per step."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (transformer and heads)."})
     backbone_lr_scale: float = field(
-        default=0.1, metadata={"help": "Backbone learning rate = learning_rate * this (DINO uses 0.1)."}
+        default=0.1, metadata={"help": "Image backbone (parameters under .backbone.) learning rate = learning_rate * "
+                                       "this (DINO uses 0.1); the text encoder trains at learning_rate."}
     )
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=0.1, metadata={"help": "Gradient clipping norm (DINO: 0.1); 0 disables."})
@@ -128,6 +129,9 @@ def check_config(cfg: GRQOConfig) -> None:
         problems.append("max_train_samples must be >= 1")
     if cfg.eval_every and not cfg.eval_data:
         problems.append("eval_every > 0 needs eval_data")
+    if cfg.eval_every > cfg.max_steps:
+        problems.append(f"eval_every ({cfg.eval_every}) is more than max_steps ({cfg.max_steps}): no evaluation would "
+                        "happen before the final one; lower it, or 0")
     if cfg.use_grqo and cfg.grqo_layers == "all" and not cfg.auxiliary_loss:
         problems.append("grqo_layers='all' needs auxiliary_loss=true (the per-layer outputs come with it)")
     defaults = GRQOConfig()

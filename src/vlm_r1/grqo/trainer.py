@@ -44,7 +44,8 @@ def frozen_copy(model):
 
 
 def build_optimizer(model, cfg: GRQOConfig) -> torch.optim.Optimizer:
-    """AdamW with the backbone at learning_rate * backbone_lr_scale (DINO's recipe)."""
+    """AdamW with the image backbone (parameters under ``.backbone.``) at learning_rate * backbone_lr_scale; the
+    text encoder and everything else at learning_rate."""
     backbone, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -68,6 +69,9 @@ class GRQOTrainer:
         self.ref_model = frozen_copy(model) if cfg.use_kl else None
         self.optimizer = build_optimizer(model, cfg)
         self.weights = CostWeights(cls=cfg.cost_class, l1=cfg.cost_bbox, giou=cfg.cost_giou)
+        if cfg.kl_top_k > model.config.num_queries:
+            raise ValueError(f"kl_top_k ({cfg.kl_top_k}) is more than the model's num_queries "
+                             f"({model.config.num_queries}), the proposals it selects: use at most that, or 0 for all")
         self.kl_top_k = cfg.kl_top_k or model.config.num_queries
         self.step = 0
 

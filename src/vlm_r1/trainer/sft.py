@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from datasets import Dataset
+from trl import SFTTrainer
 
+from ..checkpoints import ResumeWeightsMixin
 from ..data import IMAGE_PLACEHOLDER, Sample, load_image, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
@@ -133,3 +135,16 @@ def to_sft_dataset(
         }
 
     return table.with_transform(materialise)
+
+
+
+class VLMSFTTrainer(ResumeWeightsMixin, SFTTrainer):
+    """TRL's SFTTrainer that resumes a checkpoint's weights correctly and refuses a batch with nothing to learn."""
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        labels = inputs.get("labels")
+        if labels is not None and not bool((labels != -100).any()):
+            raise ValueError(f"no completion token is left in this batch to train on: max_length "
+                             f"({self.args.max_length}) cut them all (the prompt, image tokens included, comes first); "
+                             "raise max_length or leave it unset")
+        return super().compute_loss(model, inputs, *args, **kwargs)
