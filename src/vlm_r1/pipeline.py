@@ -195,8 +195,8 @@ def refuse_grpo_only_options(args) -> None:
     """With --skip_grpo only the evaluations run: refuse GRPO options they would not read."""
     read = {"question_template", "system_prompt", *LOADING_OPTIONS}
     unused = ["--grpo_max_steps"] if args.grpo_max_steps is not None else []
-    unused += [f"--grpo_args {pair.partition('=')[0].lstrip('-')}" for pair in args.grpo_args
-               if pair.partition("=")[0].lstrip("-") not in read]
+    keys = [pair.partition("=")[0].lstrip("-") for pair in args.grpo_args]
+    unused += [f"--grpo_args {key}" for key in keys if key not in read]
     if unused:
         raise ValueError(f"{', '.join(unused)}: --skip_grpo runs no GRPO, so these would do nothing (the evaluations "
                          f"read only {', '.join(sorted(read))})")

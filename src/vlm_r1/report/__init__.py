@@ -44,28 +44,18 @@ def find_log_history(output_dir: str | Path, report_dir: str | Path | None = Non
     """
     root = Path(output_dir)
     if root.is_file():
-        candidates = [root]
+        places, checkpoints = [root], []
     else:
+        places = [root / "trainer_state.json", root / "report" / "log_history.json"]
         checkpoints = sorted(root.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step_of(p.parent.name))
-        candidates = [root / "trainer_state.json", root / "report" / "log_history.json", *checkpoints[::-1]]
-        if report_dir is not None:
-            candidates.append(Path(report_dir) / "log_history.json")
-    best: tuple[list[dict], Path] | None = None
-    checkpoint_read = False  # of the checkpoints, only the newest readable one counts
-    for path in candidates:
-        if path.is_file() and not (checkpoint_read and path.parent.name.startswith("checkpoint-")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, OSError) as e:  # a save interrupted half way: use the other histories
-                logger.warning("%s: not readable (%s); skipped", path, e)
-                continue
-            history = data.get("log_history", []) if isinstance(data, dict) else data
-            if not isinstance(history, list):
-                logger.warning("%s: holds no log history; skipped", path)
-                continue
-            checkpoint_read = checkpoint_read or path.parent.name.startswith("checkpoint-")
-            if best is None or len(history) > len(best[0]):
-                best = (history, path)
+    found = [(history, path) for path in places if (history := _read_history(path)) is not None]
+    newest = next(((history, path) for path in reversed(checkpoints) if (history := _read_history(path)) is not None),
+                  None)  # fmt: skip
+    found += [newest] if newest is not None else []
+    if report_dir is not None and not root.is_file():
+        moved = Path(report_dir) / "log_history.json"
+        found += [(history, moved)] if (history := _read_history(moved)) is not None else []
+    best = max(found, key=lambda item: len(item[0]), default=None)  # the first of the longest
     if best is None:
         also = f" and {Path(report_dir) / 'log_history.json'}" if report_dir is not None and not root.is_file() else ""
         raise FileNotFoundError(
@@ -73,6 +63,22 @@ def find_log_history(output_dir: str | Path, report_dir: str | Path | None = Non
             " (a run trained with report_dir: pass --out REPORT_DIR)"
         )
     return best
+
+
+def _read_history(path: Path) -> list[dict] | None:
+    """The log history a file holds, or None: absent, or unreadable (a save cut short; logged and skipped)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        logger.warning("%s: not readable (%s); skipped", path, e)
+        return None
+    history = data.get("log_history", []) if isinstance(data, dict) else data
+    if not isinstance(history, list):
+        logger.warning("%s: holds no log history; skipped", path)
+        return None
+    return history
 
 
 def _step_of(name: str) -> int:

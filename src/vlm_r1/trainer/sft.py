@@ -90,15 +90,14 @@ def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: 
     """One completion text per sample (boxes refer to the first image of a row)."""
     out = []
     for s in samples:
-        if not s.image_sizes:
-            if _holds_boxes(s.solution):  # pixels of no image: there is no frame to write the box in
-                raise ValueError(f"{s.source}: a box ground truth needs an image (its pixels are the box's frame), "
-                                 "and this row has none")
-            out.append(render_completion(render_answer(s.solution, module, (1, 1), (1, 1)),
-                                         think.replace("{question}", question_text(s.problem))))
-            continue
-        original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1]))
-        input_size = module.model_input_size(processor, original)
+        if s.image_sizes:
+            original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1]))
+            input_size = module.model_input_size(processor, original)
+        elif _holds_boxes(s.solution):  # pixels of no image: there is no frame to write the box in
+            raise ValueError(f"{s.source}: a box ground truth needs an image (its pixels are the box's frame), "
+                             "and this row has none")
+        else:
+            original = input_size = (1, 1)  # no box to convert: the sizes are never read
         answer = render_answer(s.solution, module, original, input_size)
         out.append(render_completion(answer, think.replace("{question}", question_text(s.problem))))
     return out
@@ -135,7 +134,6 @@ def to_sft_dataset(
         }
 
     return table.with_transform(materialise)
-
 
 
 class VLMSFTTrainer(ResumeWeightsMixin, SFTTrainer):
