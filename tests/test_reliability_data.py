@@ -233,3 +233,22 @@ def test_training_refuses_rows_that_no_listed_reward_scores(images, tmp_path, gr
     with pytest.raises(DataError, match=r":2: solution: no reward in reward_funcs \['iou_acc'\] can score"):
         run_main(grpo_run, tiny_model_dir("qwen2_vl"), data, reward_funcs=["iou_acc"])
     assert_no_training(tmp_path)
+
+
+def test_an_image_the_processor_refuses_stops_the_run_before_its_first_step(images, tmp_path, grpo_run, tiny_model_dir):
+    """Qwen's processor refuses an aspect ratio above 200: training and evaluation name the row before they start."""
+    from vlm_r1.evaluate import main as evaluate
+
+    Image.new("RGB", (2010, 8)).save(images / "img/strip.png")
+    good = [_row(name) for name in GOOD[:3]]
+    data = write_jsonl(images / f"strip_{tmp_path.name}.jsonl", [*good, _row("img/strip.png", box=(4, 1, 30, 6))])
+    refusal = rf"{data}:4: image: 2010x8 px: .*200"
+    with pytest.raises(DataError, match=refusal):
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), data)
+    assert_no_training(tmp_path)
+    with pytest.raises(DataError, match=refusal):  # nothing generated, nothing written
+        evaluate(["--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--data", str(data), "--device", "cpu",
+                  "--output_dir", str(tmp_path / "eval")])  # fmt: skip
+    assert not (tmp_path / "eval").exists()
+    summary = run_main(grpo_run, tiny_model_dir("qwen2_vl"), data, "--skip_invalid_rows")
+    assert any("loss" in entry for entry in summary["log_history"])

@@ -344,3 +344,22 @@ def test_the_launchers_mixed_precision_must_agree_with_the_recipe(parse_only_arg
         parse_args(parse_only_argv + ["--bf16", "false"])
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
     assert parse_args(parse_only_argv + ["--bf16", "false"])[2].bf16 is False
+
+
+def test_ds3_gather_for_generation_false_needs_zero3(parse_only_argv, monkeypatch):
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    from vlm_r1.train import parse_args
+
+    argv = parse_only_argv + ["--bf16", "false", "--ds3_gather_for_generation", "false"]
+    with pytest.raises(ValueError, match="only applies under DeepSpeed ZeRO-3 .this run has no DeepSpeed"):
+        parse_args(argv)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` sets from a DeepSpeed config
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    try:
+        with pytest.raises(ValueError, match="this run has DeepSpeed ZeRO-2"):
+            parse_args(argv)
+        monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+        assert parse_args(argv)[2].ds3_gather_for_generation is False
+    finally:
+        unset_hf_deepspeed_config()  # the plugin registers ZeRO-3 globally; later tests must not load under it

@@ -238,6 +238,11 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     elif not training_args.ds3_gather_for_generation:
         raise ValueError("ds3_gather_for_generation false only applies to generation without vLLM (TRL reads it only "
                          "there): drop it, or use_vllm false")
+    deepspeed = training_args.deepspeed_plugin  # set by --deepspeed or by `accelerate launch` with a DeepSpeed config
+    if not training_args.ds3_gather_for_generation and (deepspeed is None or deepspeed.zero_stage != 3):
+        stage = "no DeepSpeed" if deepspeed is None else f"DeepSpeed ZeRO-{deepspeed.zero_stage}"
+        raise ValueError(f"ds3_gather_for_generation false only applies under DeepSpeed ZeRO-3 (this run has {stage}, "
+                         "where the weights are whole already): drop it")
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set by `accelerate launch` from its config or flag
     precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
     if launcher is not None and launcher != precision:

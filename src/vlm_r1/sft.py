@@ -21,7 +21,7 @@ from trl import SFTConfig
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_training_args
 from .recipe import RecipeParser
-from .train import load_train_and_eval_rows, quiet_library_deprecations
+from .train import keep_fit_images, load_train_and_eval_rows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
 logger = logging.getLogger("vlm_r1")
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
+    samples = keep_fit_images(samples, module, processor, data_args.skip_invalid_rows)
+    eval_samples = keep_fit_images(eval_samples, module, processor, data_args.skip_invalid_rows)
     peft_config = apply_training_mode(model, module, model_args)
     template = data_args.question_template or module.question_template
     train_dataset = to_sft_dataset(samples, module, processor, template, data_args.system_prompt, args.think)

@@ -86,6 +86,24 @@ def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | N
     return samples
 
 
+def keep_fit_images(samples, module, processor, skip_invalid: bool):
+    """The rows whose images the loaded model's processor takes. Any other row is refused, or dropped with a warning
+    naming it under ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step."""
+    from .data import DataError
+    from .data.errors import format_problems
+
+    problems = module.image_problems(processor, samples)
+    if not problems:
+        return samples
+    if not skip_invalid:
+        raise DataError.from_problems(
+            problems, f"{len(problems)} image(s) cannot be given to this model: resize them, or drop the rows "
+            "(skip_invalid_rows true drops them)")  # fmt: skip
+    unfit = {p.source for p in problems}
+    logger.warning("skipped %d rows whose images this model cannot take:\n%s", len(unfit), format_problems(problems))
+    return [s for s in samples if s.source not in unfit]
+
+
 def load_train_and_eval_rows(data_args: DataArguments, output_dir: str | None):
     """The validated training rows (the first ``max_train_samples``) and evaluation rows of a run."""
     samples = load_rows_of(data_args, data_args.train_data, output_dir)
@@ -117,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
+    samples = keep_fit_images(samples, module, processor, data_args.skip_invalid_rows)
+    eval_samples = keep_fit_images(eval_samples, module, processor, data_args.skip_invalid_rows)
     peft_config = apply_training_mode(model, module, model_args)
     reference_at_revision(training_args, model_args.model_revision)
     template = data_args.question_template or module.question_template

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..data import Sample, load_image, to_conversation
+from ..data import DataError, Sample, load_image, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
 from ..rewards.dispatch import validate_solution
@@ -213,6 +213,10 @@ def evaluate_samples(
     """
     settings = settings or GenerationSettings()
     tasks = row_tasks(samples, task)
+    unfit = module.image_problems(processor, samples)
+    if unfit:
+        raise DataError.from_problems(unfit, f"{len(unfit)} image(s) cannot be given to this model (nothing was "
+                                             "generated): resize them, or drop the rows")
     template = question_template or module.question_template
     started = time.monotonic()
     completions = generate(model, processor, samples, template, system_prompt, settings, progress)

@@ -52,6 +52,26 @@ class VLMModule:
         """Size (width, height) of the image as the model sees it after the processor resized it."""
         raise NotImplementedError
 
+    def image_problems(self, processor, samples) -> list:
+        """A ``vlm_r1.data.Problem`` for each image of ``samples`` this model's processor refuses (Qwen's refuses an
+        aspect ratio above 200), so that a run stops before its first step rather than in the middle."""
+        from ..data.errors import Problem
+
+        why: dict[Size, str | None] = {}
+        problems = []
+        for sample in samples:
+            for j, size in enumerate(sample.image_sizes):
+                if size not in why:
+                    try:
+                        self.model_input_size(processor, size)
+                        why[size] = None
+                    except ValueError as e:
+                        why[size] = str(e)
+                if why[size] is not None:
+                    field = "image" if len(sample.image_sizes) == 1 else f"image[{j}]"
+                    problems.append(Problem(sample.source, field, f"{size[0]}x{size[1]} px: {why[size]}"))
+        return problems
+
     def answer_to_original(self, answer, image_sizes, processor):
         """A parsed answer (``vlm_r1.rewards.parsing.ParsedAnswer``) with its boxes in pixels of the row's first
         original image (``image_sizes[0]`` = (width, height)); unchanged when the row has no image or no box.
