@@ -25,7 +25,7 @@ _NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASC
 _CHOICE_RE = re.compile(r"[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:]?")
 _WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
           "sixteen seventeen eighteen nineteen twenty").split()
-NUMBER_WORDS = {w: float(i) for i, w in enumerate(_WORDS)}
+NUMBER_WORDS = {w: i for i, w in enumerate(_WORDS)}
 MAX_ANSWER_CHARS = 1_000  # longer answers are not "a number / letter / yes-no" and score 0
 
 
@@ -38,23 +38,27 @@ def _clean(answer: str | None) -> str | None:
     return text if 0 < len(text) <= MAX_ANSWER_CHARS else None
 
 
-def _as_number(value: Any) -> float | None:
+def _exact_number(value: Any) -> Decimal | None:
+    """The exact value of a number, a number literal or an English number word, else None. Exact: floats lose
+    integers beyond 2**53. A value whose float would not be finite ("1e400") is None too."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
         text = value.strip()
         if text.casefold() in NUMBER_WORDS:
-            return NUMBER_WORDS[text.casefold()]
+            return Decimal(NUMBER_WORDS[text.casefold()])
         if not _NUMBER_RE.fullmatch(text):
             return None
         value = text
     if not isinstance(value, (int, float, str)):
         return None
-    try:
-        x = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return x if math.isfinite(x) else None
+    exact = Decimal(value)  # every _NUMBER_RE literal, int and float converts; nan / inf are caught below
+    return exact if exact.is_finite() and math.isfinite(float(exact)) else None
+
+
+def _as_number(value: Any) -> float | None:
+    exact = _exact_number(value)
+    return None if exact is None else float(exact)
 
 
 def validate_number(solution: Any) -> None:
@@ -93,21 +97,13 @@ def _short_answer_reward(validate: Callable[[Any], None], correct: Callable[[str
     return score_rows(completions, solution, kwargs, usable, score_answer)
 
 
-def _exact(value: Any) -> Decimal:
-    """The exact value of a number that `_as_number` accepted (floats lose integers beyond 2**53)."""
-    if isinstance(value, str):
-        text = value.strip()
-        return Decimal(int(NUMBER_WORDS[text.casefold()])) if text.casefold() in NUMBER_WORDS else Decimal(text)
-    return Decimal(value)
-
-
 def _number_correct(text: str, gt: Any) -> bool:
-    pred, target = _as_number(text), _as_number(gt)
+    pred, target = _exact_number(text), _exact_number(gt)
     if pred is None:
         return False
-    if target == round(target):  # an integer: exactly equal, "3.0" matches 3, "1e17" does not match 1e17 + 1
-        return _exact(text) == _exact(gt)
-    return abs(pred - target) <= 1e-6 * max(1.0, abs(target))
+    if target == target.to_integral_value():  # an integer: exactly equal; "3.0" matches 3, "1e17" not 1e17 + 1
+        return pred == target
+    return abs(float(pred) - float(target)) <= 1e-6 * max(1.0, abs(float(target)))
 
 
 def parse_number(value: Any) -> float | None:
