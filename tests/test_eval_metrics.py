@@ -9,6 +9,7 @@ import pytest
 from vlm_r1.evaluation import (
     ImageAnnotations,
     ScoredBoxes,
+    answer_metrics,
     classification_metrics,
     coco_metrics,
     counting_metrics,
@@ -167,10 +168,10 @@ def test_infer_task():
         infer_task("true")
 
 
-def _row(solution: str, line: int):
+def _row(solution: str, line: int, reward: str | None = None):
     from vlm_r1.data import Sample
 
-    return Sample(images=(), image_sizes=(), problem="q", solution=solution, reward=None, source=f"rows.jsonl:{line}")
+    return Sample(images=(), image_sizes=(), problem="q", solution=solution, reward=reward, source=f"rows.jsonl:{line}")
 
 
 def test_row_tasks_checked_before_generation_with_file_line():
@@ -184,6 +185,43 @@ def test_row_tasks_checked_before_generation_with_file_line():
         row_tasks([_row("[3, 2, 1, 4]", 4)])  # inferred REC, validated by the reward's validator
     with pytest.raises(ValueError, match="task must be"):
         row_tasks(rows, "grounding")
+
+
+def test_a_rows_reward_column_decides_its_task():
+    """The reward a training row names decides how evaluation scores it; the ground truth's shape only without one."""
+    rows = [_row('"A"', 1, "mc"), _row('"three"', 2, "count"), _row('"yes"', 3, "yes_no"), _row("[1, 2, 3, 4]", 4, "giou"),
+            _row('[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]', 5, "det_iou"), _row('"cat"', 6, "my_rewards:score"),
+            _row('"cat"', 7)]  # fmt: skip
+    assert row_tasks(rows) == ["multiple_choice", "counting", "yes_no", "rec", "detection", "classification",
+                               "classification"]  # fmt: skip
+    assert row_tasks(rows[:1], "classification") == ["classification"]  # --task overrides the column
+    with pytest.raises(ValueError, match=r"^rows.jsonl:8: multiple-choice ground truth must be one letter"):
+        row_tasks([_row('"cat"', 8, "mc")])
+
+
+def test_multiple_choice_yes_no_and_number_word_counting_by_their_training_rewards():
+    def answers(*texts):
+        return [parse_answer(f"<answer>{t}</answer>") for t in texts]
+
+    m = answer_metrics("multiple_choice", answers("(B)", "B. Paris", "A or B"), ['"B"'] * 3)
+    assert m == {"accuracy": pytest.approx(1 / 3, abs=1e-12), "answered": 1.0, "n": 3}
+    assert answer_metrics("yes_no", answers("Yes!", "yes and no"), ['"yes"'] * 2)["accuracy"] == 0.5
+    assert counting_metrics(answers("3", "3.0", "three"), ['"three"'] * 3)["accuracy"] == 1.0
+
+
+def test_results_are_standard_json_even_when_an_error_overflows(tmp_path):
+    import json
+
+    from vlm_r1.evaluation.runner import write_json
+
+    answers = [parse_answer(f"<answer>{t}</answer>") for t in ("3", "1e308", "-1e308")]
+    assert counting_metrics(answers, [3] * 3)["mae_answered"] == pytest.approx(2 * (1e308 / 3), rel=1e-12)  # no overflow
+    far = [parse_answer(f"<answer>{t}</answer>") for t in ("1e308", "1e308")]
+    mae = counting_metrics(far, [-1e308] * 2)["mae_answered"]  # each error alone is beyond a float
+    assert mae == math.inf
+    text = write_json({"metrics": {"mae_answered": mae, "nan": math.nan}}, tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")) == {
+        "metrics": {"mae_answered": "inf", "nan": "nan"}}
 
 
 def test_sampling_options_need_do_sample():

@@ -136,6 +136,17 @@ def test_classification(answer, score):
     assert r("cls_match", [ans(answer)], solution=[sol]) == [float(score)]
 
 
+@pytest.mark.parametrize("label,answer,score", [
+    ("C++", "C", 0), ("C", "C++", 0), ("C#", "C", 0), ("AB+", "AB-", 0), ("O-", "O", 0), ("O-", "O-.", 1),
+    ("A", "A", 1), ("A", "a.", 1), ("A", "B", 0), ("U.S.A.", "USA", 0), ("U.S.A.", "u.s.a", 1),
+    ("hot dog", "Hot-dog!", 1), ("t-shirt", "a T shirt", 1), ("cat", '"cat"', 1), ("cat", "(cat)", 1),
+])
+def test_classification_keeps_marks_that_tell_classes_apart(label, answer, score):
+    """Sentence punctuation and quotes go, a mark inside a word splits it, every other mark stays; a lone article is a
+    class of its own."""
+    assert r("cls_match", [ans(answer)], solution=[json.dumps(label)]) == [float(score)]
+
+
 def test_classification_all_classes_or_no_answer_is_zero():
     assert r("cls_match", [ans("airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck"), "cat"],
              solution=['"cat"'] * 2) == [0.0, 0.0]

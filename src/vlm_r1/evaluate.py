@@ -1,8 +1,8 @@
 """Evaluation entry point: ``vlm-r1 eval --model_name_or_path CKPT --data test.jsonl [ood.jsonl ...]``.
 
 Every row of every file is scored (no caps unless ``--max_samples`` is given): REC Acc@0.5 and mean IoU, detection
-COCO mAP / AP50 (pycocotools), classification and counting accuracy. Greedy decoding by default, batched; boxes are
-converted from the model's frame through its VLM module. With ``--output_dir`` each file's metrics and per-row
+COCO mAP / AP50 (pycocotools), classification, multiple-choice, yes/no and counting accuracy. Greedy decoding by
+default, batched; boxes are converted from the model's frame through its VLM module. With ``--output_dir`` each file's metrics and per-row
 predictions go to ``<output_dir>/<file stem>.json``. See docs/evaluation.md.
 """
 
@@ -31,7 +31,8 @@ class EvalArguments:
     )
     task: str = field(
         default="auto",
-        metadata={"help": "auto (from each row's ground truth), rec, detection, counting or classification."},
+        metadata={"help": "auto (each row's `reward` column, else its ground truth's shape), rec, detection, counting, "
+                          "classification, multiple_choice or yes_no."},
     )
     output_dir: str | None = field(
         default=None, metadata={"help": "Write <output_dir>/<file stem>.json (metrics + per-row predictions)."}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,16 +32,17 @@ import torch
 from ..data import DataError, Sample, load_image, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
-from ..rewards.dispatch import validate_solution
+from ..rewards.dispatch import TASK_REWARDS, validate_solution
 from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
-from .classification import classification_metrics, classification_scores
-from .counting import counting_metrics, counting_scores
+from ..rewards.registry import get_validator, list_rewards
+from .answers import ANSWER_TASKS, answer_metrics, answer_scores
+from .counting import counting_metrics
 from .detection import ImageAnnotations, coco_metrics, detections_from_answer
 from .rec import rec_scores, rec_summary
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("rec", "detection", "counting", "classification")
+TASKS = ("rec", "detection", *ANSWER_TASKS)  # each is a key of rewards.dispatch.TASK_REWARDS
 
 
 def infer_task(solution: Any) -> str:
@@ -57,8 +59,20 @@ def infer_task(solution: Any) -> str:
     raise ValueError(f"cannot tell the task of ground truth {value!r:.120}; pass task explicitly")
 
 
+def reward_task(reward: str | None) -> str | None:
+    """The task of a row's ``reward`` column: a task name ("mc", "counting", ...) or an accuracy reward ("iou",
+    "det_iou", ...) gives the task whose reward checks ground truth the same way; None for a row that names no
+    reward or a 'package.module:function' one (its task is then read from the ground truth's shape)."""
+    name = TASK_REWARDS.get(reward, reward)
+    if name is None or name not in list_rewards():
+        return None
+    validator = get_validator(name)
+    return next((t for t in TASKS if validator is not None and get_validator(TASK_REWARDS[t]) is validator), None)
+
+
 def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
-    """Each row's task (``task``, or inferred when "auto"), its ground truth validated for that task.
+    """Each row's task (``task``; with "auto" the one its ``reward`` column names, else the one its ground truth's
+    shape says), its ground truth validated for that task.
 
     Raises ValueError prefixed with the row's ``file:line`` (called before any generation)."""
     if task != "auto" and task not in TASKS:
@@ -67,7 +81,7 @@ def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
     for s in samples:
         value = load_solution(s.solution)
         try:
-            row_task = infer_task(value) if task == "auto" else task
+            row_task = task if task != "auto" else reward_task(s.reward) or infer_task(value)
             validate_solution(row_task, value)
         except ValueError as e:
             raise ValueError(f"{s.source}: {e}" + ("" if task == "auto" else f" (task {task!r})")) from e
@@ -163,13 +177,13 @@ def generate(
     return out
 
 
-_ROW_SCORES = {"rec": rec_scores, "classification": classification_scores, "counting": counting_scores}
-
-
 def _score_rows(task: str, answers: list[ParsedAnswer], samples: Sequence[Sample]) -> list[float | None]:
     """Per-completion score used for best-of-k and per-row records: IoU (REC) or 0/1 correctness (the rewards')."""
-    if task in _ROW_SCORES:
-        return _ROW_SCORES[task](answers, [s.solution for s in samples])
+    solutions = [s.solution for s in samples]
+    if task == "rec":
+        return rec_scores(answers, solutions)
+    if task in ANSWER_TASKS:
+        return answer_scores(task, answers, solutions)
     return [None] * len(answers)  # detection is scored per split (COCO), not per row
 
 
@@ -190,8 +204,8 @@ def task_metrics(task: str, answers: list[ParsedAnswer], samples: Sequence[Sampl
         return metrics
     if task == "counting":
         return counting_metrics(answers, solutions)
-    if task == "classification":
-        return classification_metrics(answers, solutions)
+    if task in ANSWER_TASKS:
+        return answer_metrics(task, answers, solutions)
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
@@ -261,8 +275,21 @@ def evaluate_samples(
     }
 
 
+def _finite_json(value):
+    """``value`` with each non-finite float as the string "nan", "inf" or "-inf" (standard JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def write_json(result: dict, path) -> Path:
+    """Write ``result`` as standard JSON (``jq`` and JavaScript read it; no NaN or Infinity literals)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(_finite_json(result), indent=1, default=str, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
     return path

@@ -1,10 +1,12 @@
 """Classification reward: normalised exact match of the `<answer>` with the class name or an alias.
 
 Ground truth: `"cat"` or `{"label": "cat", "aliases": ["kitty", ...]}`.
-Normalisation (both sides): Unicode NFKC, casefold, punctuation and symbols become spaces, the
-articles a / an / the are dropped, whitespace collapsed. The WHOLE answer must then equal a name:
-"The cat." matches "cat"; "cat or dog", "cat, dog, bird", "a photo of a cat" and "" score 0, so an
-answer that hedges over several classes (or lists all of them) never earns the reward.
+Normalisation (both sides): Unicode NFKC and casefold; a punctuation mark or symbol between two letters or digits
+becomes a space ("hot-dog" = "hot dog"); quotes, brackets and `. , ! ? : ;` elsewhere are dropped ("The cat." =
+"the cat"); any other mark is kept, so "C++" is not "C", "AB-" not "AB+" and "O-" not "O"; the articles a / an /
+the are dropped unless nothing else is left ("A" stays a class); whitespace collapsed. The WHOLE answer must then
+equal a name: "cat or dog", "cat, dog, bird", "a photo of a cat" and "" score 0, so an answer that hedges over
+several classes (or lists all of them) never earns the reward.
 """
 from __future__ import annotations
 
@@ -17,11 +19,27 @@ from .registry import register_reward
 _ARTICLES = {"a", "an", "the"}
 
 
+_DROPPED_AT_EDGES = set(".,!?:;\"'`")  # and every quote or bracket (Unicode categories Ps, Pe, Pi, Pf)
+
+
+def _mark(text: str, i: int) -> str:
+    """What punctuation or symbol ``text[i]`` becomes: a space inside a word, nothing or itself elsewhere."""
+    if 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum():
+        return " "
+    ch = text[i]
+    return "" if ch in _DROPPED_AT_EDGES or unicodedata.category(ch) in ("Ps", "Pe", "Pi", "Pf") else ch
+
+
 def normalize_text(text: str) -> str:
-    """Lower-case words without punctuation or articles, single-spaced ("The Cat!" -> "cat")."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
-    return " ".join(w for w in text.split() if w not in _ARTICLES)
+    """Lower-case words, single-spaced, without articles or sentence punctuation ("The Cat!" -> "cat",
+    "C++" -> "c++"); see the module docstring for the rule."""
+    text = "".join(" " if unicodedata.category(ch)[0] in "ZC" else ch for ch in unicodedata.normalize("NFKC", text))
+    words = []
+    for word in text.casefold().split():  # "U.S.A." is one word ("u s a"), so its "a" is no article
+        marks = [unicodedata.category(ch)[0] in "PS" for ch in word]
+        words.append(" ".join("".join(_mark(word, i) if m else ch for i, (ch, m) in enumerate(zip(word, marks))).split()))
+    words = [w for w in words if w]
+    return " ".join([w for w in words if w not in _ARTICLES] or words)
 
 
 def validate_classification(solution: Any) -> None:

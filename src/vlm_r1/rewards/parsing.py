@@ -291,7 +291,8 @@ def is_empty_answer(answer: str | None) -> bool:
     """True when an answer explicitly says "nothing" ("", "[]", "none", "null", ...); False when there is no answer."""
     if answer is None:
         return False
-    return strip_fence(answer).strip().rstrip(".").strip().lower() in _EMPTY_ANSWERS
+    text = strip_fence(answer).strip().rstrip(".").strip().lower()
+    return text in _EMPTY_ANSWERS or "".join(text.split()) in ("[]", "{}")  # "[ ]", pretty-printed "[\n]"
 
 
 def normalize_label(label: Any) -> str | None:
