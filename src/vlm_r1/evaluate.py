@@ -2,8 +2,8 @@
 
 Every row of every file is scored (no caps unless ``--max_samples`` is given): REC Acc@0.5 and mean IoU, detection
 COCO mAP / AP50 (pycocotools), classification, multiple-choice, yes/no and counting accuracy. Greedy decoding by
-default, batched; boxes are converted from the model's frame through its VLM module. With ``--output_dir`` each file's metrics and per-row
-predictions go to ``<output_dir>/<file stem>.json``. See docs/evaluation.md.
+default, batched; boxes are converted from the model's frame through its VLM module. With ``--output_dir`` each
+file's metrics and per-row predictions go to ``<output_dir>/<file stem>.json``. See docs/evaluation.md.
 """
 
 from __future__ import annotations
