@@ -7,7 +7,9 @@ Tolerance of the merge check: float32 logits of the merged model equal the adapt
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,7 +52,7 @@ def _inputs(processor):
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_vl", "internvl"])
-def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path, grpo_run, model_type):
+def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path, grpo_run, model_type, monkeypatch):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -58,7 +60,9 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
 
     base_dir = tiny_model_dir(model_type)
     # gradient checkpointing on: LoRA + checkpointing needs input grads enabled (TRL does it)
-    summary = _train(grpo_run, base_dir, rec_rows, beta=0.04, gradient_checkpointing=True)
+    monkeypatch.chdir(base_dir.parent)  # the base named relative to the working folder, as users type it
+    summary = _train(grpo_run, Path(base_dir.name), rec_rows, beta=0.04, gradient_checkpointing=True)
+    monkeypatch.chdir(tmp_path)  # merged from elsewhere below: the adapter records the base's absolute path
     out = tmp_path / "out"
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
@@ -66,7 +70,7 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     assert any(entry.get("kl", 0) > 0 for entry in summary["log_history"])
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
     from vlm_r1.merge import adapter_base
-    assert adapter_base(out) == (str(base_dir), "main")  # merge-lora loads the base at the run's model_revision
+    assert adapter_base(out) == (str(base_dir.resolve()), "main")  # merge-lora loads it at the run's model_revision
 
     base = AutoModelForImageTextToText.from_pretrained(base_dir).eval()
     base_state = {k: v.clone() for k, v in base.state_dict().items()}
@@ -99,6 +103,14 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     with torch.no_grad():
         merged_logits = merged(**_inputs(merged_processor)).logits
     torch.testing.assert_close(merged_logits, adapter_logits, rtol=0, atol=1e-4)
+
+    moved = tmp_path / "moved_adapter"  # an adapter whose recorded base is not there: the error says what to pass
+    shutil.copytree(out, moved)
+    config = json.loads((moved / "adapter_config.json").read_text())
+    (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "runs/base"}))
+    with pytest.raises(ValueError, match="records the base 'runs/base', which is neither a folder.*pass --base"):
+        merge_main(["--adapter", str(moved), "--out", str(tmp_path / "not_merged")])
+    assert merge_main(["--adapter", str(moved), "--out", str(tmp_path / "merged2"), "--base", str(base_dir)]) == 0
 
     with pytest.raises(ValueError, match="merge-lora"):  # an adapter folder is not loaded as if it were a model
         load_policy(ModelArguments(model_name_or_path=str(out)))

@@ -7,6 +7,7 @@ processor pads on the left (generation needs it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def load_policy(model_args: ModelArguments, trust_remote_code: bool = False):
             f"{model_args.model_name_or_path} is a LoRA adapter folder, not a full checkpoint: merge it first with "
             f"`vlm-r1 merge-lora --adapter {model_args.model_name_or_path} --out MERGED_DIR`"
         )
+    folder = Path(model_args.model_name_or_path)
+    if folder.is_dir():  # its absolute path goes into the model's config and into every adapter_config.json trained
+        # from it, so that `merge-lora` finds the base whichever folder it runs in
+        model_args = dataclasses.replace(model_args, model_name_or_path=str(folder.resolve()))
     module = module_for_checkpoint(
         model_args.model_name_or_path, trust_remote_code=trust_remote_code, revision=model_args.model_revision
     )

@@ -50,11 +50,19 @@ def merge_lora(
     adapter_dir = Path(adapter_dir)
     if not is_adapter_folder(adapter_dir):
         raise FileNotFoundError(f"{adapter_dir} has no {ADAPTER_CONFIG}: not a LoRA adapter folder")
-    if base is None:
+    recorded = base is None
+    if recorded:
         base, recorded_revision = adapter_base(adapter_dir)
         revision = revision or recorded_revision
     revision = revision or "main"
-    module = module_for_checkpoint(base, trust_remote_code=trust_remote_code, revision=revision)
+    try:
+        module = module_for_checkpoint(base, trust_remote_code=trust_remote_code, revision=revision)
+    except OSError as e:
+        if not recorded:
+            raise
+        raise ValueError(f"{adapter_dir}/{ADAPTER_CONFIG} records the base {base!r}, which is neither a folder "
+                         f"from here nor a reachable hub id ({type(e).__name__}); a relative path is relative to the "
+                         "folder the run started in: pass --base PATH") from e
     if dtype == "auto":
         from transformers import AutoConfig
 
