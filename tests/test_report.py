@@ -73,6 +73,19 @@ def test_boxes_drawn_at_the_right_pixels():
     assert px((79, 200)) == GREY and px((82, 200)) == GREY and px((240, 200)) == GREY
 
 
+def test_boxes_at_or_beyond_the_border_keep_every_side_visible():
+    image = Image.new("RGB", (100, 80), GREY)
+    for truth, pred in ([(0.0, 30.0, 50.0, 80.0), (-50.0, -50.0, 500.0, 500.0)], [(0.0, 0.0, 100.0, 80.0), None]):
+        dets = [] if pred is None else [Detection(box=pred, label=None, score=None)]
+        canvas = draw_answer(image, [] if pred else [(truth, None)], dets)
+        colour = PREDICTION if pred else TRUTH
+        w, h = canvas.size
+        sides = {"left": (0, h // 2), "right": (w - 1, h // 2), "top": (w // 2, 0), "bottom": (w // 2, h - 1)}
+        assert {side: canvas.getpixel(xy) for side, xy in sides.items()} == dict.fromkeys(sides, colour)
+    canvas = draw_answer(image, [((0.0, 30.0, 50.0, 80.0), None)], [])  # touching the left and bottom borders
+    assert canvas.getpixel((0, 200)) == TRUTH and canvas.getpixel((100, 319)) == TRUTH
+
+
 def test_perfect_prediction_keeps_both_colours_and_labels_and_large_images_shrink():
     image = Image.new("RGB", (1280, 640), GREY)
     assert display_scale(image.size) == 0.5

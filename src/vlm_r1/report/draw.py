@@ -81,12 +81,12 @@ def draw_answer(
     draw = ImageDraw.Draw(canvas)
     for box, _ in truth:
         x1, y1, x2, y2 = _on_canvas(box, scale, size)
-        draw.rectangle([x1 - LINE, y1 - LINE, x2 + LINE - 1, y2 + LINE - 1], outline=TRUTH, width=LINE)
+        draw.rectangle(_inside([x1 - LINE, y1 - LINE, x2 + LINE - 1, y2 + LINE - 1], size), outline=TRUTH, width=LINE)
     for det in detections:
         if det.box is None:
             continue
         x1, y1, x2, y2 = _on_canvas(det.box, scale, size)
-        draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=PREDICTION, width=LINE)
+        draw.rectangle(_inside([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], size), outline=PREDICTION, width=LINE)
         caption = " ".join(part for part in (det.label, None if det.score is None else f"{det.score:.2f}") if part)
         if caption:
             _label(draw, caption[:40], (x1, y1), size)
@@ -94,10 +94,18 @@ def draw_answer(
 
 
 def _on_canvas(box: Box, scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A box in canvas pixels, clamped a little outside the canvas (absurd coordinates stay drawable)."""
+    """A box in canvas pixels, clamped a little outside the canvas (absurd coordinates stay finite integers)."""
     w, h = size
     limits = (w, h, w, h)
     return tuple(int(round(min(max(v * scale, -2 * LINE), lim + 2 * LINE))) for v, lim in zip(box, limits))
+
+
+def _inside(rect: list[int], size: tuple[int, int]) -> list[int]:
+    """``rect`` (x1, y1, x2, y2, inclusive) clamped into the canvas: a side at or beyond the border is drawn on it,
+    so a box touching the border, covering the image or larger than it keeps a visible outline."""
+    w, h = size
+    x1, y1, x2, y2 = (min(max(v, 0), lim - 1) for v, lim in zip(rect, (w, h, w, h)))
+    return [x1, y1, x2, y2]
 
 
 def _label(draw: ImageDraw.ImageDraw, text: str, corner: tuple[int, int], size: tuple[int, int]) -> None:
