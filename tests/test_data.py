@@ -80,6 +80,9 @@ BAD_ROWS = [  # (line, field, message fragment)
     (_row(answer="[0, 0, 1e999, 5]"), "conversations[1].value", "non-finite"),
     (_row(answer=[10, 2, 5, 20]), "solution", "reversed"),
     (_row(answer="[0, 0, 41, 30]"), "solution", "outside the 40x30 image"),
+    (_row(answer=[0.1, 0.2, 0.5, 0.9]), "solution", "under 1 px wide and high on the 40x30 image: boxes are pixels of "
+     "the original image; if these are fractions of it (0-1), multiply x by 40 and y by 30"),
+    (_row(answer="<answer>a</answer> <answer>b</answer>"), "conversations[1].value", "holds <answer> / <think> tags"),
     (_row(answer=[{"bbox_2d": [1, 2, 3], "label": "x"}]), "solution[0].bbox_2d", "expected 4 numbers"),
     (_row(answer=[{"bbox_2d": [0, 0, 5, 5]}, {"bbox_2d": [0, -1, 5, 5]}]), "solution[1].bbox_2d", "outside"),
     (_row(image="missing.png"), "image", "not found"),
@@ -92,6 +95,17 @@ BAD_ROWS = [  # (line, field, message fragment)
     (_row(answer='[{"bbox_2d": [0, 0, 5, 5], "bbox_2d": [1, 1, 5, 5], "label": "x"}]'), "conversations[1].value",
      "duplicate key(s) 'bbox_2d'"),
 ]
+
+
+@pytest.mark.parametrize("wrapped,value", [
+    ("<answer>cat</answer>", "cat"), ("<think>It has fur.</think> <answer> cat </answer>", "cat"),
+    ("<answer>[1, 2, 10, 20]</answer>", [1, 2, 10, 20]), ("<answer>3</answer>", 3),
+    ('```json\n[{"bbox_2d": [1, 2, 10, 20], "label": "cat"}]\n```', [{"bbox_2d": [1, 2, 10, 20], "label": "cat"}]),
+])
+def test_vlm_r1_answer_wrappers_are_taken_off_ground_truths(root, wrapped, value):
+    """VLM-R1 writes ground truths as completions; they are read as the value inside, not as a class named "<answer>…"."""
+    (sample,) = load_rows(_write(root / "wrapped.jsonl", [_row(answer=wrapped)]))
+    assert json.loads(sample.solution) == value
 
 
 @pytest.mark.parametrize("line,field,fragment", BAD_ROWS)

@@ -1,5 +1,6 @@
 """Hand-worked values of every reward formula, and the anti-gaming rules."""
 import json
+import re
 import math
 
 import pytest
@@ -231,3 +232,11 @@ def test_cosine_wrong_never_beats_right(len_right, len_wrong, max_len):
     assert -1.0 <= wrong <= 0.0 < 0.5 <= right <= 1.0 and math.isfinite(right)
     assert fn.value(True, min(len_right, max_len)) >= fn.value(True, min(len_right, max_len) + 1) - 1e-12
     assert fn.value(False, min(len_wrong, max_len)) <= fn.value(False, min(len_wrong, max_len) + 1) + 1e-12
+
+
+def test_a_class_name_read_as_json_says_how_to_write_it():
+    from vlm_r1.rewards.classification import validate_classification
+
+    for value, spelling in ((7, '{"label": "7"}'), (True, '{"label": "true"}')):
+        with pytest.raises(ValueError, match=re.escape(f"is written {spelling}")):
+            validate_classification(value)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..rewards.boxes import is_four_numbers
+from ..rewards.parsing import strip_fence
 from .errors import DataError, DataWarning, ImageError, Problem
 from .images import DEFAULT_MAX_PIXELS, load_image, probe_image
 
@@ -108,6 +110,9 @@ def _box_problem(box: list, size: tuple[int, int] | None) -> str | None:
         w, h = size
         if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
             return f"box {box} lies outside the {w}x{h} image"
+        if x2 - x1 < 1 and y2 - y1 < 1 and max(w, h) > 1:
+            return (f"box {box} is under 1 px wide and high on the {w}x{h} image: boxes are pixels of the original "
+                    f"image; if these are fractions of it (0-1), multiply x by {w} and y by {h}")
     return None
 
 
@@ -129,13 +134,26 @@ def _solution_problems(value, size: tuple[int, int] | None) -> list[tuple[str, s
     return out
 
 
-def parse_ground_truth(value):
-    """The gpt value as a JSON value: JSON text is parsed, other text kept as a string.
+# VLM-R1 writes ground truths as completions: "<answer>X</answer>", maybe after a <think> block, and detections in
+# a ```json fence. The wrapper is taken off (as VLM-R1 does before scoring); X is then read like any gpt value.
+_ANSWER_WRAPPED = re.compile(r"(?:<think>.*?</think>\s*)?<answer>(.*)</answer>", re.DOTALL)
 
-    Raises ValueError for empty text, null, or text that starts like JSON ("[" / "{") but does not parse.
+
+def parse_ground_truth(value):
+    """The gpt value as a JSON value: JSON text is parsed, other text kept as a string. A VLM-R1 wrapper (the whole
+    text is ``<answer>X</answer>``, maybe after ``<think>…</think>``, or one ```json fence) is taken off first.
+
+    Raises ValueError for empty text, null, text that starts like JSON ("[" / "{") but does not parse, and text that
+    still holds answer or think tags.
     """
     if isinstance(value, str):
         text = value.strip()
+        if wrapped := _ANSWER_WRAPPED.fullmatch(text):
+            text = wrapped.group(1).strip()
+        text = strip_fence(text)
+        if any(tag in text for tag in ("<answer>", "</answer>", "<think>", "</think>")):
+            raise ValueError("holds <answer> / <think> tags that are not one '<answer>X</answer>' around the whole "
+                             f"value: write the ground truth alone, got {value!r:.200}")
         if not text:
             raise ValueError("empty ground truth")
         try:
@@ -145,7 +163,7 @@ def parse_ground_truth(value):
                 raise ValueError(f"looks like JSON but does not parse: {e}") from None
             value = text
     if value is None:
-        raise ValueError("ground truth is null")
+        raise ValueError('ground truth is null (a class named "null" is written {"label": "null"})')
     if not _finite(value):
         raise ValueError("ground truth holds a non-finite number")
     return value

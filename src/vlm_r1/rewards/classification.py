@@ -10,6 +10,7 @@ several classes (or lists all of them) never earns the reward.
 """
 from __future__ import annotations
 
+import json
 import unicodedata
 from typing import Any
 
@@ -51,8 +52,11 @@ def validate_classification(solution: Any) -> None:
     else:
         label = solution
     if not isinstance(label, str) or not normalize_text(label):
+        hint = ""
+        if isinstance(label, (bool, int, float)):  # "7" and "true" in a JSONL row are read as JSON values
+            hint = f' (a class named {json.dumps(label)} is written {{"label": "{json.dumps(label)}"}})'
         raise ValueError("classification ground truth must be a class name or {'label', 'aliases'}, "
-                         f"got {solution!r:.200}")
+                         f"got {solution!r:.200}{hint}")
 
 
 def class_names(solution: Any) -> set[str] | None:
