@@ -96,6 +96,7 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     merged_dir = tmp_path / "merged"
     assert merge_main(["--adapter", str(out), "--out", str(merged_dir)]) == 0
     assert not (merged_dir / "adapter_config.json").exists()
+    assert (merged_dir / "vlm_r1_prompt.json").read_text() == (out / "vlm_r1_prompt.json").read_text()  # copied
     merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
     assert not any("lora" in k for k in merged.state_dict())
     assert set(merged.state_dict()) == set(base_state)

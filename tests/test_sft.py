@@ -138,6 +138,10 @@ def test_sft_warm_start_answers(tiny_model_dir, rec_rows, tmp_path):
         "--logging_steps", "10", "--disable_tqdm", "true", "--resume_from_checkpoint", "auto",  # none yet: fresh start
     ])  # fmt: skip
     assert summary["steps"] == 60 and summary["loss_end"] < summary["loss_start"]
+    from vlm_r1.data import read_prompt
+    from vlm_r1.modules import THINK_ANSWER_TEMPLATE
+
+    assert read_prompt(out) == {"question_template": THINK_ANSWER_TEMPLATE, "system_prompt": None}  # the default's
     model, processor, module = load_policy(ModelArguments(model_name_or_path=str(out)))
     result = evaluate_samples(
         model, processor, module, list(load_rows(rec_rows)), settings=GenerationSettings(batch_size=16, max_new_tokens=40)

@@ -363,3 +363,26 @@ def test_ds3_gather_for_generation_false_needs_zero3(parse_only_argv, monkeypatc
         assert parse_args(argv)[2].ds3_gather_for_generation is False
     finally:
         unset_hf_deepspeed_config()  # the plugin registers ZeRO-3 globally; later tests must not load under it
+
+
+def test_the_prompt_travels_with_every_checkpoint_and_eval_uses_it(tiny_model_dir, rec_rows, grpo_run, tmp_path, caplog):
+    import json
+
+    from vlm_r1.data import PROMPT_FILE
+    from vlm_r1.evaluate import main as evaluate
+
+    template = "Box it: {question}"
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, question_template=template, system_prompt="Be brief.",
+             save_strategy="steps", save_steps=1)  # fmt: skip
+    out = tmp_path / "out"
+    recorded = {"question_template": template, "system_prompt": "Be brief."}
+    for folder in (out, out / "checkpoint-1", out / "checkpoint-2"):
+        assert json.loads((folder / PROMPT_FILE).read_text()) == recorded, folder
+    argv = ["--model_name_or_path", str(out / "checkpoint-1"), "--data", str(rec_rows), "--max_samples", "2",
+            "--max_new_tokens", "4", "--device", "cpu"]  # fmt: skip
+    result = evaluate(argv)[rec_rows.stem]
+    assert {k: result["generation"][k] for k in recorded} == recorded  # not the family's default template
+    with caplog.at_level("WARNING", logger="vlm_r1"):
+        result = evaluate(argv + ["--question_template", "{question}"])[rec_rows.stem]
+    assert result["generation"]["question_template"] == "{question}"  # the one given wins, with a warning
+    assert "--question_template '{question}' differs from the 'Box it: {question}'" in caplog.text

@@ -38,9 +38,13 @@ class EvalArguments:
         default=None, metadata={"help": "Write <output_dir>/<file stem>.json (metrics + per-row predictions)."}
     )
     question_template: str | None = field(
-        default=None, metadata={"help": "Template wrapping each question ({question}). Default: the model module's."}
+        default=None, metadata={"help": "Template wrapping each question ({question}). Default: the one the checkpoint "
+                                         "was trained with (its vlm_r1_prompt.json), else the model module's."}
     )
-    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message for every prompt."})
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message for every prompt. Default: the one the checkpoint was trained "
+                                         "with (its vlm_r1_prompt.json), else none."}
+    )
     batch_size: int = field(default=32, metadata={"help": "Rows per generate() call."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest completion."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
@@ -105,6 +109,28 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def eval_prompt(checkpoint: str, question_template: str | None, system_prompt: str | None):
+    """``(question_template, system_prompt)`` to evaluate with: each one given on the command line, else the one the
+    checkpoint was trained with (its ``vlm_r1_prompt.json``), else the model family's default template (None here)
+    and no system prompt. A given one that differs from the recorded one is used, with a warning."""
+    from .data import PROMPT_FILE, read_prompt
+
+    recorded = read_prompt(checkpoint) if Path(checkpoint).is_dir() else None
+    if recorded is None:
+        logger.info("%s records no training prompt (%s): question_template %s, system_prompt %r", checkpoint,
+                    PROMPT_FILE, "the model family's default" if question_template is None else repr(question_template),
+                    system_prompt)  # fmt: skip
+        return question_template, system_prompt
+    for name, given in (("question_template", question_template), ("system_prompt", system_prompt)):
+        if given is not None and given != recorded[name]:
+            logger.warning("--%s %r differs from the %r %s was trained with; evaluating with the one given",
+                           name, given, recorded[name], checkpoint)
+    template = recorded["question_template"] if question_template is None else question_template
+    system = recorded["system_prompt"] if system_prompt is None else system_prompt
+    logger.info("prompt: question_template %r, system_prompt %r (trained with, from %s)", template, system, PROMPT_FILE)
+    return template, system
+
+
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, args, settings = parse_args(argv)
@@ -122,12 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
         row_tasks(rows[path], args.task)
 
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
+    template, system_prompt = eval_prompt(model_args.model_name_or_path, args.question_template, args.system_prompt)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model.to(device)
     results = {}
     for path, samples in rows.items():
         result = evaluate_samples(
-            model, processor, module, samples, args.question_template, args.system_prompt, settings, args.task
+            model, processor, module, samples, template, system_prompt, settings, args.task
         )
         result.update(model=model_args.model_name_or_path, data=str(Path(path).resolve()))
         name = Path(path).stem

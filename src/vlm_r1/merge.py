@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -84,6 +85,10 @@ def merge_lora(
     processor = (AutoProcessor.from_pretrained(adapter_dir, trust_remote_code=trust_remote_code) if saved_processor
                  else AutoProcessor.from_pretrained(base, trust_remote_code=trust_remote_code, revision=revision))
     processor.save_pretrained(out)
+    from .data.prompts import PROMPT_FILE
+
+    if (adapter_dir / PROMPT_FILE).is_file():  # the prompt the adapter was trained with travels with the merge
+        shutil.copyfile(adapter_dir / PROMPT_FILE, out / PROMPT_FILE)
     return out
 
 

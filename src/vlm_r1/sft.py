@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("first SFT target: %s", train_dataset[0]["completion"][0]["content"][0]["text"])
 
     # ------------------------------------------------------------------ trainer
+    from .data import save_prompt
+    from .trainer.callbacks import PromptSaver
     from .trainer.sft import VLMSFTTrainer
 
     trainer = VLMSFTTrainer(
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,
         peft_config=peft_config,
     )
+    trainer.add_callback(PromptSaver(template, data_args.system_prompt))
     if args.max_train_seconds is not None or args.stop_at_step is not None:
         trainer.add_callback(_stop_callback(args.max_train_seconds, args.stop_at_step))
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(args.output_dir)
+        save_prompt(args.output_dir, template, data_args.system_prompt)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {
         "loss_start": losses[0] if losses else None,

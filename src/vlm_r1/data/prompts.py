@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from .rows import IMAGE_PLACEHOLDER
 
 QUESTION_SLOT = "{question}"
+# Written by `vlm-r1 train` / `vlm-r1 sft` into the output folder and each checkpoint-N, copied by `merge-lora`, read
+# by `vlm-r1 eval`: the prompt a checkpoint was trained with travels with it.
+PROMPT_FILE = "vlm_r1_prompt.json"
+
+
+def save_prompt(folder, question_template: str, system_prompt: str | None) -> Path:
+    """Write the prompt a run trains with (the template in effect, not None) to ``folder/PROMPT_FILE``."""
+    path = Path(folder) / PROMPT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"question_template": question_template, "system_prompt": system_prompt}) + "\n")
+    return path
+
+
+def read_prompt(folder) -> dict | None:
+    """``{"question_template", "system_prompt"}`` a checkpoint folder was trained with, or None when it records none."""
+    path = Path(folder) / PROMPT_FILE
+    if not path.is_file():
+        return None
+    prompt = json.loads(path.read_text())
+    if not (isinstance(prompt, dict) and isinstance(prompt.get("question_template"), str)
+            and isinstance(prompt.get("system_prompt"), (str, type(None)))):
+        raise ValueError(f"{path}: expected {{'question_template': str, 'system_prompt': str or null}}, got {prompt!r:.200}")
+    check_question_template(prompt["question_template"])
+    return {"question_template": prompt["question_template"], "system_prompt": prompt["system_prompt"]}
 
 
 def check_question_template(question_template: str) -> None:

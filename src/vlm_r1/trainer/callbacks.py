@@ -1,7 +1,10 @@
-"""Console output of a training run: a progress bar with one compact line per logging step.
+"""Callbacks of every training run.
 
-Replaces transformers' default ``ProgressCallback``, which prints every logged dict in full. The line shows the
-step, the total reward and each reward function's mean, the loss, the KL when it is computed, and seconds per step.
+``StepPrinter``: console output, a progress bar with one compact line per logging step. It replaces transformers'
+default ``ProgressCallback``, which prints every logged dict in full. The line shows the step, the total reward and
+each reward function's mean, the loss, the KL when it is computed, and seconds per step.
+
+``PromptSaver``: writes the run's prompt into each checkpoint-N as it is saved (``vlm_r1.data.prompts``).
 """
 
 from __future__ import annotations
@@ -9,7 +12,11 @@ from __future__ import annotations
 import math
 import time
 
-from transformers.trainer_callback import ProgressCallback
+from pathlib import Path
+
+from transformers.trainer_callback import ProgressCallback, TrainerCallback
+
+from ..data.prompts import save_prompt
 
 
 def _short(name: str) -> str:
@@ -52,3 +59,15 @@ class StepPrinter(ProgressCallback):
             parts.append(f"len {_number(logs['completions/mean_length'], 1)}")
         parts.append(f"{seconds_per_step:.2f} s/step")
         self.training_bar.write(" | ".join(parts))
+
+
+class PromptSaver(TrainerCallback):
+    """Writes ``vlm_r1_prompt.json`` (the question template and system prompt in effect) into each checkpoint."""
+
+    def __init__(self, question_template: str, system_prompt: str | None):
+        self.question_template, self.system_prompt = question_template, system_prompt
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            save_prompt(folder, self.question_template, self.system_prompt)
