@@ -231,6 +231,21 @@ def test_greedy_generation_gives_identical_tokens(tiny_model_dir, tmp_path, mode
     assert len(distinct) == 2, "the two prompts should give different completions (weights are perturbed)"
 
 
+def test_generation_without_a_cache_falls_back_to_trls_path(tiny_model_dir, tmp_path):
+    """The shared prefill is a key/value cache: with use_cache off, generate re-ran the prompt without its images."""
+    config = {"generation_kwargs": {"do_sample": False, "use_cache": False}, "max_completion_length": 8}
+    trainer = _trainer(tiny_model_dir("qwen2_vl"), "qwen2_vl", tmp_path, **config)
+    from trl.data_utils import prepare_multimodal_messages
+
+    prompts = [prepare_multimodal_messages(r["prompt"], r["images"]) for r in _rows(2) for _ in range(G)]
+    results = {}
+    for share in (False, True):
+        _set_share(trainer, share)
+        results[share] = trainer._generate(prompts)[:2]
+    assert results[True] == results[False]
+    assert any("use_cache=False" in reason for reason in trainer._prefill_refusals)
+
+
 def test_flag_off_is_trls_path(tiny_model_dir, tmp_path):
     from trl.data_utils import prepare_multimodal_messages
 

@@ -80,6 +80,8 @@ def can_share_prefill(model: nn.Module, inputs: dict[str, torch.Tensor], generat
     """None if :func:`generate_from_shared_prefill` applies, else the reason it does not."""
     if inputs["input_ids"].size(1) < 2:
         return "prompt shorter than 2 tokens"
+    if getattr(generation_config, "use_cache", True) is False:  # generate would re-run the prompt without its images
+        return "use_cache=False (the shared prefill is a cache)"
     if getattr(generation_config, "cache_implementation", None) is not None:
         return f"cache_implementation={generation_config.cache_implementation!r} (needs a DynamicCache)"
     if (generation_config.num_beams or 1) > 1 or (generation_config.num_return_sequences or 1) > 1:
