@@ -156,3 +156,17 @@ def test_lora_run_with_vision_adapters(tiny_model_dir, rec_rows, grpo_run):
 
     weights = load_file(str(Path(summary["checkpoint"]) / "adapter_model.safetensors"))
     assert any("visual" in key for key in weights) and any("language_model" in key for key in weights)
+
+
+def test_resuming_across_lora_and_full_training_says_what_to_change(tiny_model_dir, rec_rows, tmp_path, grpo_run):
+    from vlm_r1.checkpoints import CheckpointError
+
+    base = tiny_model_dir("qwen2_vl")
+    _train(grpo_run, base, rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
+    checkpoint = str(tmp_path / "out" / "checkpoint-1")
+    with pytest.raises(CheckpointError, match="holds a LoRA adapter but this run trains every parameter: add --use_peft"):
+        grpo_run(base, rec_rows, "--resume_from_checkpoint", checkpoint, max_steps=2)
+    grpo_run(base, rec_rows, max_steps=1, save_strategy="steps", save_steps=1, output_dir=str(tmp_path / "full"))
+    with pytest.raises(CheckpointError, match="holds full weights but this run trains LoRA adapters: drop --use_peft"):
+        _train(grpo_run, base, rec_rows, max_steps=2, output_dir=str(tmp_path / "full"),
+               resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-1"))

@@ -245,6 +245,14 @@ class ResumeWeightsMixin:
             os.path.isfile(os.path.join(resume_from_checkpoint, name))
             for name in ("model.safetensors", "model.safetensors.index.json")
         )
+        adapter = os.path.isfile(os.path.join(resume_from_checkpoint, "adapter_config.json"))
+        lora_run = hasattr(target, "peft_config")
+        if adapter and not lora_run:
+            raise CheckpointError(f"{resume_from_checkpoint} holds a LoRA adapter but this run trains every parameter: "
+                                  "add --use_peft true with the lora_* settings it was trained with")
+        if full_weights and lora_run and not adapter:
+            raise CheckpointError(f"{resume_from_checkpoint} holds full weights but this run trains LoRA adapters: "
+                                  "drop --use_peft (or start the LoRA run from it with --model_name_or_path)")
         if not (full_weights and isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         logger.info("loading weights of %s through from_pretrained", resume_from_checkpoint)
