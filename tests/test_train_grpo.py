@@ -133,7 +133,7 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--lora_r", "8", "--lora_dropout", "0.1"], "lora_r, lora_dropout only apply with use_peft"),
                            (["--lora_vision", "true"], "lora_vision only apply with use_peft"),
                            (["--max_train_samples", "0"], "max_train_samples must be >= 1"),
-                           (["--max_steps", "5", "--num_train_epochs", "2"], "num_train_epochs .2. has no effect"),
+                           (["--max_steps", "5", "--num_train_epochs", "2"], "max_steps and num_train_epochs are both given"),
                            (["--default_reward", "bogus"], "default_reward: unknown accuracy reward 'bogus'"),
                            (["--min_pixels", "0"], "min_pixels must be >= 1"),
                            (["--min_pixels", "60000", "--max_pixels", "20000"], "min_pixels .60000. is above max_pixels"),
@@ -155,6 +155,9 @@ RECIPE_MISTAKES = [  # (recipe text, message)
     ("bf16: 1\n", "bf16: expected true or false, got 1"),
     ("output_dir: 2024\n", "output_dir: expected text, got 2024"),
     ("learning_rate: 1.0e-5\nseed: 3\nlearning_rate: 2.0e-5\n", "line 5: key 'learning_rate' is given twice .first on line 3."),
+    ("max_step: 10\nrewards: [iou]\n", r"max_step \(did you mean max_steps\?\), rewards \(did you mean reward_funcs\?\) are no "
+     "options of vlm-r1 train"),
+    ("max_steps: 10\nnum_train_epochs: 3\n", "max_steps and num_train_epochs are both given"),
 ]
 
 
@@ -178,6 +181,23 @@ def test_recipe_scalars_for_lists_and_integral_floats_are_read_as_meant(tmp_path
     assert data_args.train_data == ["a.jsonl"] and data_args.reward_funcs == ["iou_acc"]
     assert training_args.reward_weights == [2.0] and training_args.max_steps == 800
     assert isinstance(training_args.max_steps, int) and training_args.learning_rate == 1e-5
+
+
+def test_the_command_line_sets_the_runs_length_over_the_recipe(tmp_path):
+    """max_steps and num_train_epochs are one setting: the one given on the command line replaces the recipe's."""
+    from vlm_r1.train import parse_args
+
+    recipe = tmp_path / "recipe.yaml"
+    argv = ["--config", str(recipe), "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o")]
+    recipe.write_text("model_name_or_path: x\nuse_cpu: true\nbf16: false\nnum_train_epochs: 2\n")
+    training_args = parse_args(argv + ["--max_steps", "5"])[2]
+    assert (training_args.max_steps, training_args.num_train_epochs) == (5, 3.0)  # 3: the default, not used
+    recipe.write_text("model_name_or_path: x\nuse_cpu: true\nbf16: false\nmax_steps: 800\n")
+    training_args = parse_args(argv + ["--num_train_epochs", "2"])[2]
+    assert (training_args.max_steps, training_args.num_train_epochs) == (-1, 2.0)
+    with pytest.raises(ValueError, match="the command line: max_steps and num_train_epochs are both given"):  # 3 is
+        # the default value, but it was given
+        parse_args(argv + ["--max_steps", "5", "--num_train_epochs", "3"])
 
 
 @pytest.mark.parametrize("eval_greedy", [True, False])

@@ -14,13 +14,20 @@ file. Here every recipe value is checked against its field's type first, and ref
 * a key given twice in the recipe is refused with its line (YAML would keep the last one silently).
 
 Text values of other fields, and everything given on the command line, go through argparse as before. A
-recipe's ``env:`` mapping is TRL's: its entries are exported to the environment. transformers' refusal of bf16 on a
-machine without a GPU is reworded to say which flags train on the CPU.
+recipe's ``env:`` mapping is TRL's: its entries are exported to the environment. A key that is no option is refused
+naming the recipe (and the closest option). transformers' refusal of bf16 on a machine without a GPU is reworded to
+say which flags train on the CPU.
+
+The run's length is set by ``max_steps`` or by ``num_train_epochs``, never both: the command line overrides the
+recipe here too (``--max_steps 50`` on a recipe with ``num_train_epochs: 2`` runs 50 steps, and the reverse), and
+both given in one place are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import sys
 import types
 import typing
@@ -28,6 +35,8 @@ from typing import Any
 
 import yaml
 from trl import TrlParser
+
+logger = logging.getLogger("vlm_r1")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -131,15 +140,48 @@ class RecipeParser(TrlParser):
             except (ValueError, yaml.YAMLError) as e:
                 raise ValueError(f"{self._recipe}: {e}") from None
         try:
-            return super().parse_args_and_config(args, **kwargs)
+            parsed = super().parse_args_and_config(args, **kwargs)
         except ValueError as e:
             if "support bf16" not in str(e):
                 raise
             source = f"`bf16: true` in {self._recipe}" if "bf16" in self._recipe_keys else "bf16 is true by default"
             raise ValueError(f"{source}, and this machine has no GPU that supports bf16: add --bf16 false "
                              "--use_cpu true to train on the CPU") from None
+        command_line = {a[2:].partition("=")[0] for a in args if a.startswith("--")}
+        for obj in parsed:
+            if dataclasses.is_dataclass(obj) and hasattr(obj, "max_steps") and hasattr(obj, "num_train_epochs"):
+                self._settle_run_length(obj, command_line)
+        return parsed
+
+    def _settle_run_length(self, training_args, command_line: set[str]) -> None:
+        """Keep the one of ``max_steps`` / ``num_train_epochs`` given last (command line over recipe)."""
+        given = {name: "command line" if name in command_line else self._recipe if name in self._recipe_keys else None
+                 for name in ("max_steps", "num_train_epochs")}
+        if training_args.max_steps <= 0:  # max_steps -1 means "not set": the epochs decide
+            given["max_steps"] = None
+        steps, epochs = given["max_steps"], given["num_train_epochs"]
+        if steps and epochs and steps == epochs:
+            source = "the command line" if steps == "command line" else steps
+            raise ValueError(f"{source}: max_steps and num_train_epochs are both given; one sets the run's length: "
+                             "drop the other")
+        if steps == "command line" and epochs:
+            default = type(training_args).num_train_epochs
+            logger.info("--max_steps %d sets the run's length (the recipe's num_train_epochs %g is not used)",
+                        training_args.max_steps, training_args.num_train_epochs)
+            training_args.num_train_epochs = default
+        elif epochs == "command line" and steps:
+            logger.info("--num_train_epochs %g sets the run's length (the recipe's max_steps %d is not used)",
+                        training_args.num_train_epochs, training_args.max_steps)
+            training_args.max_steps = -1
 
     def set_defaults_with_config(self, **kwargs) -> list[str]:
         checked = {key: check_recipe_value(key, value, self._hints[key], self._recipe) if key in self._hints else value
                    for key, value in kwargs.items()}
+        options = [a.dest for a in self._actions]
+        unknown = [key for key in checked if key not in options]
+        if unknown:
+            named = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, options, 1)) else key
+                     for key in unknown]
+            verb = "is no option" if len(unknown) == 1 else "are no options"
+            raise ValueError(f"{self._recipe}: {', '.join(named)} {verb} of {self.prog} (see {self.prog} --help)")
         return super().set_defaults_with_config(**checked)
