@@ -77,6 +77,16 @@ def test_sft_refuses_ignored_options(parse_only_argv):
         parse_args(base + ["--use_peft", "true", "--freeze_vision", "true"])
 
 
+def test_sft_help_lists_no_option_it_refuses(capsys):
+    from vlm_r1.sft import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "--reward_funcs" not in text and "--packing" not in text and "--dataset_num_proc" not in text
+    assert "--default_reward" in text and "validated against it when loading" in " ".join(text.split())
+
+
 @pytest.mark.parametrize("command", ["sft", "train"])
 def test_warmup_that_the_schedule_drops_is_refused(parse_only_argv, command):
     """transformers' constant schedule ignores warmup_steps silently; both trainers refuse the pair."""

@@ -10,6 +10,7 @@ One linear ``main()`` in phases: arguments, data, model, trainer, train, save an
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -89,9 +90,20 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError(f"stop_at_step must be in 1..max_steps ({args.max_steps}), got {args.stop_at_step}")
 
 
+# Options of the shared argument classes that SFT refuses (not listed in its --help) or reads differently.
+REFUSED_IN_HELP = ("reward_funcs", "completion_only_loss", "assistant_only_loss", "packing", "padding_free",
+                   *SKIPPED_PREPARATION_OPTIONS)  # fmt: skip
+SFT_HELP = {"default_reward": "Task or accuracy reward (e.g. `rec`) of rows whose JSONL has no `reward` field: their "
+                              "ground truth is validated against it when loading."}
+
+
 def parse_args(argv: list[str] | None = None):
     description = __doc__.split("\n\n")[0]
     parser = RecipeParser((DataArguments, ModelArguments, VLMSFTConfig), prog="vlm-r1 sft", description=description)
+    for action in parser._actions:
+        if action.dest in REFUSED_IN_HELP:
+            action.help = argparse.SUPPRESS
+        action.help = SFT_HELP.get(action.dest, action.help)
     data_args, model_args, sft_args = parser.parse_args_and_config(argv)
     check_sft_args(data_args, model_args, sft_args)
     sft_args.completion_only_loss = True
