@@ -11,6 +11,8 @@ TRL's own):
   which transformers refuses, so the image lists are normalised to ``[]`` after generation.
 * ``eval_greedy``: evaluation during training decodes greedily (:meth:`_eval_decoding`), so the logged eval
   rewards are the greedy accuracy that evaluations report, while training keeps sampling.
+* The logged eval rewards are means over the evaluated rows (:meth:`_row_means_of_eval_rewards`); TRL averages one
+  mean per eval batch, so a short last batch weighed as much as a full one.
 * The last scored batch (rows, completions, parsed answers in pixels, per-function rewards) is kept in
   ``last_scored_batch`` so the report callback can draw what the model answered.
 """
@@ -60,6 +62,7 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         self.vlm_module = vlm_module
         super().__init__(*args, **kwargs)
         self.last_scored_batch: ScoredBatch | None = None
+        self._eval_rewards: list[torch.Tensor] = []  # rewards_per_func of each eval batch since the last log
 
     def answer_in_pixels(self, row: dict[str, Any], completion: Any) -> ParsedAnswer:
         """Parse one completion and express its boxes in pixels of the row's (first) original image."""
@@ -93,7 +96,25 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training:  # the gallery shows sampled training completions, not an evaluation's batch
             self._keep_scored_batch(inputs, completions, answers, rewards_per_func)
+        else:
+            self._eval_rewards.append(rewards_per_func.detach().cpu())  # every process's rows (gathered)
         return rewards_per_func
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if not self.model.training and self._eval_rewards:
+            self._row_means_of_eval_rewards()
+        super().log(logs, start_time)
+
+    def _row_means_of_eval_rewards(self) -> None:
+        """Set the eval metrics ``rewards/<name>/mean`` and ``reward`` to means over every evaluated row (NaN: the
+        function did not apply), as TRL computes them for one batch, instead of TRL's mean of per-batch means."""
+        rewards_per_func, self._eval_rewards = torch.cat(self._eval_rewards), []
+        metrics = self._metrics["eval"]
+        for i, name in enumerate(self.reward_func_names):
+            metrics[f"rewards/{name}/mean"] = [torch.nanmean(rewards_per_func[:, i]).item()]
+        total = (rewards_per_func * self.reward_weights.cpu().unsqueeze(0)).nansum(dim=1)
+        total[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows, as TRL leaves them out
+        metrics["reward"] = [torch.nanmean(total).item()]
 
     def _keep_scored_batch(self, inputs, completions, answers, rewards_per_func: torch.Tensor) -> None:
         start = self.accelerator.process_index * len(inputs)
