@@ -30,3 +30,18 @@ def test_make_data_writes_each_split_with_the_same_seed(tmp_path):
     alone = (tmp_path / "a" / "rec_test.jsonl").read_text()
     expected = write_split(tmp_path / "b", "rec", "test", 3, seed=0).read_text()
     assert alone == expected.replace(str(tmp_path / "b"), str(tmp_path / "a"))
+
+
+def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys):
+    """A refused option, bad rows or an unusable checkpoint: the message alone, no traceback; a bug still raises."""
+    argv = ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o"),
+            "--use_cpu", "true", "--bf16", "false"]  # fmt: skip
+    assert main(["train", *argv, "--max_steps", "5", "--num_train_epochs", "2"]) == 2
+    assert capsys.readouterr().err.startswith("vlm-r1 train: error: the command line: max_steps and num_train_epochs")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "nope.png", "conversations": []}\n')
+    assert main(["eval", "--model_name_or_path", "x", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1: image: " in err and "Traceback" not in err
+    assert main(["train", *argv]) == 2  # a.jsonl does not exist
+    assert capsys.readouterr().err == "vlm-r1 train: error: JSONL file not found: a.jsonl\n"

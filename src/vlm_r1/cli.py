@@ -138,7 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     handler, _ = COMMANDS[argv[0]]
-    return handler(argv[1:])
+    try:
+        return handler(argv[1:])
+    except (ValueError, FileNotFoundError) as e:  # a refused option, bad rows, a missing file, an unusable
+        # checkpoint: the message says it all (any other ValueError is a bug and keeps its traceback)
+        from .checkpoints import CheckpointError
+        from .data import DataError
+        from .recipe import OptionError
+
+        if not isinstance(e, (OptionError, DataError, CheckpointError, FileNotFoundError)):
+            raise
+        print(f"vlm-r1 {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import ModelArguments, check_model_args
 from .data import check_question_template
 from .evaluation.runner import TASKS, GenerationSettings
-from .recipe import RecipeParser
+from .recipe import RecipeParser, refusing_options
 
 logger = logging.getLogger("vlm_r1")
 
@@ -92,8 +92,9 @@ def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> Generati
 def parse_args(argv: list[str] | None = None):
     """``(model_args, eval_args, generation_settings)``; ValueError for options that would be ignored."""
     parser = RecipeParser((ModelArguments, EvalArguments), prog="vlm-r1 eval", description=__doc__.split("\n\n")[0])
-    model_args, args = parser.parse_args_and_config(argv)
-    return model_args, args, check_eval_args(model_args, args)
+    with refusing_options():
+        model_args, args = parser.parse_args_and_config(argv)
+        return model_args, args, check_eval_args(model_args, args)
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import logging
 import sys
+from contextlib import contextmanager
 import types
 import typing
 from typing import Any
@@ -37,6 +38,22 @@ import yaml
 from trl import TrlParser
 
 logger = logging.getLogger("vlm_r1")
+
+
+class OptionError(ValueError):
+    """An option (a flag or a recipe value) that cannot be honoured: the ``vlm-r1`` command prints the message alone
+    (no traceback) and exits with status 2."""
+
+
+@contextmanager
+def refusing_options():
+    """Around parsing and checking a command's options: any ValueError raised there becomes an :class:`OptionError`."""
+    try:
+        yield
+    except OptionError:
+        raise
+    except ValueError as e:
+        raise OptionError(str(e)) from e
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

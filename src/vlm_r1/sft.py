@@ -21,7 +21,7 @@ from trl import SFTConfig
 
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_training_args
-from .recipe import RecipeParser
+from .recipe import RecipeParser, refusing_options
 from .train import keep_fit_images, load_train_and_eval_rows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
@@ -104,8 +104,9 @@ def parse_args(argv: list[str] | None = None):
         if action.dest in REFUSED_IN_HELP:
             action.help = argparse.SUPPRESS
         action.help = SFT_HELP.get(action.dest, action.help)
-    data_args, model_args, sft_args = parser.parse_args_and_config(argv)
-    check_sft_args(data_args, model_args, sft_args)
+    with refusing_options():
+        data_args, model_args, sft_args = parser.parse_args_and_config(argv)
+        check_sft_args(data_args, model_args, sft_args)
     sft_args.completion_only_loss = True
     sft_args.remove_unused_columns = False  # the collator reads prompt / completion / images; keep them
     return data_args, model_args, sft_args

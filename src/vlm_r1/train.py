@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args
-from .recipe import RecipeParser
+from .recipe import RecipeParser, refusing_options
 
 logger = logging.getLogger("vlm_r1")
 
@@ -31,8 +31,9 @@ def parse_args(argv: list[str] | None = None):
     quiet_library_deprecations()  # the parser builds GRPOConfig, which warns about its own fields
     parser = RecipeParser((DataArguments, ModelArguments, VLMGRPOConfig), prog="vlm-r1 train",
                           description=__doc__.split("\n\n")[0] + " Options come from --config RECIPE.yaml and flags.")
-    data_args, model_args, training_args = parser.parse_args_and_config(argv)
-    check_args(data_args, model_args, training_args)
+    with refusing_options():
+        data_args, model_args, training_args = parser.parse_args_and_config(argv)
+        check_args(data_args, model_args, training_args)
     return data_args, model_args, training_args
 
 

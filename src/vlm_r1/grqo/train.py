@@ -48,7 +48,10 @@ def run(cfg: GRQOConfig) -> dict:
     Returns {"metrics": {eval file stem: COCO metrics}, "mean_step_time_s" (wall), "train_cpu_s"
     (process CPU time of the training loop, evaluation excluded), "eval_time_s", "history", "classes", "steps"}.
     """
-    check_config(cfg)
+    from ..recipe import refusing_options
+
+    with refusing_options():
+        check_config(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -106,12 +109,13 @@ def run(cfg: GRQOConfig) -> dict:
 
 def parse_config(argv=None) -> GRQOConfig:
     """GRQOConfig from `--config recipe.yaml` plus `--key value` overrides (unknown keys are errors)."""
-    from ..recipe import RecipeParser
+    from ..recipe import RecipeParser, refusing_options
 
     parser = RecipeParser(GRQOConfig, prog="vlm-r1 grqo",
                           description="GRQO / supervised fine-tuning of a Grounding DINO detector. Options come from "
                                       "--config RECIPE.yaml and flags.")
-    (cfg,) = parser.parse_args_and_config(argv)
+    with refusing_options():
+        (cfg,) = parser.parse_args_and_config(argv)
     return cfg
 
 
