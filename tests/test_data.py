@@ -405,3 +405,15 @@ def test_an_unknown_reward_name_is_the_reward_fields_problem(root):
     assert f"{path}:2: reward: unknown accuracy reward 'bogus'" in str(err.value)
     assert f"{path}:3: default_reward: unknown accuracy reward 'bogus_default'" in str(err.value)
     assert f"{path}:1:" not in str(err.value)
+
+
+def test_exif_rotated_images_are_named_in_one_warning_per_file(root):
+    from vlm_r1.data import DataWarning
+
+    exif = Image.new("RGB", (40, 30)).getexif()
+    exif[0x0112] = 6  # "rotate 90° to display": the stored grid stays 40x30, which is what boxes refer to
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(root / "rotated.jpg", exif=exif)
+    path = _write(root / "exif.jsonl", [_row(image="rotated.jpg"), _row(image="rotated.jpg"), _row()])
+    with pytest.warns(DataWarning, match=r"1 image\(s\) carry an EXIF rotation, which is not applied") as caught:
+        rows = load_rows(path)
+    assert len(rows) == 3 and len(caught) == 1 and rows[0].image_sizes == ((40, 30),)

@@ -80,6 +80,17 @@ def probe_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int,
     return size
 
 
+def exif_orientation(path) -> int:
+    """The EXIF orientation tag of an image file (1, "as stored", when it has none or cannot be read): cheap, the
+    header only. Not applied anywhere (see the module docstring); the data layer warns about rotated files."""
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # the image checks report unreadable files; this is only a hint
+        return 1
+    return orientation if isinstance(orientation, int) else 1
+
+
 def _ends_with_jpeg_marker(path: Path, tail_bytes: int = 64) -> bool:
     """True when the end-of-image marker stands in the file's last bytes (some writers pad after it)."""
     with open(path, "rb") as handle:

@@ -22,7 +22,7 @@ from typing import Callable
 from ..rewards.boxes import is_four_numbers
 from ..rewards.parsing import strip_fence
 from .errors import DataError, DataWarning, ImageError, Problem
-from .images import DEFAULT_MAX_PIXELS, load_image, probe_image
+from .images import DEFAULT_MAX_PIXELS, exif_orientation, load_image, probe_image
 
 IMAGE_PLACEHOLDER = "<image>"
 HUMAN_ROLES = ("human", "user")
@@ -188,6 +188,7 @@ class _Context:
     max_pixels: int | None
     decode: bool
     cache: dict = field(default_factory=dict)  # absolute image path -> size or ImageError
+    rotated: list = field(default_factory=list)  # image paths whose EXIF orientation is not "as stored"
 
 
 def _check_image(ctx: _Context, rel) -> tuple[str, tuple[int, int] | None, str | None]:
@@ -212,6 +213,9 @@ def _check_image(ctx: _Context, rel) -> tuple[str, tuple[int, int] | None, str |
                 ctx.cache[full] = probe_image(full, ctx.max_pixels)
         except ImageError as e:
             ctx.cache[full] = e
+        else:
+            if exif_orientation(full) != 1:
+                ctx.rotated.append(full)
     got = ctx.cache[full]
     if isinstance(got, ImageError):
         return full, None, str(got)
@@ -371,6 +375,10 @@ def check_rows(
             problems.extend(Problem(source, f, m) for f, m in row_problems)
     if n_rows == 0:
         raise DataError.from_problems([Problem(f"{path}:0", "file", "no rows")])
+    if ctx.rotated:
+        warnings.warn(f"{path}: {len(ctx.rotated)} image(s) carry an EXIF rotation, which is not applied (e.g. "
+                      f"{ctx.rotated[0]}): boxes must refer to the pixels as stored, which is what the model sees",
+                      DataWarning, stacklevel=2)  # fmt: skip
     return LoadReport(str(path), samples, problems, n_rows)
 
 
