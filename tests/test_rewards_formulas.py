@@ -141,6 +141,11 @@ def test_classification(answer, score):
     ("C++", "C", 0), ("C", "C++", 0), ("C#", "C", 0), ("AB+", "AB-", 0), ("O-", "O", 0), ("O-", "O-.", 1),
     ("A", "A", 1), ("A", "a.", 1), ("A", "B", 0), ("U.S.A.", "USA", 0), ("U.S.A.", "u.s.a", 1),
     ("hot dog", "Hot-dog!", 1), ("t-shirt", "a T shirt", 1), ("cat", '"cat"', 1), ("cat", "(cat)", 1),
+    ("C++", "(C++).", 1), ("AB+", "**AB+**", 1),
+    # what the earlier rule matched keeps matching: spelling variants, markdown, bullets, CJK full stops
+    ("jack-o'-lantern", "jack-o-lantern", 1), ("jack-o'-lantern", "Jack o' lantern", 1),
+    ("will-o'-the-wisp", "will o the wisp", 1), ("cat", "**cat**", 1), ("cat", "_cat_", 1), ("cat", "- cat", 1),
+    ("cat", "• cat", 1), ("猫", "猫。", 1), ("rock & roll", "rock&roll", 1), ("St. Bernard", "st bernard", 1),
 ])
 def test_classification_keeps_marks_that_tell_classes_apart(label, answer, score):
     """Sentence punctuation and quotes go, a mark inside a word splits it, every other mark stays; a lone article is a

@@ -1,11 +1,12 @@
 """Classification reward: normalised exact match of the `<answer>` with the class name or an alias.
 
 Ground truth: `"cat"` or `{"label": "cat", "aliases": ["kitty", ...]}`.
-Normalisation (both sides): Unicode NFKC and casefold; a punctuation mark or symbol between two letters or digits
-becomes a space ("hot-dog" = "hot dog"); quotes, brackets and `. , ! ? : ;` elsewhere are dropped ("The cat." =
-"the cat"); any other mark is kept, so "C++" is not "C", "AB-" not "AB+" and "O-" not "O"; the articles a / an /
-the are dropped unless nothing else is left ("A" stays a class); whitespace collapsed. The WHOLE answer must then
-equal a name: "cat or dog", "cat, dog, bird", "a photo of a cat" and "" score 0, so an answer that hedges over
+Normalisation (both sides): Unicode NFKC and casefold; in each word, marks (punctuation, symbols) at its start are
+dropped, a run of marks between letters or digits becomes a space ("hot-dog" = "hot dog", "jack-o'-lantern" =
+"jack o lantern"), and marks at its end are dropped unless they tell classes apart (+ - # % …: "C++" is not "C",
+"AB-" not "AB+", "O-" not "O"; "cat." = "**cat**" = "cat"); words that are only marks are dropped; the articles
+a / an / the are dropped unless nothing else is left ("A" stays a class); whitespace collapsed. The WHOLE answer
+must then equal a name: "cat or dog", "cat, dog, bird", "a photo of a cat" and "" score 0, so an answer that hedges over
 several classes (or lists all of them) never earns the reward.
 """
 from __future__ import annotations
@@ -20,26 +21,39 @@ from .registry import register_reward
 _ARTICLES = {"a", "an", "the"}
 
 
-_DROPPED_AT_EDGES = set(".,!?:;\"'`")  # and every quote or bracket (Unicode categories Ps, Pe, Pi, Pf)
+# Marks that tell classes apart when they end a word ("C++", "C#", "AB+", "O-", "50%"); every other mark at the end
+# of a word, and every mark at its start, is dropped ("cat.", "**cat**", "(B)", "猫。").
+_DISTINCTIVE_ENDINGS = set("+-#%±°−")
 
 
-def _mark(text: str, i: int) -> str:
-    """What punctuation or symbol ``text[i]`` becomes: a space inside a word, nothing or itself elsewhere."""
-    if 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum():
-        return " "
-    ch = text[i]
-    return "" if ch in _DROPPED_AT_EDGES or unicodedata.category(ch) in ("Ps", "Pe", "Pi", "Pf") else ch
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PS"
+
+
+def _normal_word(word: str) -> str:
+    """One whitespace-separated word: marks at its start dropped, a run of marks between letters or digits becomes a
+    space ("jack-o'-lantern" -> "jack o lantern"), and a run at its end kept only if every mark in it (once
+    other marks are stripped from the very end) is distinctive ("c++)" -> "c++", "cat." -> "cat")."""
+    start = 0
+    while start < len(word) and _is_mark(word[start]):
+        start += 1
+    end = len(word)
+    while end > start and _is_mark(word[end - 1]) and word[end - 1] not in _DISTINCTIVE_ENDINGS:
+        end -= 1
+    tail = end
+    while tail > start and _is_mark(word[tail - 1]):
+        tail -= 1
+    if any(ch not in _DISTINCTIVE_ENDINGS for ch in word[tail:end]):
+        end = tail
+    core = "".join(" " if _is_mark(ch) else ch for ch in word[start:tail])
+    return " ".join(core.split()) + word[tail:end] if core.strip() else ""
 
 
 def normalize_text(text: str) -> str:
     """Lower-case words, single-spaced, without articles or sentence punctuation ("The Cat!" -> "cat",
     "C++" -> "c++"); see the module docstring for the rule."""
     text = "".join(" " if unicodedata.category(ch)[0] in "ZC" else ch for ch in unicodedata.normalize("NFKC", text))
-    words = []
-    for word in text.casefold().split():  # "U.S.A." is one word ("u s a"), so its "a" is no article
-        marks = [unicodedata.category(ch)[0] in "PS" for ch in word]
-        words.append(" ".join("".join(_mark(word, i) if m else ch for i, (ch, m) in enumerate(zip(word, marks))).split()))
-    words = [w for w in words if w]
+    words = " ".join(_normal_word(word) for word in text.casefold().split()).split()
     return " ".join([w for w in words if w not in _ARTICLES] or words)
 
 
