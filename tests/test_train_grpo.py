@@ -195,6 +195,10 @@ def test_the_command_line_sets_the_runs_length_over_the_recipe(tmp_path):
     recipe.write_text("model_name_or_path: x\nuse_cpu: true\nbf16: false\nmax_steps: 800\n")
     training_args = parse_args(argv + ["--num_train_epochs", "2"])[2]
     assert (training_args.max_steps, training_args.num_train_epochs) == (-1, 2.0)
+    training_args = parse_args(argv + ["--num-train-epochs=2"])[2]  # the dashed alias is the same option
+    assert (training_args.max_steps, training_args.num_train_epochs) == (-1, 2.0)
+    with pytest.raises(ValueError, match="not used by the HfArgumentParser: .'--num_train_epoch'"):  # refused, not
+        parse_args(argv + ["--num_train_epoch", "2"])  # read as the option it abbreviates
     with pytest.raises(ValueError, match="the command line: max_steps and num_train_epochs are both given"):  # 3 is
         # the default value, but it was given
         parse_args(argv + ["--max_steps", "5", "--num_train_epochs", "3"])

@@ -138,6 +138,7 @@ class RecipeParser(TrlParser):
     """TrlParser whose ``--config`` recipe is read strictly (see the module docstring)."""
 
     def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # "--max_step 5" is an error, not a guess
         super().__init__(dataclass_types, **kwargs)
         self._hints = _field_hints(dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types])
         self._recipe, self._recipe_keys = "the recipe", set()
@@ -164,7 +165,8 @@ class RecipeParser(TrlParser):
             source = f"`bf16: true` in {self._recipe}" if "bf16" in self._recipe_keys else "bf16 is true by default"
             raise ValueError(f"{source}, and this machine has no GPU that supports bf16: add --bf16 false "
                              "--use_cpu true to train on the CPU") from None
-        command_line = {a[2:].partition("=")[0] for a in args if a.startswith("--")}
+        given = (self._option_string_actions.get(a.partition("=")[0]) for a in args if a.startswith("--"))
+        command_line = {action.dest for action in given if action is not None}  # "--max-steps" is max_steps too
         for obj in parsed:
             if dataclasses.is_dataclass(obj) and hasattr(obj, "max_steps") and hasattr(obj, "num_train_epochs"):
                 self._settle_run_length(obj, command_line)
