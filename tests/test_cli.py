@@ -32,7 +32,7 @@ def test_make_data_writes_each_split_with_the_same_seed(tmp_path):
     assert alone == expected.replace(str(tmp_path / "b"), str(tmp_path / "a"))
 
 
-def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys):
+def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows):
     """A refused option, bad rows or an unusable checkpoint: the message alone, no traceback; a bug still raises."""
     argv = ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o"),
             "--use_cpu", "true", "--bf16", "false"]  # fmt: skip
@@ -45,3 +45,5 @@ def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys):
     assert f"{bad}:1: image: " in err and "Traceback" not in err
     assert main(["train", *argv]) == 2  # a.jsonl does not exist
     assert capsys.readouterr().err == "vlm-r1 train: error: JSONL file not found: a.jsonl\n"
+    assert main(["eval", "--model_name_or_path", str(tmp_path / "no_such_ckpt"), "--data", str(rec_rows)]) == 2
+    assert capsys.readouterr().err.endswith(f"error: model_name_or_path {tmp_path / 'no_such_ckpt'}: no such folder\n")

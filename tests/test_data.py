@@ -80,8 +80,9 @@ BAD_ROWS = [  # (line, field, message fragment)
     (_row(answer="[0, 0, 1e999, 5]"), "conversations[1].value", "non-finite"),
     (_row(answer=[10, 2, 5, 20]), "solution", "reversed"),
     (_row(answer="[0, 0, 41, 30]"), "solution", "outside the 40x30 image"),
-    (_row(answer=[0.1, 0.2, 0.5, 0.9]), "solution", "under 1 px wide and high on the 40x30 image: boxes are pixels of "
-     "the original image; if these are fractions of it (0-1), multiply x by 40 and y by 30"),
+    (_row(answer=[0.1, 0.2, 0.5, 0.9]), "solution", "lies within the first pixel of the 40x30 image: boxes are pixels "
+     "of the original image; if these are fractions of it (0-1), multiply x by 40 and y by 30"),
+    (_row(answer=[{"bbox_2d": [0, 0, 1, 0.5], "label": "x"}]), "solution[0].bbox_2d", "fractions of it"),
     (_row(answer="<answer>a</answer> <answer>b</answer>"), "conversations[1].value", "holds <answer> / <think> tags"),
     (_row(answer=[{"bbox_2d": [1, 2, 3], "label": "x"}]), "solution[0].bbox_2d", "expected 4 numbers"),
     (_row(answer=[{"bbox_2d": [0, 0, 5, 5]}, {"bbox_2d": [0, -1, 5, 5]}]), "solution[1].bbox_2d", "outside"),
@@ -95,6 +96,11 @@ BAD_ROWS = [  # (line, field, message fragment)
     (_row(answer='[{"bbox_2d": [0, 0, 5, 5], "bbox_2d": [1, 1, 5, 5], "label": "x"}]'), "conversations[1].value",
      "duplicate key(s) 'bbox_2d'"),
 ]
+
+
+def test_a_tiny_box_in_pixels_is_kept(root):
+    (sample,) = load_rows(_write(root / "tiny_box.jsonl", [_row(answer="[20.2, 10.1, 20.9, 10.8]")]))
+    assert json.loads(sample.solution) == [20.2, 10.1, 20.9, 10.8]  # a distant object, not fractions
 
 
 @pytest.mark.parametrize("wrapped,value", [

@@ -109,7 +109,7 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     shutil.copytree(out, moved)
     config = json.loads((moved / "adapter_config.json").read_text())
     (moved / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "runs/base"}))
-    with pytest.raises(ValueError, match="records the base 'runs/base', which is neither a folder.*pass --base"):
+    with pytest.raises(FileNotFoundError, match="records the base 'runs/base', which is neither a folder.*pass --base"):
         merge_main(["--adapter", str(moved), "--out", str(tmp_path / "not_merged")])
     assert merge_main(["--adapter", str(moved), "--out", str(tmp_path / "merged2"), "--base", str(base_dir)]) == 0
 

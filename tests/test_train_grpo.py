@@ -412,3 +412,13 @@ def test_the_prompt_travels_with_every_checkpoint_and_eval_uses_it(tiny_model_di
         result = evaluate(argv + ["--question_template", "{question}"])[rec_rows.stem]
     assert result["generation"]["question_template"] == "{question}"  # the one given wins, with a warning
     assert "--question_template '{question}' differs from the 'Box it: {question}'" in caplog.text
+
+    from vlm_r1.checkpoints import CheckpointError
+
+    broken = out / "checkpoint-2" / PROMPT_FILE
+    broken.write_text('{"question_template": "no slot", "system_prompt": null}')
+    argv[1] = str(out / "checkpoint-2")
+    with pytest.raises(CheckpointError, match=f"{broken}: question_template must contain"):
+        evaluate(argv)
+    given = evaluate(argv + ["--question_template", "{question}", "--system_prompt", "Hi."])[rec_rows.stem]
+    assert given["generation"]["question_template"] == "{question}"  # both given: the broken record is not needed

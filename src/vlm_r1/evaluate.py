@@ -114,9 +114,18 @@ def eval_prompt(checkpoint: str, question_template: str | None, system_prompt: s
     """``(question_template, system_prompt)`` to evaluate with: each one given on the command line, else the one the
     checkpoint was trained with (its ``vlm_r1_prompt.json``), else the model family's default template (None here)
     and no system prompt. A given one that differs from the recorded one is used, with a warning."""
+    from .checkpoints import CheckpointError
     from .data import PROMPT_FILE, read_prompt
 
-    recorded = read_prompt(checkpoint) if Path(checkpoint).is_dir() else None
+    if not Path(checkpoint).is_dir():  # a hub id: it records no prompt of ours
+        return question_template, system_prompt
+    try:
+        recorded = read_prompt(checkpoint)
+    except CheckpointError as e:
+        if question_template is None or system_prompt is None:
+            raise CheckpointError(f"{e} (pass --question_template and --system_prompt to evaluate without it)") from e
+        logger.warning("%s; evaluating with the prompt given", e)
+        recorded = None
     if recorded is None:
         logger.info("%s records no training prompt (%s): question_template %s, system_prompt %r", checkpoint,
                     PROMPT_FILE, "the model family's default" if question_template is None else repr(question_template),
@@ -148,8 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows[path] = samples[: args.max_samples] if args.max_samples is not None else samples
         row_tasks(rows[path], args.task)
 
-    model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
     template, system_prompt = eval_prompt(model_args.model_name_or_path, args.question_template, args.system_prompt)
+    model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model.to(device)
     results = {}

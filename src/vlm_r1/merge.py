@@ -31,7 +31,9 @@ def adapter_base(adapter_dir) -> tuple[str, str]:
     config = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")
     if not base:
-        raise ValueError(f"{adapter_dir}/{ADAPTER_CONFIG} names no base_model_name_or_path; pass --base")
+        from .checkpoints import CheckpointError
+
+        raise CheckpointError(f"{adapter_dir}/{ADAPTER_CONFIG} names no base_model_name_or_path; pass --base")
     return base, config.get("revision") or "main"
 
 
@@ -61,9 +63,9 @@ def merge_lora(
     except OSError as e:
         if not recorded:
             raise
-        raise ValueError(f"{adapter_dir}/{ADAPTER_CONFIG} records the base {base!r}, which is neither a folder "
-                         f"from here nor a reachable hub id ({type(e).__name__}); a relative path is relative to the "
-                         "folder the run started in: pass --base PATH") from e
+        relative = "" if Path(base).is_absolute() else "; a relative path is relative to the folder the run began in"
+        raise FileNotFoundError(f"{adapter_dir}/{ADAPTER_CONFIG} records the base {base!r}, which is neither a folder "
+                                f"from here nor a reachable hub id ({type(e).__name__}){relative}: pass --base PATH") from e
     if dtype == "auto":
         from transformers import AutoConfig
 

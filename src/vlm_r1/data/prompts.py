@@ -23,14 +23,19 @@ def save_prompt(folder, question_template: str, system_prompt: str | None) -> Pa
 
 def read_prompt(folder) -> dict | None:
     """``{"question_template", "system_prompt"}`` a checkpoint folder was trained with, or None when it records none."""
+    from ..checkpoints import CheckpointError
+
     path = Path(folder) / PROMPT_FILE
     if not path.is_file():
         return None
-    prompt = json.loads(path.read_text())
-    if not (isinstance(prompt, dict) and isinstance(prompt.get("question_template"), str)
-            and isinstance(prompt.get("system_prompt"), (str, type(None)))):
-        raise ValueError(f"{path}: expected {{'question_template': str, 'system_prompt': str or null}}, got {prompt!r:.200}")
-    check_question_template(prompt["question_template"])
+    try:
+        prompt = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(prompt, dict) and isinstance(prompt.get("question_template"), str)
+                and isinstance(prompt.get("system_prompt"), (str, type(None)))):
+            raise ValueError(f"expected {{'question_template': str, 'system_prompt': str or null}}, got {prompt!r:.200}")
+        check_question_template(prompt["question_template"])
+    except (ValueError, UnicodeDecodeError) as e:  # json's errors are ValueErrors
+        raise CheckpointError(f"{path}: {e}") from e
     return {"question_template": prompt["question_template"], "system_prompt": prompt["system_prompt"]}
 
 

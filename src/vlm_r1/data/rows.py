@@ -110,8 +110,8 @@ def _box_problem(box: list, size: tuple[int, int] | None) -> str | None:
         w, h = size
         if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
             return f"box {box} lies outside the {w}x{h} image"
-        if x2 - x1 < 1 and y2 - y1 < 1 and max(w, h) > 1:
-            return (f"box {box} is under 1 px wide and high on the {w}x{h} image: boxes are pixels of the original "
+        if max(box) <= 1 and max(w, h) > 2:
+            return (f"box {box} lies within the first pixel of the {w}x{h} image: boxes are pixels of the original "
                     f"image; if these are fractions of it (0-1), multiply x by {w} and y by {h}")
     return None
 

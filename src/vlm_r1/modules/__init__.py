@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .base import THINK_ANSWER_TEMPLATE, VLMModule
 from .internvl import InternVLModule
 from .qwen import Qwen2VLModule, Qwen3VLModule, Qwen25VLModule
@@ -32,8 +34,18 @@ def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False, re
     """Read ``config.json`` of a hub id or local folder and return its module."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError) as e:  # a mistyped folder reads as a malformed hub id ("Repo id must use ...")
+        if os.path.exists(name_or_path) or not _looks_like_a_path(name_or_path):
+            raise
+        raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder") from e
     return get_module(config.model_type)
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """A folder, not a hub id ("org/name"): it starts with "/", "." or "~", or has several parts or a backslash."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 __all__ = ["THINK_ANSWER_TEMPLATE", "VLMModule", "get_module", "module_for_checkpoint", "supported_model_types"]
