@@ -32,7 +32,8 @@ def read_prompt(folder) -> dict | None:
         prompt = json.loads(path.read_text(encoding="utf-8"))
         if not (isinstance(prompt, dict) and isinstance(prompt.get("question_template"), str)
                 and isinstance(prompt.get("system_prompt"), (str, type(None)))):
-            raise ValueError(f"expected {{'question_template': str, 'system_prompt': str or null}}, got {prompt!r:.200}")
+            raise ValueError("expected {'question_template': str, 'system_prompt': str or null}, "
+                             f"got {prompt!r:.200}")
         check_question_template(prompt["question_template"])
     except (ValueError, UnicodeDecodeError) as e:  # json's errors are ValueErrors
         raise CheckpointError(f"{path}: {e}") from e
