@@ -47,3 +47,14 @@ def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows):
     assert capsys.readouterr().err == "vlm-r1 train: error: JSONL file not found: a.jsonl\n"
     assert main(["eval", "--model_name_or_path", str(tmp_path / "no_such_ckpt"), "--data", str(rec_rows)]) == 2
     assert capsys.readouterr().err.endswith(f"error: model_name_or_path {tmp_path / 'no_such_ckpt'}: no such folder\n")
+
+
+def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_front(tmp_path, capsys):
+    for argv, message in ((["make-data", "--out", str(tmp_path / "d"), "--image_size", "20"], "--image_size must be"),
+                          (["make-data", "--out", str(tmp_path / "d"), "--seed", "-1"], "--seed must be"),
+                          (["make-tiny", "--out", str(tmp_path / "t"), "--model_type", "llava"], "invalid choice"),
+                          (["pipeline", "--work_dir", str(tmp_path / "w"), "--data_seed", "-1"], "data_seed must be")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

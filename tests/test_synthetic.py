@@ -155,6 +155,31 @@ def test_make_scene_in_memory_and_errors():
         syn.make_example("rec", "val", 0)
 
 
+def test_sizes_and_seeds_that_cannot_work_are_refused_before_anything_is_written(tmp_path):
+    for kwargs, message in (({"image_size": 28}, "image_size must be a whole number >= 32"),
+                            ({"seed": -1}, "seed must be a whole number >= 0")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            syn.write_split(tmp_path, "rec", "ood", 5, **kwargs)
+    assert not list(tmp_path.glob("*.jsonl*"))
+    syn.write_split(tmp_path, "rec", "ood", 20, image_size=syn.MIN_IMAGE_SIZE)  # the smallest size works
+
+
+def test_a_failed_split_leaves_no_partial_jsonl(tmp_path, monkeypatch):
+    calls = []
+
+    def failing(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise ValueError("cannot place the objects")
+        return real(*args)
+
+    real = syn.make_example
+    monkeypatch.setattr(syn, "make_example", failing)
+    with pytest.raises(ValueError, match="cannot place"):
+        syn.write_split(tmp_path, "rec", "test", 5)
+    assert not list(tmp_path.glob("*.jsonl*"))
+
+
 def test_ood_pairs_shift_only_the_referent_pairs():
     """`ood_pairs` asks only about held-out pairs; sizes, backgrounds and distractor counts are the training ones."""
     examples = [syn.make_example("rec", "ood_pairs", i) for i in range(60)]

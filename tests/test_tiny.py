@@ -161,3 +161,11 @@ def test_same_seed_same_weights_and_overrides(tmp_path):
         make_tiny(tmp_path / "d", "internvl", min_pixels=56 * 56)
     with pytest.raises(ValueError, match="qwen2_vl"):
         make_tiny(tmp_path / "e", "llava")
+    # sizes the model could not run with are refused before anything is written
+    for model_type, sizes, message in (("qwen2_vl", {"num_kv_heads": 3}, "multiple of num_kv_heads"),
+                                       ("qwen2_5_vl", {"vision_heads": 16}, "divisible by 4 .Qwen's vision rotary"),
+                                       ("internvl", {"vision_heads": 5}, "vision_width / vision_heads must be a whole"),
+                                       ("qwen2_vl", {"vision_intermediate_size": 160}, "multiple of vision_width")):
+        with pytest.raises(ValueError, match=message):
+            make_tiny(tmp_path / "f", model_type, **sizes)
+    assert not (tmp_path / "f").exists()

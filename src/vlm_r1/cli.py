@@ -49,11 +49,13 @@ def _pipeline(argv: list[str]) -> int:
 
 
 def _make_tiny(argv: list[str]) -> int:
+    from .modules import supported_model_types
     from .tiny import make_tiny
 
     parser = argparse.ArgumentParser(prog="vlm-r1 make-tiny", description="Build an offline tiny VLM checkpoint.")
     parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
-    parser.add_argument("--model_type", default="qwen2_vl", help="qwen2_vl, qwen2_5_vl, qwen3_vl or internvl")
+    parser.add_argument("--model_type", default="qwen2_vl", choices=supported_model_types(),
+                        help=f"one of {', '.join(supported_model_types())} (default: qwen2_vl)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     path = make_tiny(args.out, model_type=args.model_type, seed=args.seed)
@@ -62,7 +64,7 @@ def _make_tiny(argv: list[str]) -> int:
 
 
 def _make_data(argv: list[str]) -> int:
-    from .synthetic import SPLITS, TASKS, write_split
+    from .synthetic import SPLITS, TASKS, check_image_size_and_seed, write_split
 
     parser = argparse.ArgumentParser(prog="vlm-r1 make-data", description="Write synthetic shapes datasets (JSONL).")
     parser.add_argument("--out", required=True, help="folder for images/ and the JSONL files")
@@ -77,6 +79,10 @@ def _make_data(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.n < 1 or args.n_test is not None and args.n_test < 1:
         parser.error("--n and --n_test must be >= 1 (an empty JSONL file is refused when loaded)")
+    try:
+        check_image_size_and_seed(args.image_size, args.seed)
+    except ValueError as e:
+        parser.error(f"--{e}")
     for task in args.tasks:
         for split in args.splits:
             n = args.n if split == "train" or args.n_test is None else args.n_test

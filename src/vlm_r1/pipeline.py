@@ -366,7 +366,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"==== [{name}] done in {timings[name]:.0f} s", flush=True)
 
     # every option is checked before the first stage runs: a refusal costs no time and writes nothing
+    from .synthetic import check_image_size_and_seed
+
     try:
+        check_image_size_and_seed(args.image_size, args.data_seed, seed_name="data_seed")
         if args.skip_grpo:
             refuse_grpo_only_options(args)
         warm, build = choose_warm_start(args, work)

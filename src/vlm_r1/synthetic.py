@@ -354,11 +354,22 @@ def _classification(rng, dom: Domain, image_size: int):
 _BUILDERS = {"rec": _rec, "detection": _detection, "counting": _counting, "classification": _classification}
 
 
+# Below this size the ood split's smallest objects and distractors no longer fit (a 28 px image fails to place them).
+MIN_IMAGE_SIZE = 32
+
+
 def _check(task: str, split: str) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if split not in DOMAINS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
+def check_image_size_and_seed(image_size, seed, seed_name: str = "seed") -> None:
+    """ValueError unless ``image_size`` is a whole number >= MIN_IMAGE_SIZE and ``seed`` a whole number >= 0."""
+    for name, value, low in (("image_size", image_size, MIN_IMAGE_SIZE), (seed_name, seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
 
 
 def example_rng(task: str, split: str, index: int, seed: int = 0) -> np.random.Generator:
@@ -369,6 +380,7 @@ def example_rng(task: str, split: str, index: int, seed: int = 0) -> np.random.G
 
 def make_example(task: str, split: str, index: int, seed: int = 0, image_size: int = 112) -> Example:
     """Build example ``index`` of ``task``/``split`` in memory (what :func:`write_split` writes)."""
+    check_image_size_and_seed(image_size, seed)
     rng = example_rng(task, split, index, seed)
     image, specs, question, answer = _BUILDERS[task](rng, DOMAINS[split], int(image_size))
     return Example(image, tuple(specs), question, answer, task, task)
@@ -382,13 +394,23 @@ def write_split(out_dir, task: str, split: str, n: int, seed: int = 0, image_siz
     Returns the JSONL path. Re-running with the same arguments rewrites identical bytes.
     """
     _check(task, split)
-    for name, value in (("n", n), ("image_size", image_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (0 if name == "n" else 1):
-            raise ValueError(f"{name} must be a whole number >= {0 if name == 'n' else 1}, got {value!r}")
+    check_image_size_and_seed(image_size, seed)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"n must be a whole number >= 0, got {n!r}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     jsonl = out / f"{task}_{split}.jsonl"
     tmp = jsonl.with_name(jsonl.name + ".tmp")
+    try:
+        _write_rows(tmp, out, task, split, n, seed, image_size)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written JSONL is left behind (the images are rewritten next time)
+        raise
+    tmp.replace(jsonl)
+    return jsonl
+
+
+def _write_rows(tmp: Path, out: Path, task: str, split: str, n: int, seed: int, image_size: int) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         for i in range(int(n)):
             ex = make_example(task, split, i, seed, image_size)
@@ -403,5 +425,3 @@ def write_split(out_dir, task: str, split: str, n: int, seed: int = 0, image_siz
                 "reward": ex.reward,
             }
             f.write(json.dumps(row) + "\n")
-    tmp.replace(jsonl)
-    return jsonl

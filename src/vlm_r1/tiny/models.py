@@ -84,7 +84,7 @@ def _build_config(model_type: str, z: dict, vocab: int, ids: dict):
             "depth": z["vision_depth"],
             "embed_dim": z["vision_width"],
             "num_heads": z["vision_heads"],
-            "mlp_ratio": max(1, z["vision_intermediate_size"] // z["vision_width"]),
+            "mlp_ratio": z["vision_intermediate_size"] // z["vision_width"],  # a multiple: checked in make_tiny
             "hidden_size": z["hidden_size"],
         }
         text = _text_config(z, vocab, ids, rope_parameters=rope, **bos_eos)
@@ -223,8 +223,19 @@ def make_tiny(out_dir, model_type: str = "qwen2_vl", seed: int = 0, **overrides)
         raise TypeError(f"make_tiny: {', '.join(other_family)} do not apply to {model_type} (its processor sizes "
                         f"images by {' / '.join(OTHER_FAMILY_SIZES['internvl' if kind == 'qwen' else 'qwen'])})")
     z = {**DEFAULT_SIZES, **overrides}
+    problems = []
     if z["hidden_size"] % z["num_heads"] or (z["hidden_size"] // z["num_heads"]) % 4:
-        raise ValueError("hidden_size / num_heads must be a whole head dim divisible by 4 (rotary sections)")
+        problems.append("hidden_size / num_heads must be a whole head dim divisible by 4 (rotary sections)")
+    if z["num_heads"] % z["num_kv_heads"]:
+        problems.append("num_heads must be a multiple of num_kv_heads (grouped-query attention)")
+    if z["vision_width"] % z["vision_heads"] or kind == "qwen" and (z["vision_width"] // z["vision_heads"]) % 4:
+        problems.append("vision_width / vision_heads must be a whole head dim" + (" divisible by 4 (Qwen's vision "
+                        "rotary embedding)" if kind == "qwen" else ""))  # fmt: skip
+    if model_type == "qwen2_vl" and z["vision_intermediate_size"] % z["vision_width"]:
+        problems.append("vision_intermediate_size must be a multiple of vision_width for qwen2_vl (its vision config "
+                        "takes a whole mlp_ratio)")
+    if problems:
+        raise ValueError("make_tiny: " + "; ".join(problems))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _quiet():
