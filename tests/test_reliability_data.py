@@ -224,6 +224,21 @@ def test_row_check_needs_a_reward_that_scores_the_row():
     make_row_check(["my_pkg.rewards:score", "iou_acc"])(None, label)  # a user's reward may score anything
 
 
+def test_a_row_cannot_choose_code_to_import(tmp_path, monkeypatch):
+    """A `reward` column naming 'module:function' would import and run that module: only the run's own
+    configuration may name one."""
+    from vlm_r1.rewards import make_row_check
+
+    (tmp_path / "planted_by_data.py").write_text("import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n"
+                                                  "def score(completions, **kw):\n    return [1.0] * len(completions)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="names code to import, and data may not choose code to run"):
+        make_row_check(["accuracy"])("planted_by_data:score", "cat")
+    assert not (tmp_path / "planted_by_data.ran").exists()  # refused before any import
+    make_row_check(["accuracy"], default_reward="planted_by_data:score")("planted_by_data:score", "cat")  # configured
+    assert (tmp_path / "planted_by_data.ran").exists()
+
+
 def test_training_refuses_rows_that_no_listed_reward_scores(images, tmp_path, grpo_run, tiny_model_dir):
     rows = [_row("img/rgb.png"), _row("img/rgb.png")]
     rows[1]["conversations"][1]["value"] = "square"  # a label, not a box

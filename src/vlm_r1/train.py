@@ -68,7 +68,7 @@ def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | N
     from .data import load_rows
     from .rewards import make_row_check
 
-    check_row = make_row_check(data_args.reward_funcs)
+    check_row = make_row_check(data_args.reward_funcs, data_args.default_reward)
     samples = []
     for path in paths:
         rows = load_rows(

@@ -42,12 +42,16 @@ def resolve_accuracy(name: str):
                      f"an accuracy reward ({', '.join(accuracy)}) or 'package.module:function'")
 
 
-def validate_solution(reward_name: str, solution: Any) -> None:
+def validate_solution(reward_name: str, solution: Any, allow_import: bool = True) -> None:
     """Raise ValueError when a row's `reward` cannot score it: the name is not an accuracy reward (a task, a
     reward registered with a ground-truth validator, or 'package.module:function'), or `solution` (already
-    json-decoded) is malformed for it. `reward_name=None` (a row that names no reward) accepts anything."""
+    json-decoded) is malformed for it. `reward_name=None` (a row that names no reward) accepts anything.
+    With ``allow_import`` false a 'package.module:function' name is refused before anything is imported."""
     if reward_name is None:
         return
+    if not allow_import and ":" in TASK_REWARDS.get(reward_name, reward_name):
+        raise RewardNameError(f"{reward_name!r} names code to import, and data may not choose code to run: list it "
+                              "in reward_funcs (or default_reward), or register it and name it by its registered name")
     try:
         resolve_accuracy(reward_name)  # unknown names and rewards without ground truth (format, shaping) are refused
     except ValueError as e:
@@ -58,18 +62,21 @@ def validate_solution(reward_name: str, solution: Any) -> None:
         validator(solution)
 
 
-def make_row_check(reward_funcs: list[str]):
+def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
     """The data loader's check for a training run: `validate_solution` on the row's own `reward`, and then that
     some reward in `reward_funcs` can score the row's ground truth, so that no row trains on format alone
     unnoticed. `accuracy` scores rows that name a reward (or get `default_reward`); a listed accuracy reward
     (`iou_acc`, `cls_match`, ...) scores rows its validator accepts. A 'package.module:function' reward may
-    score anything, and a list of format and shaping rewards only has no ground truth to check."""
+    score anything, and a list of format and shaping rewards only has no ground truth to check. A row may name a
+    'package.module:function' reward only when the run's configuration names it too (`reward_funcs` or
+    `default_reward`): a dataset never chooses code to import."""
+    importable = {n for n in [*reward_funcs, default_reward] if isinstance(n, str) and ":" in n}
     dispatches = "accuracy" in reward_funcs
     scorers = [(n, get_validator(n)) for n in reward_funcs if n in list_rewards() and get_validator(n) is not None]
     checkable = (dispatches or scorers) and not any(":" in n for n in reward_funcs)
 
     def check(row_reward: str | None, solution: Any) -> None:
-        validate_solution(row_reward, solution)
+        validate_solution(row_reward, solution, allow_import=row_reward in importable)
         if not checkable or (dispatches and row_reward is not None):
             return
         problems = [] if not dispatches else [
