@@ -39,6 +39,25 @@ def test_pipeline_smoke(tmp_path, capsys):
     first = stamps()
     again = main(base + grpo + sft)
     assert again["comparison"] == summary["comparison"] and stamps() == first
+    same_dir_written_otherwise = ["--work_dir", str(tmp_path / "." / "job")] + base[2:]
+    main(same_dir_written_otherwise + grpo + sft)
+    assert stamps() == first  # the GRPO command line is stamped with resolved paths
+
+    # a finished stage whose weights were deleted is redone, not reused
+    (work / "grpo" / "model.safetensors").unlink()
+    main(base + grpo + sft)
+    assert (work / "grpo" / "model.safetensors").exists() and stamps()["grpo/DONE"] != first["grpo/DONE"]
+    # an interrupted stage started with other inputs is deleted, never resumed
+    (work / "grpo" / "DONE").unlink()
+    (work / "grpo" / "STARTED").write_text('{"argv": ["--learning_rate", "0.01"]}')
+    (work / "grpo" / "checkpoint-1").mkdir()
+    main(base + grpo + sft)
+    assert not (work / "grpo" / "checkpoint-1").exists() and (work / "grpo" / "DONE").exists()
+    # the GRPO stage may not start from a checkpoint inside the folder it deletes
+    with pytest.raises(SystemExit):
+        main(base + grpo + ["--warm_start", str(work / "grpo")])
+    assert "lies in" in capsys.readouterr().err and (work / "grpo" / "model.safetensors").exists()
+    first = stamps()
 
     # another prompt (set for GRPO; evaluation follows it) redoes the evaluations and GRPO, not the warm start
     main(base + grpo + ["question_template=Where is it? {question}", "max_pixels=12544"] + sft)

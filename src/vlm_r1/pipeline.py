@@ -131,6 +131,27 @@ def write_stamp(stamp: Path, inputs: dict) -> None:
     stamp.write_text(json.dumps(inputs, indent=1))
 
 
+def run_stage_in(out: Path, inputs: dict, force: bool, run) -> Path:
+    """Run a training stage (``run()``) into ``out``, cached: reused when its DONE stamp holds ``inputs`` and the
+    files it finished with (a deleted or rewritten weight file redoes it); resumed when an interrupted run was
+    started with the same ``inputs`` (its STARTED stamp); otherwise, or with ``force``, deleted and redone from
+    scratch, so no checkpoint-N made with other inputs is ever resumed."""
+    done_stamp, started = out / "DONE", out / "STARTED"
+    if not force and out.is_dir() and is_fresh(done_stamp, {**inputs, "outputs": _outputs_id(out)}):
+        return out
+    if out.exists() and (force or done_stamp.exists() or not is_fresh(started, inputs)):
+        shutil.rmtree(out)
+    write_stamp(started, inputs)
+    run()
+    write_stamp(done_stamp, {**inputs, "outputs": _outputs_id(out)})
+    return out
+
+
+def _outputs_id(out: Path) -> dict:
+    """The files a finished stage left in ``out`` (size and mtime; the stamps themselves aside)."""
+    return {name: f for name, f in checkpoint_id(out)["files"].items() if name not in ("DONE", "STARTED")}
+
+
 # ---------------------------------------------------------------------------------------------------- stages
 def data_paths(work: Path) -> dict[str, Path]:
     """Where make_data writes each split's JSONL."""
@@ -146,12 +167,16 @@ def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int)
     paths = data_paths(work)
     stamp = data / "stamp.json"
     params = {"task": "rec", "n": sizes, "image_size": image_size, "seed": seed}
-    if is_fresh(stamp, params) and all(path.exists() for path in paths.values()):
+
+    def written() -> dict:  # the JSONL files as they are now (an edited or cut file is rewritten)
+        return {split: file_id(path)["sha256"] for split, path in paths.items()}
+
+    if all(path.exists() for path in paths.values()) and is_fresh(stamp, {**params, "files": written()}):
         return paths
     stamp.unlink(missing_ok=True)  # an interrupted rewrite must not look finished
     for split, n in sizes.items():  # synthetic.example_rng keeps the splits' random streams apart
         write_split(data, "rec", split, n, seed=seed, image_size=image_size)
-    write_stamp(stamp, params)
+    write_stamp(stamp, {**params, "files": written()})
     return paths
 
 
@@ -163,15 +188,13 @@ def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str,
     out = built_warm_start_dir(work)
     inputs = {"model_type": model_type, "train_data": file_id(train_data), "recipe": file_id(recipe),
               "args": list(extra)}  # fmt: skip
-    if is_fresh(out / "DONE", inputs):
-        return out
-    if (out / "DONE").exists():  # finished with other inputs: start clean (no stale checkpoint-N to resume)
-        shutil.rmtree(out)
-    base = make_tiny(work / "tiny_init", model_type=model_type)
-    sft_main(["--config", recipe, "--model_name_or_path", str(base), "--train_data", str(train_data),
-              "--output_dir", str(out), *extra])  # fmt: skip
-    write_stamp(out / "DONE", inputs)
-    return out
+
+    def run():
+        base = make_tiny(work / "tiny_init", model_type=model_type)
+        sft_main(["--config", recipe, "--model_name_or_path", str(base), "--train_data", str(train_data),
+                  "--output_dir", str(out), *extra])  # fmt: skip
+
+    return run_stage_in(out, inputs, False, run)
 
 
 def check_shipped_image_size(image_size: int, folder: Path = SHIPPED_WARM_START) -> None:
@@ -223,8 +246,10 @@ def choose_warm_start(args, work: Path) -> tuple[Path, bool]:
 
 def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
     """The `vlm-r1 train` command line of the GRPO stage."""
-    argv = ["--config", args.grpo_recipe, "--model_name_or_path", str(warm), "--train_data", str(train_data),
-            "--output_dir", str(out)]  # fmt: skip
+    resolved = [str(Path(p).resolve()) for p in (args.grpo_recipe, warm, train_data, out)]  # the stamp holds this
+    # command line: the same work dir written another way must not redo GRPO
+    argv = ["--config", resolved[0], "--model_name_or_path", resolved[1], "--train_data", resolved[2],
+            "--output_dir", resolved[3]]  # fmt: skip
     extra = key_value_args(args.grpo_args)
     if args.grpo_max_steps is not None:
         if "--max_steps" in extra:
@@ -297,13 +322,7 @@ def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Pa
 
     inputs = {"warm_start": checkpoint_id(warm), "train_data": file_id(train_data), "recipe": file_id(recipe),
               "argv": argv}  # fmt: skip
-    if is_fresh(out / "DONE", inputs) and not force:
-        return out
-    if (out / "DONE").exists():  # finished with other inputs (or --force): start clean
-        shutil.rmtree(out)
-    train_main(argv)
-    write_stamp(out / "DONE", inputs)
-    return out
+    return run_stage_in(out, inputs, force, lambda: train_main(argv))
 
 
 def grpo_outcome(grpo_dir: Path) -> str:
@@ -374,6 +393,9 @@ def main(argv: list[str] | None = None) -> dict:
             refuse_grpo_only_options(args)
         warm, build = choose_warm_start(args, work)
         grpo_dir = work / "grpo"
+        if grpo_dir.resolve() in (warm.resolve(), *warm.resolve().parents):
+            raise ValueError(f"--warm_start {warm} lies in {grpo_dir}, which the GRPO stage deletes and rewrites: "
+                             "copy it elsewhere first, or use another --work_dir")
         train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
         setup = eval_setup(train_argv)
     except (ValueError, FileNotFoundError) as e:
