@@ -215,6 +215,38 @@ def test_callback_writes_report_and_tensorboard_images(tmp_path):
     assert main([str(tmp_path / "out")]) == 0  # the CLI reads report/log_history.json
 
 
+def test_a_new_run_starts_its_own_gallery_and_never_deletes_outside_it(tmp_path):
+    trainer = _fake_trainer(tmp_path, _batch(tmp_path, step=3))
+    first = ReportCallback(trainer)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=0, max_steps=10, log_history=[])
+    first.on_train_begin(None, state, None)
+    state.global_step = 4
+    first.on_step_end(None, state, None)
+    index = first.dir / "gallery.json"
+    old_image = first.dir / "images" / "step0000004_p0_c1.png"
+    assert old_image.exists()
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    snapshots = json.loads(index.read_text())["snapshots"]
+    snapshots[0]["groups"][0]["cards"][0]["image"] = str(outside)  # an edited index names a file outside
+    index.write_text(json.dumps({"snapshots": snapshots}))
+
+    resumed = ReportCallback(_fake_trainer(tmp_path, _batch(tmp_path, step=7)))
+    state.global_step = 4  # resumed at step 4: the snapshot of step 4 is this run's history
+    resumed.on_train_begin(None, state, None)
+    state.global_step = 6
+    resumed.on_step_end(None, state, None)
+    assert [s["step"] for s in json.loads(index.read_text())["snapshots"]] == [4, 6]
+
+    fresh = ReportCallback(_fake_trainer(tmp_path, _batch(tmp_path, step=9)))
+    state.global_step = 0  # a new run in the same output_dir
+    fresh.on_train_begin(None, state, None)
+    state.global_step = 2
+    fresh.on_step_end(None, state, None)
+    assert [s["step"] for s in json.loads(index.read_text())["snapshots"]] == [2]
+    assert outside.read_text() == "keep me" and not old_image.exists()
+
+
 def test_callback_never_raises_but_reports(tmp_path, caplog):
     broken = SimpleNamespace(step=0, rows=[{"image_paths": [str(tmp_path / "gone.png")], "problem": "p"}],
                              completions=["x"], answers=[parse_answer("x")], rewards={})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,36 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_IMAGE_NAME = re.compile(r"images/step\d{7,}_p\d+_c\d+\.png")
+
+
 class Gallery:
     """The gallery folder; :meth:`add` draws one snapshot, :meth:`write_html` rebuilds the page."""
 
-    def __init__(self, report_dir: str | Path, keep: int = 20):
+    def __init__(self, report_dir: str | Path, keep: int = 20, resumed_at: int | None = None):
+        """Open the gallery of ``report_dir``. A training run passes ``resumed_at``, the step it starts from: the
+        snapshots of later steps (all of them for a fresh run, at step 0) belong to an earlier run and are removed
+        with their images; ``vlm-r1 report`` passes nothing and keeps them all."""
         self.dir = Path(report_dir)
         self.keep = keep
         self.snapshots: list[dict] = []
         index = self.dir / "gallery.json"
         if index.exists():
             self.snapshots = json.loads(index.read_text(encoding="utf-8")).get("snapshots", [])
+        if resumed_at is not None:
+            earlier_run = [s for s in self.snapshots if resumed_at == 0 or s["step"] > resumed_at]
+            self.snapshots = [s for s in self.snapshots if s not in earlier_run]
+            self._delete_images(earlier_run)
+
+    def _delete_images(self, snapshots: list[dict]) -> None:
+        """Delete the pictures of ``snapshots``: only names this class writes, in its images/ folder (gallery.json is
+        a file anyone can edit; it never makes the trainer delete anything else)."""
+        for snapshot in snapshots:
+            for group in snapshot.get("groups", []):
+                for card in group.get("cards", []):
+                    name = card.get("image")
+                    if isinstance(name, str) and _IMAGE_NAME.fullmatch(name):
+                        (self.dir / name).unlink(missing_ok=True)
 
     def add(
         self, batch, step: int, groups: int = 2, weights: Mapping[str, float] | None = None
@@ -85,7 +106,7 @@ class Gallery:
                 }
                 if image is not None:
                     picture = draw_answer(image, truth, answer.detections)
-                    card["image"] = f"images/step{step:07d}_p{g}_c{j}.png"
+                    card["image"] = f"images/step{step:07d}_p{g}_c{j}.png"  # the _IMAGE_NAME pattern
                     picture.save(self.dir / card["image"])
                     drawn.append(picture)
                     captions.append(f"#{j} total {_fmt(total, 2)}\n" + "\n".join(
@@ -106,11 +127,7 @@ class Gallery:
         self.snapshots = [s for s in self.snapshots if s["step"] != step] + [entry]
         self.snapshots.sort(key=lambda s: s["step"])
         dropped, self.snapshots = self.snapshots[: -self.keep], self.snapshots[-self.keep :]
-        for old in dropped:
-            for group in old["groups"]:
-                for card in group["cards"]:
-                    if card.get("image"):
-                        (self.dir / card["image"]).unlink(missing_ok=True)
+        self._delete_images(dropped)
         tmp = self.dir / "gallery.json.tmp"
         tmp.write_text(json.dumps({"snapshots": self.snapshots}, indent=1), encoding="utf-8")
         tmp.replace(self.dir / "gallery.json")

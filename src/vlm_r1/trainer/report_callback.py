@@ -34,11 +34,15 @@ class ReportCallback(TrainerCallback):
         self.every = getattr(args, "gallery_every", 0) if gallery_every is None else gallery_every
         self.groups, self.keep = groups, keep
         self._gallery: Gallery | None = None
+        self._start_step = 0
         self._last_batch = None
         self._warned: set[str] = set()
         self.failures = 0
 
     # ------------------------------------------------------------------ events
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start_step = state.global_step  # 0 for a fresh run: an earlier run's gallery is not this run's
+
     def on_step_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
@@ -70,7 +74,7 @@ class ReportCallback(TrainerCallback):
             return
         self._last_batch = batch
         if self._gallery is None:
-            self._gallery = Gallery(self.dir, keep=self.keep)
+            self._gallery = Gallery(self.dir, keep=self.keep, resumed_at=self._start_step)
         sheets = self._gallery.add(batch, step, groups=self.groups, weights=self._weights())
         writer = self._tensorboard_writer()
         for tag, sheet in sheets:
