@@ -422,3 +422,14 @@ def test_the_prompt_travels_with_every_checkpoint_and_eval_uses_it(tiny_model_di
         evaluate(argv)
     given = evaluate(argv + ["--question_template", "{question}", "--system_prompt", "Hi."])[rec_rows.stem]
     assert given["generation"]["question_template"] == "{question}"  # both given: the broken record is not needed
+
+
+def test_output_dir_may_not_be_the_starting_model(tiny_model_dir, parse_only_argv):
+    from vlm_r1.sft import parse_args as sft_args
+    from vlm_r1.train import parse_args
+
+    model = str(tiny_model_dir("qwen2_vl"))
+    argv = [*parse_only_argv, "--bf16", "false", "--model_name_or_path", model, "--output_dir", model + "/."]
+    for parse in (parse_args, sft_args):
+        with pytest.raises(ValueError, match="is the folder of the model the run starts from"):
+            parse(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 
 from trl import GRPOConfig
 
@@ -192,6 +193,10 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
     check_schedule(training_args)
     if not data_args.train_data:
         raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    start = Path(model_args.model_name_or_path)
+    if training_args.output_dir and start.is_dir() and Path(training_args.output_dir).resolve() == start.resolve():
+        raise ValueError(f"output_dir {training_args.output_dir} is the folder of the model the run starts from: the "
+                         "run would overwrite that checkpoint; write to another folder")
     if data_args.eval_data and training_args.eval_strategy == "no":
         raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
     if training_args.model_init_kwargs:
