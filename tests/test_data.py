@@ -84,6 +84,7 @@ BAD_ROWS = [  # (line, field, message fragment)
      "of the original image; if these are fractions of it (0-1), multiply x by 40 and y by 30"),
     (_row(answer=[{"bbox_2d": [0, 0, 1, 0.5], "label": "x"}]), "solution[0].bbox_2d", "fractions of it"),
     (_row(answer="<answer>a</answer> <answer>b</answer>"), "conversations[1].value", "holds <answer> / <think> tags"),
+    (json.dumps(_row(value="<image>Find the \ud800 cat.")), "json", "lone surrogate"),
     (_row(answer=[{"bbox_2d": [1, 2, 3], "label": "x"}]), "solution[0].bbox_2d", "expected 4 numbers"),
     (_row(answer=[{"bbox_2d": [0, 0, 5, 5]}, {"bbox_2d": [0, -1, 5, 5]}]), "solution[1].bbox_2d", "outside"),
     (_row(image="missing.png"), "image", "not found"),

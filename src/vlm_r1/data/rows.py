@@ -366,6 +366,10 @@ def check_rows(
             n_rows += 1
             try:
                 row = _json(line)
+                json.dumps(row, ensure_ascii=False).encode("utf-8")  # "\ud800" parses but is no text
+            except UnicodeEncodeError:
+                problems.append(Problem(source, "json", "holds a lone surrogate escape (\\ud800-\\udfff): not text"))
+                continue
             except ValueError as e:
                 problems.append(Problem(source, "json", f"invalid JSON: {e}"))
                 continue
