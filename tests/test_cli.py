@@ -58,3 +58,18 @@ def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_fr
             main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_checkpoint_with_custom_code_is_refused_without_running_it(tmp_path, capsys, rec_rows):
+    import json
+
+    ckpt = tmp_path / "custom"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "custom_vlm",
+                                                  "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    ran = tmp_path / "ran"
+    (ckpt / "configuration_custom.py").write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
+    assert main(["eval", "--model_name_or_path", str(ckpt), "--data", str(rec_rows)]) == 2
+    err = capsys.readouterr().err
+    assert "needs its own Python code to load" in err and "--trust_remote_code true" in err
+    assert not ran.exists()

@@ -37,6 +37,11 @@ def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False, re
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as e:  # a mistyped folder reads as a malformed hub id ("Repo id must use ...")
+        if not trust_remote_code and "trust_remote_code" in str(e):
+            from ..recipe import OptionError
+
+            raise OptionError(f"{name_or_path} needs its own Python code to load (its config names custom classes); "
+                              "nothing of it was run. If you trust it, add --trust_remote_code true") from e
         if os.path.exists(name_or_path) or not _looks_like_a_path(name_or_path):
             raise
         raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder") from e
