@@ -106,6 +106,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if "--max_steps" in key_value_args(args.grpo_args):
         raise SystemExit("set GRPO's steps with --grpo_steps, not --grpo_args max_steps=...")
+    if "--seed" in key_value_args(args.grpo_args):
+        raise SystemExit("set the seeds with --seeds, not --grpo_args seed=... (it would make every GRPO run the same)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = make_data(out, args.n_labelled, args.n_test, args.image_size, 0)
