@@ -58,6 +58,13 @@ def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_fr
             main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+    mine = tmp_path / "my_project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main(["pipeline", "--work_dir", str(mine)])
+    assert "holds files the pipeline did not write" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_a_checkpoint_with_custom_code_is_refused_without_running_it(tmp_path, capsys, rec_rows):

@@ -225,6 +225,18 @@ def refuse_grpo_only_options(args) -> None:
                          f"read only {', '.join(sorted(read))})")
 
 
+WORK_DIR_MARK = ".vlm_r1_pipeline"  # written into every work dir: the pipeline rewrites and deletes inside it
+
+
+def refuse_foreign_work_dir(work: Path) -> None:
+    """A folder with files the pipeline did not write (no mark, and no data stamp of an older version) is refused:
+    the stages overwrite their files and delete their folders."""
+    if work.is_dir() and any(work.iterdir()) and not (work / WORK_DIR_MARK).exists() \
+            and not (work / "data" / "stamp.json").exists():
+        raise ValueError(f"--work_dir {work} holds files the pipeline did not write, and its stages overwrite and "
+                         "delete inside it: use a new or empty folder")
+
+
 def built_warm_start_dir(work: Path) -> Path:
     return work / "warm_start"
 
@@ -398,9 +410,11 @@ def main(argv: list[str] | None = None) -> dict:
                              "copy it elsewhere first, or use another --work_dir")
         train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
         setup = eval_setup(train_argv)
+        refuse_foreign_work_dir(work)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))  # one line (and the usage), exit status 2
     work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_DIR_MARK).touch()
 
     stage("data")
     paths = make_data(work, args.n_train, args.n_test, args.image_size, args.data_seed)
