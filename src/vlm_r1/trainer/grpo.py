@@ -12,7 +12,8 @@ TRL's own):
 * ``eval_greedy``: evaluation during training decodes greedily (:meth:`_eval_decoding`), so the logged eval
   rewards are the greedy accuracy that evaluations report, while training keeps sampling.
 * The logged eval rewards are means over the evaluated rows (:meth:`_row_means_of_eval_rewards`); TRL averages one
-  mean per eval batch, so a short last batch weighed as much as a full one.
+  mean per eval batch, so a short last batch weighed as much as a full one, and with several processes the rows
+  that pad the last batch counted twice.
 * The last scored batch (rows, completions, parsed answers in pixels, per-function rewards) is kept in
   ``last_scored_batch`` so the report callback can draw what the model answered.
 """
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from transformers import GenerationConfig
 from trl import GRPOTrainer
 
@@ -62,12 +64,21 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         self.vlm_module = vlm_module
         super().__init__(*args, **kwargs)
         self.last_scored_batch: ScoredBatch | None = None
-        self._eval_rewards: list[torch.Tensor] = []  # rewards_per_func of each eval batch since the last log
+        # TRL gathers the logged images only on a process whose batch holds some: with text-only rows on one process
+        # and image rows on another, the other process waited in that gather forever. Gathered here, on every one.
+        self._log_images, self.log_multimodal = self.log_multimodal, False
+        self._eval_rewards: list[tuple[list, torch.Tensor]] = []  # (sources, rewards_per_func) per eval batch
 
     def answer_in_pixels(self, row: dict[str, Any], completion: Any) -> ParsedAnswer:
         """Parse one completion and express its boxes in pixels of the row's (first) original image."""
         answer = parse_answer(completion_text(completion))
         return self.vlm_module.answer_to_original(answer, row.get("image_sizes"), self.processing_class)
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self._log_images:  # one entry per completion, [] for a text-only row (TRL's completions table)
+            self._logs["images"].extend(gather_object([row.get("images") or [] for row in inputs]))
+        return output
 
     def _generate(self, prompts):
         with self._eval_decoding():
@@ -96,8 +107,9 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training:  # the gallery shows sampled training completions, not an evaluation's batch
             self._keep_scored_batch(inputs, completions, answers, rewards_per_func)
-        else:
-            self._eval_rewards.append(rewards_per_func.detach().cpu())  # every process's rows (gathered)
+        else:  # every process's rows (gathered, in process order), with the rows' sources in the same order
+            sources = gather_object([row.get("source") for row in inputs])
+            self._eval_rewards.append((sources, rewards_per_func.detach().cpu()))
         return rewards_per_func
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -108,7 +120,18 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
     def _row_means_of_eval_rewards(self) -> None:
         """Set the eval metrics ``rewards/<name>/mean`` and ``reward`` to means over every evaluated row (NaN: the
         function did not apply), as TRL computes them for one batch, instead of TRL's mean of per-batch means."""
-        rewards_per_func, self._eval_rewards = torch.cat(self._eval_rewards), []
+        sources = [source for batch_sources, _ in self._eval_rewards for source in batch_sources]
+        rewards_per_func = torch.cat([rewards for _, rewards in self._eval_rewards])
+        self._eval_rewards = []
+        # Several processes: the last eval batch is padded with repeated rows; each row counts once (its first
+        # num_generations_eval completions).
+        seen: dict[str, int] = {}
+        keep = []
+        for i, source in enumerate(sources):
+            seen[source] = seen.get(source, 0) + 1
+            if source is None or seen[source] <= self.num_generations_eval:
+                keep.append(i)
+        rewards_per_func = rewards_per_func[keep]
         metrics = self._metrics["eval"]
         for i, name in enumerate(self.reward_func_names):
             metrics[f"rewards/{name}/mean"] = [torch.nanmean(rewards_per_func[:, i]).item()]
