@@ -154,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("first SFT target: %s", train_dataset[0]["completion"][0]["content"][0]["text"])
 
     # ------------------------------------------------------------------ trainer
-    from .data import save_prompt
     from .trainer.callbacks import PromptSaver
     from .trainer.sft import VLMSFTTrainer
 
@@ -184,7 +183,6 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(args.output_dir)
-        save_prompt(args.output_dir, template, data_args.system_prompt)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {
         "loss_start": losses[0] if losses else None,

@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> dict:
     reward_funcs = [get_reward(name) for name in data_args.reward_funcs]
 
     # ------------------------------------------------------------------ trainer
-    from .data import save_prompt
     from .trainer.callbacks import PromptSaver, StepPrinter
     from .trainer.grpo import VLMGRPOTrainer
     from .trainer.report_callback import ReportCallback
@@ -185,7 +184,6 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(training_args.output_dir)
-        save_prompt(training_args.output_dir, template, data_args.system_prompt)
     start, end = reward_summary(trainer.state.log_history)
     summary = {
         "reward_start": start,

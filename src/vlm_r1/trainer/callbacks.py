@@ -4,7 +4,8 @@
 default ``ProgressCallback``, which prints every logged dict in full. The line shows the step, the total reward and
 each reward function's mean, the loss, the KL when it is computed, and seconds per step.
 
-``PromptSaver``: writes the run's prompt into each checkpoint-N as it is saved (``vlm_r1.data.prompts``).
+``PromptSaver``: writes the run's prompt into each checkpoint-N as it is saved, and into the output folder when
+training ends (``vlm_r1.data.prompts``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class StepPrinter(ProgressCallback):
 
 
 class PromptSaver(TrainerCallback):
-    """Writes ``vlm_r1_prompt.json`` (the question template and system prompt in effect) into each checkpoint."""
+    """Writes ``vlm_r1_prompt.json`` (the question template and system prompt in effect) into each checkpoint and,
+    at the end of training, into the output folder the final model is saved to."""
 
     def __init__(self, question_template: str, system_prompt: str | None):
         self.question_template, self.system_prompt = question_template, system_prompt
@@ -71,3 +73,7 @@ class PromptSaver(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             save_prompt(folder, self.question_template, self.system_prompt)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            save_prompt(args.output_dir, self.question_template, self.system_prompt)
