@@ -93,6 +93,7 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
     for extra, message in (
         (["--sft_args", "--max_steps", "5"], "--sft_args only apply when the warm start is built, and this run uses the shipped"),
         (["--grpo_max_steps", "5", "--grpo_args", "max_steps=6"], "max_steps is given twice"),
+        (["--grpo_max_steps", "5", "--grpo_args", "num_train_epochs=1"], "both set GRPO's length"),
         (["--grpo_args", "warmup_steps=10"], "constant_with_warmup"),  # vlm-r1 train's own checks, before any stage
         (["--grpo_args", "output_dir=elsewhere"], "the pipeline sets output_dir itself; use --work_dir"),
         (["--grpo_args", "model_name_or_path=other"], "the pipeline sets model_name_or_path itself; use --warm_start"),

@@ -174,7 +174,7 @@ def test_skip_invalid_rows_trains_on_the_rest_and_writes_the_list(
     with pytest.warns(UserWarning, match=f"skipped {len(HOSTILE)} of {len(HOSTILE) + 3}"):
         summary = run_main(grpo_run, tiny_model_dir("qwen2_vl"), hostile_jsonl, "--skip_invalid_rows")
     assert any("loss" in entry for entry in summary["log_history"])  # RGB, 16-bit and CMYK rows trained
-    listed = tmp_path / "out" / f"skipped_rows_{hostile_jsonl.stem}.jsonl"
+    listed = tmp_path / "out" / "skipped_rows.jsonl"
     lines = listed.read_text().splitlines()
     assert len(lines) == len(HOSTILE)
     assert all(str(hostile_jsonl) in line for line in lines)
@@ -267,3 +267,19 @@ def test_an_image_the_processor_refuses_stops_the_run_before_its_first_step(imag
     assert not (tmp_path / "eval").exists()
     summary = run_main(grpo_run, tiny_model_dir("qwen2_vl"), data, "--skip_invalid_rows")
     assert any("loss" in entry for entry in summary["log_history"])
+    listed = [json.loads(line) for line in (tmp_path / "out" / "skipped_rows.jsonl").read_text().splitlines()]
+    assert [e["source"] for e in listed] == [f"{data}:4"]  # dropped rows are listed, whichever check dropped them
+    assert listed[0]["reasons"][0].startswith("image: 2010x8 px:")
+
+
+def test_a_run_that_skips_nothing_removes_an_earlier_runs_list(images, tmp_path):
+    from vlm_r1.config import DataArguments
+    from vlm_r1.train import SKIPPED_ROWS_FILE, RunRows
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / SKIPPED_ROWS_FILE).write_text('{"source": "old.jsonl:1", "reasons": []}\n')
+    data = write_jsonl(images / f"clean_{tmp_path.name}.jsonl", [_row(name) for name in GOOD[:2]])
+    rows = RunRows(DataArguments(train_data=[str(data)], skip_invalid_rows=True, reward_funcs=["iou"]), str(out))
+    assert len(rows.train) == 2 and not rows.skipped
+    assert not (out / SKIPPED_ROWS_FILE).exists()  # it would read as this run's

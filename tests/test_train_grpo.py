@@ -422,6 +422,10 @@ def test_the_prompt_travels_with_every_checkpoint_and_eval_uses_it(tiny_model_di
         evaluate(argv)
     given = evaluate(argv + ["--question_template", "{question}", "--system_prompt", "Hi."])[rec_rows.stem]
     assert given["generation"]["question_template"] == "{question}"  # both given: the broken record is not needed
+    unrecorded = evaluate(argv + ["--use_recorded_prompt", "false"])[rec_rows.stem]["generation"]
+    from vlm_r1.modules.base import THINK_ANSWER_TEMPLATE
+
+    assert (unrecorded["question_template"], unrecorded["system_prompt"]) == (THINK_ANSWER_TEMPLATE, None)
 
 
 def test_output_dir_may_not_be_the_starting_model(tiny_model_dir, parse_only_argv):

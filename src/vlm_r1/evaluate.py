@@ -45,6 +45,10 @@ class EvalArguments:
         default=None, metadata={"help": "System message for every prompt. Default: the one the checkpoint was trained "
                                          "with (its vlm_r1_prompt.json), else none."}
     )
+    use_recorded_prompt: bool = field(
+        default=True, metadata={"help": "false: ignore the checkpoint's vlm_r1_prompt.json; unset --question_template "
+                                        "and --system_prompt then mean the model module's template and no system prompt."}
+    )
     batch_size: int = field(default=32, metadata={"help": "Rows per generate() call."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest completion."})
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
@@ -110,14 +114,18 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def eval_prompt(checkpoint: str, question_template: str | None, system_prompt: str | None):
+def eval_prompt(checkpoint: str, question_template: str | None, system_prompt: str | None, use_recorded: bool = True):
     """``(question_template, system_prompt)`` to evaluate with: each one given on the command line, else the one the
-    checkpoint was trained with (its ``vlm_r1_prompt.json``), else the model family's default template (None here)
-    and no system prompt. A given one that differs from the recorded one is used, with a warning."""
+    checkpoint was trained with (its ``vlm_r1_prompt.json``, unless ``use_recorded`` is false), else the model
+    family's default template (None here) and no system prompt. A given one that differs from the recorded one is
+    used, with a warning."""
     from .checkpoints import CheckpointError
     from .data import PROMPT_FILE, read_prompt
 
-    if not Path(checkpoint).is_dir():  # a hub id: it records no prompt of ours
+    if not use_recorded or not Path(checkpoint).is_dir():  # a hub id records no prompt of ours
+        logger.info("prompt: question_template %s, system_prompt %r%s",
+                    "the model family's default" if question_template is None else repr(question_template),
+                    system_prompt, "" if use_recorded else " (use_recorded_prompt false)")  # fmt: skip
         return question_template, system_prompt
     try:
         recorded = read_prompt(checkpoint)
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows[path] = samples[: args.max_samples] if args.max_samples is not None else samples
         row_tasks(rows[path], args.task)
 
-    template, system_prompt = eval_prompt(model_args.model_name_or_path, args.question_template, args.system_prompt)
+    template, system_prompt = eval_prompt(model_args.model_name_or_path, args.question_template, args.system_prompt,
+                                          args.use_recorded_prompt)
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model.to(device)

@@ -266,6 +266,8 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
     if args.grpo_max_steps is not None:
         if "--max_steps" in extra:
             raise ValueError("max_steps is given twice (--grpo_max_steps and --grpo_args max_steps=...): keep one")
+        if "--num_train_epochs" in extra:
+            raise ValueError("--grpo_max_steps and --grpo_args num_train_epochs=... both set GRPO's length: keep one")
         argv += ["--max_steps", str(args.grpo_max_steps)]
     return argv + extra
 

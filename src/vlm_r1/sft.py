@@ -22,7 +22,7 @@ from trl import SFTConfig
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_training_args
 from .recipe import RecipeParser, refusing_options
-from .train import keep_fit_images, load_train_and_eval_rows, quiet_library_deprecations
+from .train import RunRows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
 logger = logging.getLogger("vlm_r1")
@@ -137,12 +137,12 @@ def main(argv: list[str] | None = None) -> dict:
     from .loading import apply_training_mode, describe_parameters, load_policy
     from .trainer.sft import to_sft_dataset
 
-    samples, eval_samples = load_train_and_eval_rows(data_args, args.output_dir)
+    rows = RunRows(data_args, args.output_dir)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
-    samples = keep_fit_images(samples, module, processor, data_args.skip_invalid_rows)
-    eval_samples = keep_fit_images(eval_samples, module, processor, data_args.skip_invalid_rows)
+    rows.keep_fit_images(module, processor)
+    samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     template = data_args.question_template or module.question_template
     train_dataset = to_sft_dataset(samples, module, processor, template, data_args.system_prompt, args.think)

@@ -63,56 +63,84 @@ def reference_at_revision(training_args: VLMGRPOConfig, revision: str) -> None:
     logging.getLogger("trl.trainer.grpo_trainer").addFilter(_IGNORED_KWARGS_NOTE)  # one filter, however many runs
 
 
-def load_rows_of(data_args: DataArguments, paths: list[str], output_dir: str | None):
-    """Validate every JSONL file; with skip_invalid_rows, write the skipped rows next to the outputs."""
-    from .data import load_rows
-    from .rewards import make_row_check
-
-    check_row = make_row_check(data_args.reward_funcs, data_args.default_reward)
-    samples = []
-    for path in paths:
-        rows = load_rows(
-            path,
-            data_args.image_root,
-            default_reward=data_args.default_reward,
-            skip_invalid=data_args.skip_invalid_rows,
-            validate_solution=check_row,
-            allow_outside_root=data_args.allow_images_outside_root,
-        )
-        if rows.skipped and output_dir:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            listed = rows.report.write_skipped(Path(output_dir) / f"skipped_rows_{Path(path).stem}.jsonl")
-            logger.warning("%s: skipped %d invalid rows, listed in %s", path, len(rows.skipped), listed)
-        samples.extend(rows)
-    return samples
+SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
 
 
-def keep_fit_images(samples, module, processor, skip_invalid: bool):
-    """The rows whose images the loaded model's processor takes. Any other row is refused, or dropped with a warning
-    naming it under ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step."""
-    from .data import DataError
-    from .data.errors import format_problems
+class RunRows:
+    """The training and evaluation rows of a run, validated, and every row skipped on the way.
 
-    problems = module.image_problems(processor, samples)
-    if not problems:
+    Rows are checked twice: their fields and image files before the model loads (:func:`vlm_r1.data.load_rows`),
+    then their image sizes against the loaded model's processor (:meth:`keep_fit_images`). Under
+    ``skip_invalid_rows`` both kinds of skipped row are listed in ``output_dir/skipped_rows.jsonl``, one
+    ``{"source": "file:line", "reasons": [...]}`` each; without it the first kind raises a ``DataError``.
+    """
+
+    def __init__(self, data_args: DataArguments, output_dir: str | None):
+        self.data_args = data_args
+        self.output_dir = output_dir
+        self.skipped = []
+        self.train = self._load(data_args.train_data)
+        if data_args.max_train_samples is not None:
+            self.train = self.train[: data_args.max_train_samples]
+        self.eval = self._load(data_args.eval_data)
+        logger.info("training rows: %d, eval rows: %d", len(self.train), len(self.eval))
+        self._write_skipped()
+
+    def _load(self, paths: list[str]) -> list:
+        from .data import load_rows
+        from .rewards import make_row_check
+
+        args = self.data_args
+        check_row = make_row_check(args.reward_funcs, args.default_reward)
+        samples = []
+        for path in paths:
+            rows = load_rows(path, args.image_root, default_reward=args.default_reward,
+                             skip_invalid=args.skip_invalid_rows, validate_solution=check_row,
+                             allow_outside_root=args.allow_images_outside_root)  # fmt: skip
+            if rows.skipped:
+                logger.warning("%s: skipped %d invalid rows%s", path, len(rows.skipped), self._listed_in())
+            self.skipped.extend(rows.skipped)
+            samples.extend(rows)
         return samples
-    if not skip_invalid:
-        raise DataError.from_problems(
-            problems, f"{len(problems)} image(s) cannot be given to this model: resize them, or drop the rows "
-            "(skip_invalid_rows true drops them)")  # fmt: skip
-    unfit = {p.source for p in problems}
-    logger.warning("skipped %d rows whose images this model cannot take:\n%s", len(unfit), format_problems(problems))
-    return [s for s in samples if s.source not in unfit]
 
+    def keep_fit_images(self, module, processor) -> None:
+        """Keep the rows whose images the loaded model's processor takes. Any other row is refused, or dropped
+        and listed under ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step."""
+        from .data import DataError, SkippedRow
+        from .data.errors import format_problems
 
-def load_train_and_eval_rows(data_args: DataArguments, output_dir: str | None):
-    """The validated training rows (the first ``max_train_samples``) and evaluation rows of a run."""
-    samples = load_rows_of(data_args, data_args.train_data, output_dir)
-    if data_args.max_train_samples is not None:
-        samples = samples[: data_args.max_train_samples]
-    eval_samples = load_rows_of(data_args, data_args.eval_data, output_dir)
-    logger.info("training rows: %d, eval rows: %d", len(samples), len(eval_samples))
-    return samples, eval_samples
+        problems = module.image_problems(processor, self.train + self.eval)
+        if not problems:
+            return
+        if not self.data_args.skip_invalid_rows:
+            raise DataError.from_problems(
+                problems, f"{len(problems)} image(s) cannot be given to this model: resize them, or drop the rows "
+                "(skip_invalid_rows true drops them)")  # fmt: skip
+        reasons: dict[str, list[str]] = {}
+        for p in problems:
+            reasons.setdefault(p.source, []).append(f"{p.field}: {p.message}")
+        logger.warning("skipped %d rows whose images this model cannot take%s:\n%s",
+                       len(reasons), self._listed_in(), format_problems(problems))  # fmt: skip
+        self.skipped.extend(SkippedRow(source, tuple(r)) for source, r in reasons.items())
+        self.train = [s for s in self.train if s.source not in reasons]
+        self.eval = [s for s in self.eval if s.source not in reasons]
+        self._write_skipped()
+
+    def _listed_in(self) -> str:
+        return f", listed in {Path(self.output_dir) / SKIPPED_ROWS_FILE}" if self.output_dir else ""
+
+    def _write_skipped(self) -> None:
+        """Write the list of skipped rows, or remove an earlier run's list when this run skipped none."""
+        if not self.output_dir:
+            return
+        from .data import write_skipped_rows
+
+        listing = Path(self.output_dir) / SKIPPED_ROWS_FILE
+        if self.skipped:
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            write_skipped_rows(listing, self.skipped)
+        else:
+            listing.unlink(missing_ok=True)
 
 
 def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | None, float | None]:
@@ -132,12 +160,12 @@ def main(argv: list[str] | None = None) -> dict:
     from .loading import apply_training_mode, describe_parameters, load_policy
     from .trainer.dataset import to_hf_dataset
 
-    samples, eval_samples = load_train_and_eval_rows(data_args, training_args.output_dir)
+    rows = RunRows(data_args, training_args.output_dir)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
-    samples = keep_fit_images(samples, module, processor, data_args.skip_invalid_rows)
-    eval_samples = keep_fit_images(eval_samples, module, processor, data_args.skip_invalid_rows)
+    rows.keep_fit_images(module, processor)
+    samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     reference_at_revision(training_args, model_args.model_revision)
     template = data_args.question_template or module.question_template

@@ -13,6 +13,7 @@ from .rows import (
     check_rows,
     load_rows,
     parse_ground_truth,
+    write_skipped_rows,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "probe_image",
     "to_conversation",
     "to_rgb",
+    "write_skipped_rows",
 ]

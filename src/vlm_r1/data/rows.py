@@ -65,11 +65,16 @@ class LoadReport:
 
     def write_skipped(self, path) -> Path:
         """Write one JSON line ``{"source": "file:line", "reasons": [...]}`` per skipped row."""
-        path = Path(path)
-        with open(path, "w", encoding="utf-8") as f:
-            for row in self.skipped:
-                f.write(json.dumps({"source": row.source, "reasons": list(row.reasons)}) + "\n")
-        return path
+        return write_skipped_rows(path, self.skipped)
+
+
+def write_skipped_rows(path, skipped: list[SkippedRow]) -> Path:
+    """Write one JSON line ``{"source": "file:line", "reasons": [...]}`` per skipped row."""
+    path = Path(path)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in skipped:
+            f.write(json.dumps({"source": row.source, "reasons": list(row.reasons)}) + "\n")
+    return path
 
 
 class Rows(list):
