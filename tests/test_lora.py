@@ -170,3 +170,30 @@ def test_resuming_across_lora_and_full_training_says_what_to_change(tiny_model_d
     with pytest.raises(CheckpointError, match="holds full weights but this run trains LoRA adapters: drop --use_peft"):
         _train(grpo_run, base, rec_rows, max_steps=2, output_dir=str(tmp_path / "full"),
                resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-1"))
+
+
+def test_an_adapter_refuses_a_base_rebuilt_since_it_was_trained(tiny_model_dir, rec_rows, tmp_path, grpo_run):
+    """A LoRA run records its local base's fingerprint; merge-lora and resuming refuse a base rebuilt in place."""
+    from vlm_r1.base_record import BASE_RECORD_FILE
+    from vlm_r1.checkpoints import CheckpointError
+    from vlm_r1.merge import main as merge_main
+    from vlm_r1.tiny import make_tiny
+
+    base = make_tiny(tmp_path / "base", "qwen2_vl", seed=0)
+    _train(grpo_run, base, rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
+    out = tmp_path / "out"
+    for folder in (out, out / "checkpoint-1"):
+        assert json.loads((folder / BASE_RECORD_FILE).read_text())["base"] == str(base.resolve())
+    copy = tmp_path / "copy_of_base"
+    shutil.copytree(base, copy)
+    assert merge_main(["--adapter", str(out), "--out", str(tmp_path / "m1"), "--base", str(copy)]) == 0  # same files
+
+    make_tiny(base, "qwen2_vl", seed=7)  # rebuilt in place: same path, same shapes, other weights
+    rebuilt = "is not the model the adapter in .* was trained on"
+    with pytest.raises(CheckpointError, match=rebuilt):
+        merge_main(["--adapter", str(out), "--out", str(tmp_path / "m2")])
+    assert not (tmp_path / "m2").exists()
+    with pytest.raises(CheckpointError, match=rebuilt):
+        _train(grpo_run, base, rec_rows, max_steps=2, resume_from_checkpoint=str(out / "checkpoint-1"))
+    (out / BASE_RECORD_FILE).unlink()  # the way to apply the adapter to this model anyway, as the error says
+    assert merge_main(["--adapter", str(out), "--out", str(tmp_path / "m3")]) == 0

@@ -66,6 +66,9 @@ def merge_lora(
         relative = "" if Path(base).is_absolute() else "; a relative path is relative to the folder the run began in"
         raise FileNotFoundError(f"{adapter_dir}/{ADAPTER_CONFIG} records the base {base!r}, which is neither a folder "
                                 f"from here nor a reachable hub id ({type(e).__name__}){relative}: pass --base PATH") from e
+    from .base_record import check_base
+
+    check_base(adapter_dir, base)
     if dtype == "auto":
         from transformers import AutoConfig
 

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("first SFT target: %s", train_dataset[0]["completion"][0]["content"][0]["text"])
 
     # ------------------------------------------------------------------ trainer
-    from .trainer.callbacks import PromptSaver
+    from .base_record import base_record
+    from .trainer.callbacks import RecordSaver
     from .trainer.sft import VLMSFTTrainer
 
     trainer = VLMSFTTrainer(
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=processor,
         peft_config=peft_config,
     )
-    trainer.add_callback(PromptSaver(template, data_args.system_prompt))
+    base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
+    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base))
     if args.max_train_seconds is not None or args.stop_at_step is not None:
         trainer.add_callback(_stop_callback(args.max_train_seconds, args.stop_at_step))
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     reward_funcs = [get_reward(name) for name in data_args.reward_funcs]
 
     # ------------------------------------------------------------------ trainer
-    from .trainer.callbacks import PromptSaver, StepPrinter
+    from .base_record import base_record
+    from .trainer.callbacks import RecordSaver, StepPrinter
     from .trainer.grpo import VLMGRPOTrainer
     from .trainer.report_callback import ReportCallback
 
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
         vlm_module=module,
     )
     trainer.add_callback(ReportCallback(trainer))
-    trainer.add_callback(PromptSaver(template, data_args.system_prompt))
+    base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
+    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base))
     if not training_args.disable_tqdm:
         from transformers.trainer_callback import ProgressCallback
 

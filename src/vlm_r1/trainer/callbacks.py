@@ -4,8 +4,8 @@
 default ``ProgressCallback``, which prints every logged dict in full. The line shows the step, the total reward and
 each reward function's mean, the loss, the KL when it is computed, and seconds per step.
 
-``PromptSaver``: writes the run's prompt into each checkpoint-N as it is saved, and into the output folder when
-training ends (``vlm_r1.data.prompts``).
+``RecordSaver``: writes the run's prompt (``vlm_r1.data.prompts``) and a LoRA run's base record
+(``vlm_r1.base_record``) into each checkpoint-N as it is saved, and into the output folder when training ends.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers.trainer_callback import ProgressCallback, TrainerCallback
 
+from ..base_record import save_base_record
 from ..data.prompts import save_prompt
 
 
@@ -62,18 +63,23 @@ class StepPrinter(ProgressCallback):
         self.training_bar.write(" | ".join(parts))
 
 
-class PromptSaver(TrainerCallback):
-    """Writes ``vlm_r1_prompt.json`` (the question template and system prompt in effect) into each checkpoint and,
-    at the end of training, into the output folder the final model is saved to."""
+class RecordSaver(TrainerCallback):
+    """Writes the run's records into each checkpoint-N as it is saved and, at the end of training, into the output
+    folder the final model is saved to: ``vlm_r1_prompt.json`` (the question template and system prompt in effect)
+    and, for a LoRA run from a local base, ``vlm_r1_base.json`` (``vlm_r1.base_record``)."""
 
-    def __init__(self, question_template: str, system_prompt: str | None):
-        self.question_template, self.system_prompt = question_template, system_prompt
+    def __init__(self, question_template: str, system_prompt: str | None, base: dict | None = None):
+        self.question_template, self.system_prompt, self.base = question_template, system_prompt, base
+
+    def _write(self, folder) -> None:
+        save_prompt(folder, self.question_template, self.system_prompt)
+        if self.base is not None:
+            save_base_record(folder, self.base)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            save_prompt(folder, self.question_template, self.system_prompt)
+            self._write(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            save_prompt(args.output_dir, self.question_template, self.system_prompt)
+            self._write(args.output_dir)
