@@ -70,6 +70,9 @@ def test_sft_refuses_ignored_options(parse_only_argv):
         parse_args(base + ["--reward_funcs", "iou"])
     with pytest.raises(ValueError, match="assistant_only_loss"):
         parse_args(base + ["--assistant_only_loss", "true"])
+    with pytest.raises(ValueError, match="remove_unused_columns would drop the columns"):
+        parse_args(base + ["--remove_unused_columns", "true"])  # it used to be set back to false without a word
+    assert parse_args(base)[2].remove_unused_columns is False
     # model options are checked by vlm_r1.config.check_model_args, as for GRPO
     with pytest.raises(ValueError, match="dtype"):
         parse_args(base + ["--dtype", "fp8"])

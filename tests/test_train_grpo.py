@@ -140,6 +140,10 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--question_template", ""], "question_template must contain"),
                            (["--question_template", "Where?"], "question_template must contain"),
                            (["--vllm_mode", "server"], "vllm_mode only apply with use_vllm true"),
+                           (["--remove_unused_columns", "true"], "remove_unused_columns would drop the columns"),
+                           (["--use_transformers_continuous_batching", "true"], "is for text-only models"),
+                           (["--use_peft", "true", "--lora_target_modules", "q_proj", "lm_head"],
+                            "lora_target_modules may not include lm_head"),
                            (["--use_vllm", "true", "--ds3_gather_for_generation", "false"],
                             "ds3_gather_for_generation false only applies to generation without vLLM")):  # fmt: skip
         with pytest.raises(ValueError, match=message):

@@ -199,6 +199,9 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
                          "run would overwrite that checkpoint; write to another folder")
     if data_args.eval_data and training_args.eval_strategy == "no":
         raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
+    if training_args.remove_unused_columns:
+        raise ValueError("remove_unused_columns would drop the columns vlm-r1 reads (images, solution, reward, the "
+                         "prompt's parts): leave it false")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
@@ -227,6 +230,12 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         raise ValueError("data_seed has no effect in GRPO: TRL's prompt sampler is seeded by `seed`; set that instead")
     if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) != "random":
         raise ValueError("train_sampling_strategy has no effect in GRPO (TRL's repeat sampler orders the prompts)")
+    if training_args.use_transformers_continuous_batching:
+        raise ValueError("use_transformers_continuous_batching is for text-only models (TRL refuses it for a model with "
+                         "images): use use_vllm for faster generation")
+    if model_args.use_peft and "lm_head" in model_args.lora_target_modules:
+        raise ValueError("lora_target_modules may not include lm_head in GRPO: TRL computes the log-probabilities from "
+                         "lm_head.weight directly, so an adapter there would never train")
     if training_args.label_smoothing_factor:
         raise ValueError("label_smoothing_factor has no effect in GRPO (the loss is the policy gradient, not cross-entropy)")
     if training_args.use_vllm and any(v is not None for v in (model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)):

@@ -34,6 +34,9 @@ class VLMSFTConfig(SFTConfig):
     documents it; ``completion_only_loss`` is forced on (the prompt is never a training target)."""
 
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay false: the collator reads the prompt, completion and images columns."}
+    )
     max_length: int | None = field(
         default=None,
         metadata={"help": "Cut each prompt + completion to this many tokens (prompt first, so a long prompt cuts the "
@@ -108,7 +111,6 @@ def parse_args(argv: list[str] | None = None):
         data_args, model_args, sft_args = parser.parse_args_and_config(argv)
         check_sft_args(data_args, model_args, sft_args)
     sft_args.completion_only_loss = True
-    sft_args.remove_unused_columns = False  # the collator reads prompt / completion / images; keep them
     return data_args, model_args, sft_args
 
 
