@@ -214,6 +214,10 @@ def test_row_check_needs_a_reward_that_scores_the_row():
         rec_only(None, label)  # a classification row would train on the format reward alone
     mixed = make_row_check(["iou_acc", "cls_match"])  # each task reward scores its own rows
     mixed(None, box), mixed(None, label)
+    mixed("rec", box), mixed("classification", label)
+    with pytest.raises(ValueError, match="`cls_match`: the row's reward 'yes_no' is another task"):
+        mixed("yes_no", "yes")  # cls_match would take "yes" as a class name, but the row is a yes/no question
+    make_row_check(["iou_acc", "cls_match", "yes_no_match"])("yes_no", "yes")
     dispatcher = make_row_check(["accuracy", "think_format"])
     dispatcher("rec", box)
     with pytest.raises(ValueError, match="no `reward` field and default_reward is not set"):

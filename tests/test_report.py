@@ -99,6 +99,27 @@ def test_perfect_prediction_keeps_both_colours_and_labels_and_large_images_shrin
     draw_answer(image, [], [Detection(box=(-1e7, 0, 1e7, 5), label="x" * 500), Detection(box=None)])
 
 
+def _text_lines(canvas, xs, ys):
+    """How many separate lines of white tag text the region holds (runs of rows with a whitish pixel)."""
+    rows = [y for y in ys if any(min(canvas.getpixel((x, y))) > 150 for x in xs)]
+    return sum(1 for i, y in enumerate(rows) if i == 0 or y != rows[i - 1] + 1)
+
+
+def test_every_label_stays_readable_and_ground_truth_is_labelled():
+    """Two predictions with the same corner get two tags, one beside the other, not one over the other; a labelled
+    ground-truth box gets a green tag under it (a right box with the wrong class must look wrong)."""
+    image = Image.new("RGB", (100, 80), GREY)
+    box = (20.0, 30.0, 60.0, 60.0)  # [80, 120, 240, 240] on the canvas (scale 4)
+    duplicates = [Detection(box=box, label="cat", score=0.9), Detection(box=box, label="cat", score=0.8)]
+    canvas = draw_answer(image, [(box, "dog")], duplicates)
+    assert _text_lines(canvas, range(80, 140), range(90, 150)) == 2  # both red tags readable (one used to cover the other)
+    assert _text_lines(canvas, range(78, 120), range(242, 270)) == 1  # the truth's label, under its box
+    assert TRUTH in {canvas.getpixel((x, y)) for x in range(78, 120) for y in range(242, 270)}
+    single = draw_answer(image, [(box, None)], duplicates[:1])
+    assert _text_lines(single, range(80, 140), range(90, 150)) == 1
+    assert _text_lines(single, range(78, 120), range(242, 270)) == 0  # an unlabelled truth (REC) has no tag
+
+
 def test_pick_groups_takes_whole_groups_in_order(tmp_path):
     assert pick_groups(_batch(tmp_path), 2) == [[0, 1, 2], [3, 4, 5]]
     assert pick_groups(_batch(tmp_path), 5) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]

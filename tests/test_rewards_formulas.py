@@ -197,6 +197,17 @@ def test_repetition_penalty():
     assert out[2] == pytest.approx(-0.5)  # 2 of 4 boxes repeat an earlier one
 
 
+@pytest.mark.parametrize("layout", [{}, {"separators": (",", ":")}, {"indent": 1}])
+def test_repetition_penalty_leaves_a_correct_list_of_objects_alone(layout):
+    """N distinct objects repeat the same JSON keys N times: that is no repetition (it cost -0.19 at N = 8)."""
+    objects = [{"bbox_2d": [10 * i, 5 * i + 1, 10 * i + 9, 5 * i + 9], "label": "red circle"} for i in range(8)]
+    correct = f"<think>Find it.</think><answer>{json.dumps(objects, **layout)}</answer>"
+    assert r("repetition_penalty", [correct]) == [0.0]
+    assert r("det_map", [correct], solution=[json.dumps(objects)]) == [1.0]
+    padded = correct.replace("</answer>", " " + "and so on " * 20 + "</answer>")  # words in the answer still count
+    assert r("repetition_penalty", [padded])[0] < -0.5
+
+
 def test_cosine_length_formula():
     fn = make_cosine_length_reward(max_len=100)
     assert fn.value(True, 0) == pytest.approx(1.0) and fn.value(True, 100) == pytest.approx(0.5)

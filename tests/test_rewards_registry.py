@@ -100,6 +100,26 @@ def test_accuracy_dispatches_per_row():
     assert out == [0.5, 1.0, 1.0, 1.0, None, None]
 
 
+def test_a_listed_accuracy_reward_scores_only_rows_of_its_task():
+    """Listing one accuracy reward per task for a mixed file scores each row once: `cls_match` accepts "yes" and "B"
+    as class names, but rows that name yes_no or multiple_choice are not its rows."""
+    from vlm_r1.rewards.dispatch import scoped_to_row_task
+
+    comps = ["<answer>circle</answer>", "<answer>yes</answer>", "<answer>B</answer>", "<answer>cat</answer>"]
+    sols = ['"circle"', '"yes"', '"B"', '"cat"']
+    rows = ["classification", "yes_no", "multiple_choice", None]
+    listed = {name: scoped_to_row_task(name) for name in ("cls_match", "yes_no_match", "choice_match")}
+    scores = {name: fn(comps, solution=sols, reward=rows) for name, fn in listed.items()}
+    assert scores == {"cls_match": [1.0, None, None, 1.0],  # a row naming no reward is scored by what is listed
+                      "yes_no_match": [None, 1.0, None, None],
+                      "choice_match": [None, None, 1.0, None]}
+    assert get_reward("cls_match")(comps, solution=sols, reward=rows) == [1.0, 1.0, 1.0, 1.0]  # unscoped, as registered
+    assert [fn.__name__ for fn in listed.values()] == list(listed)  # TRL logs rewards/<__name__>
+    iou = scoped_to_row_task("iou")  # same task, another reward: a row naming `rec` (iou_acc) is its row
+    assert iou(["<answer>[0, 0, 10, 10]</answer>"], solution=["[0, 0, 10, 20]"], reward=["rec"]) == [0.5]
+    assert scoped_to_row_task("think_format") is get_reward("think_format")  # no ground truth: unchanged
+
+
 def test_accuracy_checks_what_a_custom_reward_returns(monkeypatch):
     """numpy numbers count; None, a short list or a string instead of a list give None rows and a warning."""
     import sys

@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
     eval_dataset = to_hf_dataset(eval_samples, template, data_args.system_prompt) if eval_samples else None
 
     # ------------------------------------------------------------------ rewards
-    from .rewards import get_reward
+    from .rewards.dispatch import scoped_to_row_task
 
-    reward_funcs = [get_reward(name) for name in data_args.reward_funcs]
+    reward_funcs = [scoped_to_row_task(name) for name in data_args.reward_funcs]
 
     # ------------------------------------------------------------------ trainer
     from .base_record import base_record

@@ -1,7 +1,9 @@
 """Draw what the model answered on the image it looked at.
 
 Ground truth boxes are green and sit just OUTSIDE their box; predicted boxes are red and sit just INSIDE theirs, so a
-perfect prediction shows both colours side by side instead of one hiding the other. Small images (the synthetic
+perfect prediction shows both colours side by side instead of one hiding the other. A labelled ground-truth box has
+a green tag under it, a predicted box a red tag (label and score) over its top-left corner; a tag that would cover
+one already drawn moves to the nearest free place beside it, so every tag stays readable. Small images (the synthetic
 shapes are 112 px) are enlarged by a whole factor with nearest-neighbour sampling so the boxes stay readable; large
 photos are shrunk. Every box is in pixels of the original image (the trainer has already converted predictions).
 """
@@ -79,9 +81,12 @@ def draw_answer(
     resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
     canvas = image.convert("RGB").resize(size, resample)
     draw = ImageDraw.Draw(canvas)
-    for box, _ in truth:
+    tags = []  # (text, colour, preferred top-left corner)
+    for box, label in truth:
         x1, y1, x2, y2 = _on_canvas(box, scale, size)
         draw.rectangle(_inside([x1 - LINE, y1 - LINE, x2 + LINE - 1, y2 + LINE - 1], size), outline=TRUTH, width=LINE)
+        if label:
+            tags.append((label[:40], TRUTH, (x1 - LINE, y2 + LINE)))
     for det in detections:
         if det.box is None:
             continue
@@ -89,7 +94,10 @@ def draw_answer(
         draw.rectangle(_inside([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], size), outline=PREDICTION, width=LINE)
         caption = " ".join(part for part in (det.label, None if det.score is None else f"{det.score:.2f}") if part)
         if caption:
-            _label(draw, caption[:40], (x1, y1), size)
+            tags.append((caption[:40], PREDICTION, (x1, y1 - _tag_size(draw, caption[:40])[1])))
+    placed: list[tuple[int, int, int, int]] = []
+    for text, colour, corner in tags:
+        _label(draw, text, corner, size, colour, placed)
     return canvas
 
 
@@ -108,14 +116,31 @@ def _inside(rect: list[int], size: tuple[int, int]) -> list[int]:
     return [x1, y1, x2, y2]
 
 
-def _label(draw: ImageDraw.ImageDraw, text: str, corner: tuple[int, int], size: tuple[int, int]) -> None:
+def _tag_size(draw: ImageDraw.ImageDraw, text: str) -> tuple[int, int]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font())
-    tw, th = right - left + 4, bottom - top + 2
+    return right - left + 4, bottom - top + 2
+
+
+def _label(draw: ImageDraw.ImageDraw, text: str, corner: tuple[int, int], size: tuple[int, int],
+           colour: tuple[int, int, int], placed: list[tuple[int, int, int, int]]) -> None:
+    """A tag with its top-left at ``corner`` (kept on the canvas), or, when that would overlap a tag in ``placed``,
+    at the nearest free row below or above it. The tag's rectangle is added to ``placed``."""
+    tw, th = _tag_size(draw, text)
     x = min(max(corner[0], 0), max(0, size[0] - tw))
-    y = corner[1] - th if corner[1] - th >= 0 else corner[1] + LINE
-    y = min(max(y, 0), max(0, size[1] - th))
-    draw.rectangle([x, y, x + tw - 1, y + th - 1], fill=PREDICTION)
+    lowest = max(0, size[1] - th)
+    y0 = min(max(corner[1], 0), lowest)
+    rows = [y0]
+    for k in range(1, len(placed) + 1):  # y0 + th, y0 - th, y0 + 2 th, ...: one of them is free
+        rows += [y for y in (y0 + k * th, y0 - k * th) if 0 <= y <= lowest]
+    y = next((y for y in rows if not any(_overlap((x, y, x + tw, y + th), r) for r in placed)), y0)
+    placed.append((x, y, x + tw, y + th))
+    left, top, _, _ = draw.textbbox((0, 0), text, font=font())
+    draw.rectangle([x, y, x + tw - 1, y + th - 1], fill=colour)
     draw.text((x + 2 - left, y + 1 - top), text, fill=(255, 255, 255), font=font())
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def tile(images: Sequence[Image.Image], captions: Sequence[str], title: str = "") -> Image.Image:

@@ -82,6 +82,9 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
         problems = [] if not dispatches else [
             "`accuracy`: the row has no `reward` field and default_reward is not set"]
         for name, validator in scorers:
+            if not same_task(name, row_reward):
+                problems.append(f"`{name}`: the row's reward {row_reward!r} is another task")
+                continue
             try:
                 validator(solution)
                 return
@@ -92,6 +95,60 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
                          "for this task")
 
     return check
+
+
+def _rows_of(kwargs: dict, idx: list[int], n: int) -> dict:
+    """The per-row columns of ``kwargs`` (lists of ``n``) cut to the rows ``idx``; other values as they are."""
+    return {k: ([v[i] for i in idx] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in kwargs.items()}
+
+
+def _score_some(fn, name: str, completions, kwargs: dict, idx: list[int]) -> list[float | None]:
+    """``fn`` on the rows ``idx`` only; None for the others, and for all of them (with a RuntimeWarning) when
+    ``fn`` raises or breaks the contract: a reward must never stop a training step."""
+    n = len(completions)
+    out: list[float | None] = [None] * n
+    if not idx:
+        return out
+    try:
+        values, _ = reward_values(fn([completions[i] for i in idx], **_rows_of(kwargs, idx, n)), len(idx), name)
+    except Exception as e:
+        warnings.warn(f"accuracy reward {name!r} failed: {type(e).__name__}: {e}", RuntimeWarning)
+        return out
+    for i, v in zip(idx, values):
+        out[i] = v
+    return out
+
+
+def same_task(reward_name: str, row_reward: str | None) -> bool:
+    """Whether the accuracy reward ``reward_name`` scores a row whose ``reward`` column is ``row_reward``: the row
+    names no reward, or one of the same task (the same ground-truth validator: ``iou`` scores a row naming ``rec``,
+    ``cls_match`` does not score one naming ``yes_no``, although "yes" is a class name to it)."""
+    if row_reward is None:
+        return True
+    named = TASK_REWARDS.get(row_reward, row_reward)
+    validator = get_validator(named) if named in list_rewards() else None
+    return validator is not None and validator is get_validator(reward_name)
+
+
+def scoped_to_row_task(name: str):
+    """The reward ``name`` as a training run lists it: an accuracy reward (one registered with a ground-truth
+    validator) gives None on rows whose ``reward`` column names another task (:func:`same_task`), so that listing
+    one accuracy reward per task for a mixed file scores each row once. Other rewards are returned unchanged."""
+    fn = get_reward(name)
+    if ":" in name or get_validator(name) is None:
+        return fn
+
+    def reward(completions, **kwargs) -> list[float | None]:
+        n = len(completions)
+        names = kwargs.get("reward")
+        if not isinstance(names, (list, tuple)) or len(names) != n:
+            return fn(completions, **kwargs)
+        keep = [i for i, row_reward in enumerate(names) if same_task(name, row_reward)]
+        return fn(completions, **kwargs) if len(keep) == n else _score_some(fn, name, completions, kwargs, keep)
+
+    reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>
+    reward.__doc__ = fn.__doc__
+    return reward
 
 
 def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
@@ -117,14 +174,12 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
         for row_name, idx in groups.items():
             try:
                 fn = resolve_accuracy(row_name)
-                sub = {k: ([v[i] for i in idx] if isinstance(v, (list, tuple)) and len(v) == n else v)
-                       for k, v in kwargs.items()}
-                values, _ = reward_values(fn([completions[i] for i in idx], **sub), len(idx), row_name)
             except Exception as e:  # a reward must never raise: report it and score the rows None
                 warnings.warn(f"accuracy reward {row_name!r} failed: {type(e).__name__}: {e}", RuntimeWarning)
                 continue
-            for i, v in zip(idx, values):
-                out[i] = v
+            scores = _score_some(fn, row_name, completions, kwargs, idx)
+            for i in idx:
+                out[i] = scores[i]
         return out
 
     reward.__name__ = reward.__qualname__ = name

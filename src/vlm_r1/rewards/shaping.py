@@ -4,7 +4,10 @@ repetition_penalty, in [-1, 0]: -max(r_text, r_box) where
   r_text = 1 - (#distinct word 3-grams / #word 3-grams) over the first 20,000 whitespace-separated
            words of the completion (0 when it has fewer than 3 words), and
   r_box  = (#boxes that repeat an earlier box of the same label with IoU >= 0.95) / #boxes in the answer.
-  Whitespace-free scripts (e.g. Chinese) are one "word" per run and so are barely penalised.
+  When the answer holds boxes, its JSON objects and bracketed lists are left out of r_text: a list of N
+  distinct objects repeats the same keys N times, and r_box judges the boxes (any other words in the
+  answer still count). Whitespace-free scripts (e.g. Chinese) are one "word" per run and so are barely
+  penalised.
 
 cosine_length (Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in LLMs"), in [-1, 1]:
   r(L) = r_end + (r_start - r_end) * (1 + cos(pi * min(L, L_max) / L_max)) / 2
@@ -18,6 +21,7 @@ cosine_length (Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -33,6 +37,26 @@ def _text_repetition(text: str, n: int = 3) -> float:
     words = text.split(maxsplit=MAX_WORDS)[:MAX_WORDS]
     grams = list(zip(*(words[i:] for i in range(n))))
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+_STRUCTURE = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]")  # an innermost JSON object or bracketed list
+_MAX_NESTING = 4
+
+
+def _words_of(parsed) -> str:
+    """The text r_text is taken over: the completion, without its answer's JSON objects and lists when the
+    answer holds boxes (the innermost first, up to 4 levels deep: a list of objects holding box lists)."""
+    if not any(d.box is not None for d in parsed.detections) or not parsed.answer:
+        return parsed.text
+    start = parsed.text.rfind(parsed.answer)
+    if start < 0:
+        return parsed.text
+    answer = parsed.answer
+    for _ in range(_MAX_NESTING):
+        answer, replaced = _STRUCTURE.subn(" ", answer)
+        if not replaced:
+            break
+    return parsed.text[:start] + answer + parsed.text[start + len(parsed.answer):]
 
 
 def _box_repetition(detections) -> float:
@@ -52,7 +76,7 @@ def repetition_penalty(completions, **kwargs) -> list[float]:
     """-max(repeated word-3-gram fraction, duplicated-box fraction), in [-1, 0] (0 = no repetition)."""
     out = []
     for parsed in answers_from(completions, kwargs):
-        out.append(0.0 - max(_text_repetition(parsed.text), _box_repetition(parsed.detections)))
+        out.append(0.0 - max(_text_repetition(_words_of(parsed)), _box_repetition(parsed.detections)))
     return out
 
 
