@@ -287,3 +287,62 @@ def test_a_run_that_skips_nothing_removes_an_earlier_runs_list(images, tmp_path)
     rows = RunRows(DataArguments(train_data=[str(data)], skip_invalid_rows=True, reward_funcs=["iou"]), str(out))
     assert len(rows.train) == 2 and not rows.skipped
     assert not (out / SKIPPED_ROWS_FILE).exists()  # it would read as this run's
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "GIF", "PPM"])
+def test_a_file_cut_short_is_refused_at_validation_in_every_format(tmp_path, fmt):
+    """verify() checks nothing for these formats: a file cut short used to pass and stop the run at its step."""
+    from vlm_r1.data import probe_image
+
+    whole = tmp_path / f"whole.{fmt.lower()}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(whole, fmt)
+    assert probe_image(whole) == (128, 128)
+    cut = tmp_path / f"cut.{fmt.lower()}"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with pytest.raises(ImageError, match="cut|truncated|corrupt"):
+        probe_image(cut)
+
+
+def test_an_image_that_breaks_after_validation_names_its_row(images, tmp_path):
+    from vlm_r1.data import load_row_images
+
+    broken = tmp_path / "later.png"
+    broken.write_bytes((images / "img/cut.png").read_bytes())
+    with pytest.raises(ImageError, match=rf"^rows.jsonl:7: image: {broken}: "):
+        load_row_images([images / "img/rgb.png", broken], "rows.jsonl:7")
+
+
+def test_a_question_holding_the_prompts_control_tokens_is_refused_before_training(images, tmp_path, grpo_run,
+                                                                                 tiny_model_dir):
+    """`<|image_pad|>` in a question crashed GRPO and SFT at that row's step; `<|im_end|>` silently ended the turn.
+    Grounding tokens a question may use on purpose pass."""
+    from vlm_r1.evaluate import main as evaluate
+
+    rows = [_row("img/rgb.png"), _row("img/gray.png", question="<image>What does <|image_pad|> mean?"),
+            _row("img/gray.png", question="<image>Find <|object_ref_start|>the square<|object_ref_end|>."),
+            _row("img/rgb.png", question="<image>Stop here<|im_end|> and go on.")]
+    data = write_jsonl(images / f"special_{tmp_path.name}.jsonl", rows)
+    with pytest.raises(DataError) as err:
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), data)
+    assert {(p.source, p.field) for p in err.value.problems} == {(f"{data}:2", "question"), (f"{data}:4", "question")}
+    assert "<|image_pad|>" in str(err.value) and "<|im_end|>" in str(err.value)
+    assert_no_training(tmp_path)
+    with pytest.raises(DataError, match=rf"{data}:2: question: holds <\|image_pad\|>"):
+        evaluate(["--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--data", str(data), "--device", "cpu"])
+    summary = run_main(grpo_run, tiny_model_dir("qwen2_vl"), data, "--skip_invalid_rows")
+    assert any("loss" in entry for entry in summary["log_history"])
+    listed = [json.loads(line)["source"] for line in (tmp_path / "out" / "skipped_rows.jsonl").read_text().splitlines()]
+    assert listed == [f"{data}:2", f"{data}:4"]
+
+
+def test_a_run_left_without_rows_is_refused(images, tmp_path, grpo_run, tiny_model_dir):
+    """With skip_invalid_rows, a file whose every row is bad used to train 0 steps and exit 0 with a checkpoint."""
+    bad = write_jsonl(images / f"all_bad_{tmp_path.name}.jsonl", [_row("img/rgb.png", box=(0, 0, 100, 100))] * 2)
+    good = write_jsonl(images / f"good_{tmp_path.name}.jsonl", [_row("img/rgb.png")])
+    with pytest.raises(DataError, match=rf"no training rows are left in {bad}: all 2 were skipped, listed in"):
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), bad, "--skip_invalid_rows")
+    assert_no_training(tmp_path)
+    with pytest.raises(DataError, match=rf"no eval rows are left in {bad}: all 2 were skipped"):
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), good, "--skip_invalid_rows", "--eval_data", str(bad),
+                 "--eval_strategy", "steps", "--eval_steps", "1")  # fmt: skip
+    assert_no_training(tmp_path)

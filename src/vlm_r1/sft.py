@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
-    rows.keep_fit_images(module, processor)
+    rows.keep_rows_the_model_takes(module, processor)
     samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     template = data_args.question_template or module.question_template

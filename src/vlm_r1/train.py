@@ -70,9 +70,10 @@ class RunRows:
     """The training and evaluation rows of a run, validated, and every row skipped on the way.
 
     Rows are checked twice: their fields and image files before the model loads (:func:`vlm_r1.data.load_rows`),
-    then their image sizes against the loaded model's processor (:meth:`keep_fit_images`). Under
-    ``skip_invalid_rows`` both kinds of skipped row are listed in ``output_dir/skipped_rows.jsonl``, one
-    ``{"source": "file:line", "reasons": [...]}`` each; without it the first kind raises a ``DataError``.
+    then their image sizes and question text against the loaded model's processor (:meth:`keep_rows_the_model_takes`).
+    Without ``skip_invalid_rows`` any problem raises a ``DataError``; with it the rows are dropped and listed in
+    ``output_dir/skipped_rows.jsonl``, one ``{"source": "file:line", "reasons": [...]}`` each. A run left with no
+    training row, or with no eval row when ``eval_data`` is given, is refused either way.
     """
 
     def __init__(self, data_args: DataArguments, output_dir: str | None):
@@ -85,6 +86,7 @@ class RunRows:
         self.eval = self._load(data_args.eval_data)
         logger.info("training rows: %d, eval rows: %d", len(self.train), len(self.eval))
         self._write_skipped()
+        self._check_rows_are_left()
 
     def _load(self, paths: list[str]) -> list:
         from .data import load_rows
@@ -103,28 +105,42 @@ class RunRows:
             samples.extend(rows)
         return samples
 
-    def keep_fit_images(self, module, processor) -> None:
-        """Keep the rows whose images the loaded model's processor takes. Any other row is refused, or dropped
-        and listed under ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step."""
+    def keep_rows_the_model_takes(self, module, processor) -> None:
+        """Keep the rows the loaded model can be given (``VLMModule.input_problems``: images its processor takes,
+        questions without its prompt's control tokens). Any other row is refused, or dropped and listed under
+        ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step."""
         from .data import DataError, SkippedRow
         from .data.errors import format_problems
 
-        problems = module.image_problems(processor, self.train + self.eval)
+        problems = module.input_problems(processor, self.train + self.eval)
         if not problems:
             return
         if not self.data_args.skip_invalid_rows:
             raise DataError.from_problems(
-                problems, f"{len(problems)} image(s) cannot be given to this model: resize them, or drop the rows "
-                "(skip_invalid_rows true drops them)")  # fmt: skip
+                problems, f"{len(problems)} problem(s) with rows this model cannot be given: resize the images or "
+                "edit the questions, or drop the rows (skip_invalid_rows true drops them)")  # fmt: skip
         reasons: dict[str, list[str]] = {}
         for p in problems:
             reasons.setdefault(p.source, []).append(f"{p.field}: {p.message}")
-        logger.warning("skipped %d rows whose images this model cannot take%s:\n%s",
+        logger.warning("skipped %d rows this model cannot be given%s:\n%s",
                        len(reasons), self._listed_in(), format_problems(problems))  # fmt: skip
         self.skipped.extend(SkippedRow(source, tuple(r)) for source, r in reasons.items())
         self.train = [s for s in self.train if s.source not in reasons]
         self.eval = [s for s in self.eval if s.source not in reasons]
         self._write_skipped()
+        self._check_rows_are_left()
+
+    def _check_rows_are_left(self) -> None:
+        """Refuse a run whose training rows, or whose given eval rows, were all skipped: it would train on nothing,
+        or fail at its first evaluation."""
+        from .data import DataError
+
+        for kind, rows, files in (("training", self.train, self.data_args.train_data),
+                                  ("eval", self.eval, self.data_args.eval_data)):  # fmt: skip
+            if files and not rows:
+                skipped = sum(s.source.rsplit(":", 1)[0] in files for s in self.skipped)
+                why = f"all {skipped} were skipped{self._listed_in()}" if skipped else "they hold none"
+                raise DataError(f"no {kind} rows are left in {', '.join(files)}: {why}")
 
     def _listed_in(self) -> str:
         return f", listed in {Path(self.output_dir) / SKIPPED_ROWS_FILE}" if self.output_dir else ""
@@ -164,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
-    rows.keep_fit_images(module, processor)
+    rows.keep_rows_the_model_takes(module, processor)
     samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     reference_at_revision(training_args, model_args.model_revision)

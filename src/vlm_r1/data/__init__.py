@@ -2,7 +2,7 @@
 errors, image loading to RGB, and TRL conversational prompts. See docs/data.md."""
 
 from .errors import DataError, DataWarning, ImageError, Problem
-from .images import DEFAULT_MAX_PIXELS, load_image, probe_image, to_rgb
+from .images import DEFAULT_MAX_PIXELS, load_image, load_row_images, probe_image, to_rgb
 from .prompts import PROMPT_FILE, check_question_template, read_prompt, save_prompt, to_conversation
 from .rows import (
     IMAGE_PLACEHOLDER,
@@ -30,6 +30,7 @@ __all__ = [
     "check_question_template",
     "check_rows",
     "load_image",
+    "load_row_images",
     "load_rows",
     "parse_ground_truth",
     "probe_image",

@@ -59,11 +59,16 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> 
         raise ImageError(f"{path}: {w}x{h} = {w * h} pixels exceeds max_pixels={max_pixels} (decompression bomb?)")
 
 
+CHECKED_WITHOUT_DECODING = ("PNG", "JPEG")
+
+
 def probe_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """Return ``(width, height)`` from the header after ``verify()``; raise :class:`ImageError`.
 
-    Cheap: no pixel decoding. ``verify()`` checks chunk CRCs and completeness for PNG; for JPEG it checks
-    little, so a JPEG must also end with its end-of-image marker (FF D9) — a file cut short does not.
+    Cheap for PNG and JPEG, the common formats: no pixel decoding. ``verify()`` checks chunk CRCs and completeness
+    for PNG; for JPEG it checks little, so a JPEG must also end with its end-of-image marker (FF D9), which a file
+    cut short lacks. Every other format (TIFF, BMP, GIF, WebP, PPM, ...) is decoded: ``verify()`` would not notice
+    one cut short.
     """
     path = Path(path)
     im = _open(path)
@@ -77,7 +82,17 @@ def probe_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int,
             raise ImageError(f"{path}: corrupt image ({type(e).__name__}: {e})") from e
     if image_format == "JPEG" and not _ends_with_jpeg_marker(path):
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker FF D9 at the end of the file)")
+    if image_format not in CHECKED_WITHOUT_DECODING:  # verify() checks nothing for TIFF, BMP, GIF, PPM, ...
+        _decode(path)
     return size
+
+
+def _decode(path: Path) -> None:
+    with _open(path) as im:
+        try:
+            im.load()
+        except Exception as e:
+            raise ImageError(f"{path}: cannot decode image, truncated or corrupt ({type(e).__name__}: {e})") from e
 
 
 def exif_orientation(path) -> int:
@@ -150,3 +165,15 @@ def load_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image
             return to_rgb(im)
         except Exception as e:
             raise ImageError(f"{path}: cannot convert mode {im.mode} to RGB: {e}") from e
+
+
+def load_row_images(paths, source: str) -> list[Image.Image]:
+    """The images of one row, each as :func:`load_image` gives it; an :class:`ImageError` names the row as
+    ``file:line: image: ...``, so a file that broke after validation is found in the data."""
+    images = []
+    for path in paths:
+        try:
+            images.append(load_image(path))
+        except ImageError as e:
+            raise ImageError(f"{source}: image: {e}") from e
+    return images

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..data import DataError, Sample, load_image, to_conversation
+from ..data import DataError, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
 from ..rewards.dispatch import TASK_REWARDS, validate_solution
@@ -161,7 +161,7 @@ def generate(
         batch = samples[start : start + settings.batch_size]
         prompts = [to_conversation(s.problem, question_template, system_prompt) for s in batch]
         texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-        images = [load_image(path) for s in batch for path in s.images]
+        images = [image for s in batch for image in load_row_images(s.images, s.source)]
         try:  # left padding whatever the processor was loaded with: generation continues every row at its end
             inputs = processor(text=texts, images=images or None, padding=True, padding_side="left",
                                return_tensors="pt").to(device)
@@ -227,10 +227,10 @@ def evaluate_samples(
     """
     settings = settings or GenerationSettings()
     tasks = row_tasks(samples, task)
-    unfit = module.image_problems(processor, samples)
+    unfit = module.input_problems(processor, samples)
     if unfit:
-        raise DataError.from_problems(unfit, f"{len(unfit)} image(s) cannot be given to this model (nothing was "
-                                             "generated): resize them, or drop the rows")
+        raise DataError.from_problems(unfit, f"{len(unfit)} problem(s) with rows this model cannot be given (nothing "
+                                             "was generated): resize the images or edit the questions, or drop the rows")
     template = question_template or module.question_template
     started = time.monotonic()
     completions = generate(model, processor, samples, template, system_prompt, settings, progress)

@@ -127,11 +127,11 @@ def make_batch(examples, processor, classes, max_text_len: int | None = None) ->
     Returns a dict with pixel_values, pixel_mask, input_ids, attention_mask, token_type_ids and
     labels = [{"class_labels": (G,), "boxes": (G, 4) cxcywh in [0, 1]}] per image.
     """
-    from vlm_r1.data import load_image
+    from vlm_r1.data import load_row_images
 
     classes = check_classes(classes)
     index = {name: i for i, name in enumerate(classes)}
-    images = [load_image(e.image) for e in examples]
+    images = [image for e in examples for image in load_row_images([e.image], e.source)]
     tokenless = [c for c in classes if not processor.tokenizer(c, add_special_tokens=False)["input_ids"]]
     if tokenless:  # the prompt would split into fewer phrases than classes, shifting every later class id
         raise ValueError(f"class names {tokenless} give no tokens (the tokenizer drops their characters): rename them")

@@ -72,6 +72,29 @@ class VLMModule:
                     problems.append(Problem(sample.source, field, f"{size[0]}x{size[1]} px: {why[size]}"))
         return problems
 
+    def text_problems(self, processor, samples) -> list:
+        """A ``vlm_r1.data.Problem`` for each row whose question holds the text of a token that gives the prompt its
+        structure (:func:`structural_tokens`: ``<|im_end|>``, ``<|image_pad|>``, ...). The tokenizer reads such text
+        as the token itself: the turn closes early, or an image slot appears without an image and the processor
+        stops the run at that row's step. Grounding tokens a question may use on purpose (``<|object_ref_start|>``,
+        ``<ref>``, ``<box>``) are not reserved."""
+        from ..data.errors import Problem
+        from ..data.rows import IMAGE_PLACEHOLDER
+
+        reserved = structural_tokens(processor)
+        problems = []
+        for sample in samples:
+            text = sample.problem.replace(IMAGE_PLACEHOLDER, " ")
+            found = [token for token in reserved if token in text]
+            if found:
+                problems.append(Problem(sample.source, "question", f"holds {', '.join(found)}, which this model's "
+                                        "tokenizer reads as a control token of the prompt, not as text: remove it"))
+        return problems
+
+    def input_problems(self, processor, samples) -> list:
+        """Every row of ``samples`` this model cannot be given (:meth:`image_problems`, :meth:`text_problems`)."""
+        return self.image_problems(processor, samples) + self.text_problems(processor, samples)
+
     def answer_to_original(self, answer, image_sizes, processor):
         """A parsed answer (``vlm_r1.rewards.parsing.ParsedAnswer``) with its boxes in pixels of the row's first
         original image (``image_sizes[0]`` = (width, height)); unchanged when the row has no image or no box.
@@ -118,3 +141,21 @@ class VLMModule:
         if any(key in name for key in self.vision_keywords):
             return "vision"
         return "language"
+
+
+def structural_tokens(processor) -> list[str]:
+    """The tokenizer's special tokens that give a prompt its structure: those the chat template writes around a
+    system and a user turn with an image, the processor's image and video tokens (``image_token``,
+    ``start_image_token``, ...) and the end, start, padding and unknown tokens."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    special = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    special |= set(getattr(tokenizer, "all_special_tokens", []))
+    conversation = [{"role": "system", "content": [{"type": "text", "text": "S"}]},
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q"}]}]
+    try:
+        rendered = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    except Exception:  # a template without system turns or images: the named tokens below still count
+        rendered = ""
+    named = {getattr(processor, name, None) for name in dir(processor) if name.endswith("_token")}
+    named |= {getattr(tokenizer, name, None) for name in ("eos_token", "bos_token", "pad_token", "unk_token")}
+    return sorted(t for t in special if t and (t in rendered or t in named))

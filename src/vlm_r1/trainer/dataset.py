@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from datasets import Dataset
 
-from ..data import Sample, load_image, to_conversation
+from ..data import Sample, load_row_images, to_conversation
 
 
 def to_hf_dataset(
@@ -35,7 +35,7 @@ def to_hf_dataset(
             to_conversation(problem, question_template=question_template, system_prompt=system_prompt)
             for problem in batch["problem"]
         ]
-        batch["images"] = [[load_image(path) for path in paths] for paths in batch["image_paths"]]
+        batch["images"] = [load_row_images(paths, source) for paths, source in zip(batch["image_paths"], batch["source"])]
         return batch
 
     return table.with_transform(materialise)

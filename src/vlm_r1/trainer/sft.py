@@ -29,7 +29,7 @@ from datasets import Dataset
 from trl import SFTTrainer
 
 from ..checkpoints import ResumeWeightsMixin
-from ..data import IMAGE_PLACEHOLDER, Sample, load_image, to_conversation
+from ..data import IMAGE_PLACEHOLDER, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
 
@@ -119,6 +119,7 @@ def to_sft_dataset(
         {
             "problem": [s.problem for s in samples],
             "image_paths": [list(s.images) for s in samples],
+            "source": [s.source for s in samples],
             "target": sft_targets(samples, module, processor, think),
         }
     )
@@ -130,7 +131,7 @@ def to_sft_dataset(
                 for p in batch["problem"]
             ],
             "completion": [[{"role": "assistant", "content": [{"type": "text", "text": t}]}] for t in batch["target"]],
-            "images": [[load_image(path) for path in paths] for paths in batch["image_paths"]],
+            "images": [load_row_images(paths, source) for paths, source in zip(batch["image_paths"], batch["source"])],
         }
 
     return table.with_transform(materialise)
