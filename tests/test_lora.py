@@ -164,9 +164,13 @@ def test_resuming_across_lora_and_full_training_says_what_to_change(tiny_model_d
     base = tiny_model_dir("qwen2_vl")
     _train(grpo_run, base, rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
     checkpoint = str(tmp_path / "out" / "checkpoint-1")
+    with pytest.raises(CheckpointError, match="was made by a run with other settings .*use_peft: true -> false"):
+        grpo_run(base, rec_rows, "--resume_from_checkpoint", checkpoint, max_steps=2)  # its run record says first
+    (tmp_path / "out" / "checkpoint-1" / "vlm_r1_run.json").unlink()  # a checkpoint without one (an older version)
     with pytest.raises(CheckpointError, match="holds a LoRA adapter but this run trains every parameter: add --use_peft"):
         grpo_run(base, rec_rows, "--resume_from_checkpoint", checkpoint, max_steps=2)
     grpo_run(base, rec_rows, max_steps=1, save_strategy="steps", save_steps=1, output_dir=str(tmp_path / "full"))
+    (tmp_path / "full" / "checkpoint-1" / "vlm_r1_run.json").unlink()
     with pytest.raises(CheckpointError, match="holds full weights but this run trains LoRA adapters: drop --use_peft"):
         _train(grpo_run, base, rec_rows, max_steps=2, output_dir=str(tmp_path / "full"),
                resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-1"))

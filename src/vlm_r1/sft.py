@@ -126,8 +126,26 @@ def _stop_callback(seconds: float | None, step: int | None):
             out_of_time = seconds is not None and time.monotonic() - self.start >= seconds
             if out_of_time or (step is not None and state.global_step >= step):
                 control.should_training_stop = True
+                control.should_save = args.save_strategy != "no"  # a restart continues from here, not an older save
 
     return StopAfter()
+
+
+def summarise(log_history: list[dict], steps: int, output_dir: str, seconds: float, printing: bool) -> dict:
+    """The run's summary (returned by :func:`main`), printed in two lines when ``printing``."""
+    losses = [e["loss"] for e in log_history if "loss" in e]
+    summary = {
+        "loss_start": losses[0] if losses else None,
+        "loss_end": losses[-1] if losses else None,
+        "steps": steps,
+        "train_seconds": seconds,
+        "checkpoint": str(Path(output_dir).resolve()),
+        "log_history": log_history,
+    }
+    if printing:
+        loss_text = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, " if losses else ""
+        print(f"\nSFT: {loss_text}{steps} steps in {seconds:.0f} s\ncheckpoint written to {summary['checkpoint']}")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -137,9 +155,21 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ data
     from .loading import apply_training_mode, describe_parameters, load_policy
+    from .run_record import keep_final_weights, plan_start, run_record
     from .trainer.sft import to_sft_dataset
 
     rows = RunRows(data_args, args.output_dir)
+    record = run_record(data_args, model_args, args)
+    # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
+    # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
+    resume, finished = plan_start(args.resume_from_checkpoint, args.output_dir, args.max_steps, record)
+    if finished is not None:  # another step would overwrite the run's final weights
+        from accelerate import PartialState
+
+        main_process = PartialState().is_main_process
+        if main_process:
+            keep_final_weights(resume, args.output_dir)
+        return summarise(finished["log_history"], finished["global_step"], args.output_dir, 0.0, main_process)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
@@ -169,36 +199,20 @@ def main(argv: list[str] | None = None) -> dict:
         peft_config=peft_config,
     )
     base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
-    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base))
+    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base, record))
     if args.max_train_seconds is not None or args.stop_at_step is not None:
         trainer.add_callback(_stop_callback(args.max_train_seconds, args.stop_at_step))
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))
 
-    # ------------------------------------------------------------------ train
-    from .checkpoints import resolve_resume
-
-    # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start.
-    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    # ------------------------------------------------------------------ train, save
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - start
-
-    # ------------------------------------------------------------------ save and summary
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(args.output_dir)
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    summary = {
-        "loss_start": losses[0] if losses else None,
-        "loss_end": losses[-1] if losses else None,
-        "steps": trainer.state.global_step,
-        "train_seconds": seconds,
-        "checkpoint": str(Path(args.output_dir).resolve()),
-        "log_history": trainer.state.log_history,
-    }
-    if trainer.accelerator.is_main_process:
-        loss_text = f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, " if losses else ""
-        print(f"\nSFT: {loss_text}{summary['steps']} steps in {seconds:.0f} s\ncheckpoint written to {summary['checkpoint']}")
+    summary = summarise(trainer.state.log_history, trainer.state.global_step, args.output_dir, seconds,
+                        trainer.accelerator.is_main_process)  # fmt: skip
     trainer.accelerator.wait_for_everyone()  # then destroy the process group before shutdown (see train.py)
     trainer.accelerator.end_training()
     return summary

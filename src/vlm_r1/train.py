@@ -168,15 +168,44 @@ def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | No
     return sum(head) / len(head), sum(tail) / len(tail)
 
 
+def summarise(log_history: list[dict], output_dir: str, train_seconds: float | None, printing: bool) -> dict:
+    """The run's summary (returned by :func:`main`), printed in two lines when ``printing``."""
+    start, end = reward_summary(log_history)
+    summary = {
+        "reward_start": start,
+        "reward_end": end,
+        "checkpoint": str(Path(output_dir).resolve()),
+        "log_history": log_history,
+        "train_seconds": train_seconds,  # the training loop alone, without loading
+    }
+    if printing:
+        reward = f"\nreward at start {start:.3f} -> at end {end:.3f} (mean of first/last 5 logged steps)" if start is not None else ""
+        print(f"{reward}\ncheckpoint written to {summary['checkpoint']}")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     data_args, model_args, training_args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
     from .loading import apply_training_mode, describe_parameters, load_policy
+    from .run_record import keep_final_weights, plan_start, run_record
     from .trainer.dataset import to_hf_dataset
 
     rows = RunRows(data_args, training_args.output_dir)
+    record = run_record(data_args, model_args, training_args)
+    # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
+    # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
+    resume, finished = plan_start(training_args.resume_from_checkpoint, training_args.output_dir,
+                                  training_args.max_steps, record)
+    if finished is not None:  # another step would overwrite the run's final weights
+        from accelerate import PartialState
+
+        main_process = PartialState().is_main_process
+        if main_process:
+            keep_final_weights(resume, training_args.output_dir)
+        return summarise(finished["log_history"], training_args.output_dir, 0.0, main_process)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     trainer.add_callback(ReportCallback(trainer))
     base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
-    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base))
+    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base, record))
     if not training_args.disable_tqdm:
         from transformers.trainer_callback import ProgressCallback
 
@@ -219,32 +248,15 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.add_callback(StepPrinter)
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model, module))
 
-    # ------------------------------------------------------------------ train
-    from .checkpoints import resolve_resume
-
-    # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start.
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    # ------------------------------------------------------------------ train, save
     train_output = trainer.train(resume_from_checkpoint=resume)
-
-    # ------------------------------------------------------------------ save and summary
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(training_args.output_dir)
-    start, end = reward_summary(trainer.state.log_history)
-    summary = {
-        "reward_start": start,
-        "reward_end": end,
-        "checkpoint": str(Path(training_args.output_dir).resolve()),
-        "log_history": trainer.state.log_history,
-        "train_seconds": train_output.metrics.get("train_runtime"),  # the training loop alone, without loading
-    }
-    if trainer.accelerator.is_main_process:
-        print(
-            f"\nreward at start {start:.3f} -> at end {end:.3f} (mean of first/last 5 logged steps)\n"
-            f"checkpoint written to {summary['checkpoint']}"
-            if start is not None
-            else f"\ncheckpoint written to {summary['checkpoint']}"
-        )
+
+    # ------------------------------------------------------------------ summary
+    summary = summarise(trainer.state.log_history, training_args.output_dir, train_output.metrics.get("train_runtime"),
+                        trainer.accelerator.is_main_process)  # fmt: skip
     # Every rank waits for rank 0's save, then the process group is destroyed while the interpreter is whole: a
     # rank that tore down gloo on its own aborted (SIGABRT, "terminate called without an active exception").
     trainer.accelerator.wait_for_everyone()

@@ -4,8 +4,9 @@
 default ``ProgressCallback``, which prints every logged dict in full. The line shows the step, the total reward and
 each reward function's mean, the loss, the KL when it is computed, and seconds per step.
 
-``RecordSaver``: writes the run's prompt (``vlm_r1.data.prompts``) and a LoRA run's base record
-(``vlm_r1.base_record``) into each checkpoint-N as it is saved, and into the output folder when training ends.
+``RecordSaver``: writes the run's prompt (``vlm_r1.data.prompts``), its settings (``vlm_r1.run_record``) and a LoRA
+run's base record (``vlm_r1.base_record``) into each checkpoint-N as it is saved, and into the output folder when
+training ends.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from transformers.trainer_callback import ProgressCallback, TrainerCallback
 
 from ..base_record import save_base_record
 from ..data.prompts import save_prompt
+from ..run_record import save_run_record
 
 
 def _short(name: str) -> str:
@@ -65,16 +67,20 @@ class StepPrinter(ProgressCallback):
 
 class RecordSaver(TrainerCallback):
     """Writes the run's records into each checkpoint-N as it is saved and, at the end of training, into the output
-    folder the final model is saved to: ``vlm_r1_prompt.json`` (the question template and system prompt in effect)
-    and, for a LoRA run from a local base, ``vlm_r1_base.json`` (``vlm_r1.base_record``)."""
+    folder the final model is saved to: ``vlm_r1_prompt.json`` (the question template and system prompt in effect),
+    ``vlm_r1_run.json`` (``vlm_r1.run_record``) and, for a LoRA run from a local base, ``vlm_r1_base.json``
+    (``vlm_r1.base_record``)."""
 
-    def __init__(self, question_template: str, system_prompt: str | None, base: dict | None = None):
-        self.question_template, self.system_prompt, self.base = question_template, system_prompt, base
+    def __init__(self, question_template: str, system_prompt: str | None, base: dict | None = None,
+                 run: dict | None = None):
+        self.question_template, self.system_prompt, self.base, self.run = question_template, system_prompt, base, run
 
     def _write(self, folder) -> None:
         save_prompt(folder, self.question_template, self.system_prompt)
         if self.base is not None:
             save_base_record(folder, self.base)
+        if self.run is not None:
+            save_run_record(folder, self.run)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:

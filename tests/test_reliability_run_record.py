@@ -1,0 +1,58 @@
+"""A restart continues only its own run: the run record (vlm_r1_run.json) refuses another run's checkpoints, a
+finished run restarted trains nothing, and SFT stopped early saves where it stopped."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from vlm_r1.checkpoints import CheckpointError
+from vlm_r1.run_record import RUN_RECORD_FILE
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_finished_run_restarted_with_auto_trains_nothing(tiny_model_dir, rec_rows, tmp_path, grpo_run):
+    """3 steps of 4 per epoch: transformers trained a 4th step on a restart and overwrote the final weights."""
+    run = dict(max_steps=3, save_strategy="steps", save_steps=1, lr_scheduler_type="constant")
+    first = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, **run)
+    out = tmp_path / "out"
+    weights = _sha(out / "model.safetensors")
+    again = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
+    steps = lambda summary: [e for e in summary["log_history"] if "train_runtime" not in e]  # noqa: E731
+    assert steps(again) == steps(first) and again["train_seconds"] == 0.0  # checkpoint-3's history
+    assert not (out / "checkpoint-4").exists() and _sha(out / "model.safetensors") == weights
+    (out / "model.safetensors").unlink()  # stopped after its last checkpoint, before the final save
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
+    assert _sha(out / "model.safetensors") == _sha(out / "checkpoint-3" / "model.safetensors") == weights
+    assert not (out / "optimizer.pt").exists()  # the model files only
+
+
+def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_dir, rec_rows, tmp_path, grpo_run):
+    run = dict(max_steps=2, save_strategy="steps", save_steps=1)
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, **run)
+    assert (tmp_path / "out" / "checkpoint-2" / RUN_RECORD_FILE).is_file() and (tmp_path / "out" / RUN_RECORD_FILE).is_file()
+    with pytest.raises(CheckpointError, match=r"checkpoint-2 was made by a run with other settings \(learning_rate: "
+                                              r"0.001 -> 0.0001\)"):
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", learning_rate=1e-4,
+                 max_steps=4, save_strategy="steps", save_steps=1)  # fmt: skip
+    with pytest.raises(CheckpointError, match="holds checkpoints of another run .checkpoint-1, checkpoint-2; "
+                                              "learning_rate: 0.001 -> 0.0001.*Use a new output_dir"):
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-4, **run)  # a fresh run in the used folder
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, **run)  # the same run again, from scratch
+    longer = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", learning_rate=1e-3,
+                      max_steps=3, save_strategy="steps", save_steps=1)  # its length may change on a restart
+    assert longer["log_history"][-2]["step"] == 3
+
+
+def test_sft_stopped_early_saves_where_it_stopped(tiny_model_dir, rec_rows, tmp_path):
+    from vlm_r1.sft import main
+
+    main(["--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--train_data", str(rec_rows),
+          "--per_device_train_batch_size", "4", "--use_cpu", "true", "--bf16", "false", "--report_to", "none",
+          "--gradient_checkpointing", "false", "--disable_tqdm", "true", "--max_steps", "6", "--save_strategy", "steps",
+          "--save_steps", "4", "--stop_at_step", "3", "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-3"]  # not only an older one
