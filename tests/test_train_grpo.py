@@ -230,6 +230,9 @@ def test_eval_greedy_decodes_eval_data_greedily(tiny_model_dir, rec_rows, grpo_r
     evaluations = [(prompts, completions) for training, prompts, completions in scored if not training]
     assert any(training for training, _, _ in scored)
     assert sum("eval_reward" in entry for entry in summary["log_history"]) == 2
+    eval_keys = {key for entry in summary["log_history"] if "eval_reward" in entry for key in entry}
+    meaningless = {"eval_loss", "eval_frac_reward_zero_std", "eval_reward_std", "eval_clip_ratio/region_mean"}
+    assert eval_keys & meaningless == (set() if eval_greedy else meaningless)  # one completion a prompt: no spread
     if eval_greedy:
         assert len(evaluations) == 2  # 8 rows, one completion each, in one eval batch of 8
         (prompts_0, completions_0), (prompts_1, completions_1) = evaluations
@@ -250,7 +253,9 @@ def test_eval_greedy_refuses_what_it_cannot_honour(parse_only_argv):
     for extra, message in ((["--eval_greedy", "true"], "eval_greedy decodes eval_data greedily during training: set"),
                            ([*evaluating, "--eval_greedy", "true", "--num_generations_eval", "4"],
                             "num_generations_eval must be 1"),
-                           ([*evaluating, "--eval_greedy", "true", "--use_vllm", "true"], "not supported with use_vllm")):  # fmt: skip
+                           ([*evaluating, "--eval_greedy", "true", "--use_vllm", "true"], "not supported with use_vllm"),
+                           ([*evaluating, "--eval_greedy", "true", "--load_best_model_at_end", "true",
+                             "--save_strategy", "steps", "--save_steps", "10"], "eval_greedy logs no eval loss")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             parse_args(parse_only_argv + extra)
 
@@ -352,18 +357,33 @@ def test_bf16_on_a_machine_without_a_gpu_says_which_flags_train_on_the_cpu(tmp_p
 
 
 def test_the_console_line_survives_a_reward_that_applied_to_nothing():
-    """TRL logs None for a reward with no value in the window (e.g. one that raised on every row): printed n/a."""
+    """TRL logs None for a reward with no value in the window (e.g. one that raised on every row): printed n/a.
+    An evaluation gets a compact line too, without its (meaningless) loss."""
     from types import SimpleNamespace
 
-    from vlm_r1.trainer.callbacks import StepPrinter
+    from vlm_r1.trainer.callbacks import StepPrinter, step_line
 
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3, max_steps=10)
+    line = step_line({"reward": 0.5, "rewards/iou_acc/mean": None, "loss": None, "kl": 0.01}, state, 0.5)
+    assert "iou_acc n/a" in line and "loss n/a" in line and "reward 0.500" in line and "0.50 s/step" in line
+    evaluation = {"eval_reward": 0.25, "eval_rewards/iou_acc/mean": 0.25, "eval_loss": 0.0, "eval_kl": 0.02,
+                  "eval_clip_ratio/region_mean": 0.0, "eval_completions/mean_length": 31.5}
+    assert step_line(evaluation, state, 0.0) == "eval at step 3 | reward 0.250 (iou_acc 0.250) | kl 0.0200 | len 31.5"
+    assert step_line({"train_runtime": 4.0}, state, 0.0) is None  # the summary keeps transformers' format
     lines = []
     printer = StepPrinter()
     printer.training_bar = SimpleNamespace(write=lines.append)
-    state = SimpleNamespace(is_world_process_zero=True, global_step=3, max_steps=10)
-    printer._last_time, printer._last_step = 0.0, 2
-    printer.on_log(None, state, None, logs={"reward": 0.5, "rewards/iou_acc/mean": None, "loss": None, "kl": 0.01})
-    assert "iou_acc n/a" in lines[0] and "loss n/a" in lines[0] and "reward 0.500" in lines[0]
+    printer._timer = SimpleNamespace(seconds_per_step=lambda state: 0.5)
+    printer.on_log(None, state, None, logs=evaluation)
+    assert lines == [step_line(evaluation, state, 0.0)]
+
+
+
+def test_disable_tqdm_prints_the_compact_lines(tiny_model_dir, rec_rows, grpo_run, capsys):
+    """transformers' PrinterCallback printed every logged dict in full instead."""
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1)  # the test recipe sets disable_tqdm true
+    printed = capsys.readouterr().out
+    assert "step     1/1 | reward " in printed and "'clip_ratio/region_mean'" not in printed
 
 
 def test_the_launchers_mixed_precision_must_agree_with_the_recipe(parse_only_argv, monkeypatch):

@@ -269,6 +269,9 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         if training_args.eval_strategy == "no" or not data_args.eval_data:
             raise ValueError("eval_greedy decodes eval_data greedily during training: set eval_data and eval_strategy "
                              "(e.g. --eval_strategy steps --eval_steps 100)")
+        if training_args.load_best_model_at_end and training_args.metric_for_best_model in (None, "loss", "eval_loss"):
+            raise ValueError("eval_greedy logs no eval loss (one completion per prompt has no advantage): set "
+                             "metric_for_best_model to a reward, e.g. eval_reward with greater_is_better true")
         if training_args.num_generations_eval != 1:
             raise ValueError(f"eval_greedy gives one completion per prompt: num_generations_eval must be 1 (or unset), "
                              f"not {training_args.num_generations_eval}")

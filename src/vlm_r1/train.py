@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ trainer
     from .base_record import base_record
-    from .trainer.callbacks import RecordSaver, StepPrinter
+    from .trainer.callbacks import LinePrinter, RecordSaver, StepPrinter
     from .trainer.grpo import VLMGRPOTrainer
     from .trainer.report_callback import ReportCallback
 
@@ -241,11 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.add_callback(ReportCallback(trainer))
     base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
     trainer.add_callback(RecordSaver(template, data_args.system_prompt, base, record))
-    if not training_args.disable_tqdm:
-        from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(StepPrinter)
+    trainer.remove_callback(PrinterCallback if training_args.disable_tqdm else ProgressCallback)
+    trainer.add_callback(LinePrinter if training_args.disable_tqdm else StepPrinter)
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model, module))
 
     # ------------------------------------------------------------------ train, save

@@ -1,8 +1,9 @@
 """Callbacks of every training run.
 
-``StepPrinter``: console output, a progress bar with one compact line per logging step. It replaces transformers'
-default ``ProgressCallback``, which prints every logged dict in full. The line shows the step, the total reward and
-each reward function's mean, the loss, the KL when it is computed, and seconds per step.
+``StepPrinter`` (``LinePrinter`` under ``disable_tqdm``): console output, a progress bar with one compact line per
+logging step and per evaluation. It replaces transformers' ``ProgressCallback`` (``PrinterCallback``), which prints
+every logged dict in full. The line shows the step, the total reward and each reward function's mean, the loss, the
+KL when it is computed, the mean completion length, and seconds per step.
 
 ``RecordSaver``: writes the run's prompt (``vlm_r1.data.prompts``), its settings (``vlm_r1.run_record``) and a LoRA
 run's base record (``vlm_r1.base_record``) into each checkpoint-N as it is saved, and into the output folder when
@@ -16,7 +17,7 @@ import time
 
 from pathlib import Path
 
-from transformers.trainer_callback import ProgressCallback, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from ..base_record import save_base_record
 from ..data.prompts import save_prompt
@@ -34,35 +35,68 @@ def _number(value, digits: int) -> str:
     return "n/a"
 
 
+def step_line(logs: dict, state, seconds_per_step: float) -> str | None:
+    """One compact line for a logged training step (``step N/M | reward ... | loss ... | ...``) or evaluation
+    (``eval at step N | reward ... | len ...``); None for other logs (the end-of-training summary)."""
+    prefix = "eval_" if "eval_reward" in logs else ""
+    if prefix + "reward" not in logs:
+        return None
+    parts = [f"eval at step {state.global_step}" if prefix else f"step {state.global_step:>5}/{state.max_steps}",
+             f"reward {_number(logs[prefix + 'reward'], 3)}"]
+    per_func = [f"{_short(k.removeprefix(prefix))} {_number(v, 3)}" for k, v in logs.items()
+                if k.startswith(prefix + "rewards/") and k.endswith("/mean")]
+    if per_func:
+        parts[-1] += " (" + ", ".join(per_func) + ")"
+    for key, name, digits in (("loss", "loss", 4), ("kl", "kl", 4), ("completions/mean_length", "len", 1)):
+        if prefix + key in logs and not (prefix and key == "loss"):  # an eval loss is no training signal
+            parts.append(f"{name} {_number(logs[prefix + key], digits)}")
+    if not prefix:
+        parts.append(f"{seconds_per_step:.2f} s/step")
+    return " | ".join(parts)
+
+
+class _Timer:
+    """Seconds per optimizer step since the last logged step."""
+
+    def start(self, state) -> None:
+        self._last_time, self._last_step = time.monotonic(), state.global_step
+
+    def seconds_per_step(self, state) -> float:
+        now = time.monotonic()
+        seconds = (now - self._last_time) / max(1, state.global_step - self._last_step)
+        self._last_time, self._last_step = now, state.global_step
+        return seconds
+
+
 class StepPrinter(ProgressCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
-        self._last_time = time.monotonic()
-        self._last_step = state.global_step
+        self._timer = _Timer()
+        self._timer.start(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or logs is None or self.training_bar is None:
             return
-        if "reward" not in logs:  # the end-of-training summary and eval dicts keep transformers' format
-            self.training_bar.write(str({k: v for k, v in logs.items() if k != "total_flos"}))
+        training = "reward" in logs
+        line = step_line(logs, state, self._timer.seconds_per_step(state) if training else 0.0)
+        # the end-of-training summary keeps transformers' format
+        self.training_bar.write(line or str({k: v for k, v in logs.items() if k != "total_flos"}))
+
+
+class LinePrinter(PrinterCallback):
+    """``disable_tqdm``'s console output (no progress bar): the same compact lines as :class:`StepPrinter`, printed,
+    in place of transformers' ``PrinterCallback``, which prints every logged dict in full."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._timer = _Timer()
+        self._timer.start(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or logs is None:
             return
-        now = time.monotonic()
-        steps = max(1, state.global_step - self._last_step)
-        seconds_per_step = (now - self._last_time) / steps
-        self._last_time, self._last_step = now, state.global_step
-        parts = [f"step {state.global_step:>5}/{state.max_steps}", f"reward {_number(logs['reward'], 3)}"]
-        per_func = [f"{_short(k)} {_number(v, 3)}" for k, v in logs.items()
-                    if k.startswith("rewards/") and k.endswith("/mean")]
-        if per_func:
-            parts[-1] += " (" + ", ".join(per_func) + ")"
-        if "loss" in logs:
-            parts.append(f"loss {_number(logs['loss'], 4)}")
-        if "kl" in logs:
-            parts.append(f"kl {_number(logs['kl'], 4)}")
-        if "completions/mean_length" in logs:
-            parts.append(f"len {_number(logs['completions/mean_length'], 1)}")
-        parts.append(f"{seconds_per_step:.2f} s/step")
-        self.training_bar.write(" | ".join(parts))
+        training = "reward" in logs
+        line = step_line(logs, state, self._timer.seconds_per_step(state) if training else 0.0)
+        print(line or {k: v for k, v in logs.items() if k != "total_flos"}, flush=True)
 
 
 class RecordSaver(TrainerCallback):

@@ -115,6 +115,11 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if not self.model.training and self._eval_rewards:
             self._row_means_of_eval_rewards()
+        if not self.model.training and self.args.eval_greedy:  # one completion per prompt: no advantage, no spread
+            logs.pop("eval_loss", None)
+            metrics = self._metrics["eval"]
+            for key in [k for k in metrics if k in ("frac_reward_zero_std", "reward_std") or k.startswith("clip_ratio")]:
+                del metrics[key]
         super().log(logs, start_time)
 
     def _row_means_of_eval_rewards(self) -> None:
