@@ -179,3 +179,25 @@ def test_nonfinite_loss_or_gradient_skips_the_step(tmp_path, monkeypatch, grpo_r
     final = AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict()
     assert all(torch.isfinite(v).all() for v in final.values())
     assert not all(torch.equal(final[k], snapshots[-1][k]) for k in final)  # step 4 was applied
+
+
+def test_settings_a_resume_cannot_match_are_named_at_start_up():
+    """A checkpoint inside a generation batch or between two logging steps resumes differently (docs/reliability.md);
+    a fractional save_steps (of max_steps) used to be let through unchecked."""
+    from types import SimpleNamespace
+
+    from vlm_r1.trainer.guards import resume_exactness_problems
+
+    def problems(**fields):
+        args = dict(save_strategy="steps", save_steps=4, logging_strategy="steps", logging_steps=2, max_steps=12,
+                    gradient_accumulation_steps=1)  # fmt: skip
+        return resume_exactness_problems(SimpleNamespace(**{**args, **fields}), generate_every=2)
+
+    assert problems() == []
+    assert problems(save_steps=3) == ["checkpoints every 3 steps × gradient_accumulation_steps 1 is not a multiple "
+                                      "of steps_per_generation × num_iterations (2)",
+                                      "checkpoints every 3 steps are not a multiple of logging_steps (2)"]
+    assert problems(save_steps=0.25) == problems(save_steps=3)  # a quarter of 12 steps
+    assert problems(save_steps=0.25, max_steps=-1) == []  # sized by epochs: not known before training
+    assert problems(save_steps=6, logging_steps=4) == ["checkpoints every 6 steps are not a multiple of logging_steps (4)"]
+    assert problems(save_steps=3, save_strategy="no") == []

@@ -37,6 +37,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import weakref
 
@@ -122,6 +123,33 @@ class _GuardCallback(TrainerCallback):
             trainer._guard_before_optimizer_step(model if model is not None else trainer.model)
 
 
+def _interval(steps: float, max_steps: int) -> int | None:
+    """``save_steps`` / ``logging_steps`` in optimizer steps, as transformers reads them: a value below 1 is a
+    fraction of ``max_steps`` (None when the run's length is set by epochs and not known yet)."""
+    if steps >= 1:
+        return int(steps)
+    return math.ceil(max_steps * steps) if max_steps > 0 else None
+
+
+def resume_exactness_problems(args, generate_every: int) -> list[str]:
+    """The settings under which a resumed run would differ from an uninterrupted one (docs/reliability.md): a
+    checkpoint inside a generation batch (its buffered completions are not saved), or between two logging steps
+    (the metrics accumulated since the last log are not saved)."""
+    if args.save_strategy != "steps":
+        return []
+    save = _interval(args.save_steps, args.max_steps)
+    if save is None:
+        return []
+    problems = []
+    if (save * args.gradient_accumulation_steps) % generate_every:
+        problems.append(f"checkpoints every {save} steps × gradient_accumulation_steps {args.gradient_accumulation_steps}"
+                        f" is not a multiple of steps_per_generation × num_iterations ({generate_every})")
+    logging = _interval(args.logging_steps, args.max_steps) if args.logging_strategy == "steps" else None
+    if logging and save % logging:
+        problems.append(f"checkpoints every {save} steps are not a multiple of logging_steps ({logging})")
+    return problems
+
+
 class GuardsMixin(ResumeWeightsMixin):
     """See the module docstring. Must come before ``trl.GRPOTrainer`` in the class bases."""
 
@@ -137,18 +165,8 @@ class GuardsMixin(ResumeWeightsMixin):
         self.guard_counts = {"skipped_steps": 0, "nonfinite_rewards": 0, "nonfinite_advantages": 0}
         self._nonfinite_loss_pending = False
         self.add_callback(_GuardCallback(self))
-        generate_every = self.args.steps_per_generation * self.num_iterations
-        if self.args.save_strategy == "steps" and (
-            round(self.args.save_steps * self.args.gradient_accumulation_steps) % generate_every
-        ):
-            logger.warning(
-                "save_steps × gradient_accumulation_steps (%s × %s) is not a multiple of steps_per_generation × "
-                "num_iterations (%s): a run resumed from such a checkpoint regenerates the buffered completions and "
-                "will not match an uninterrupted run exactly",
-                self.args.save_steps,
-                self.args.gradient_accumulation_steps,
-                generate_every,
-            )
+        for message in resume_exactness_problems(self.args, self.args.steps_per_generation * self.num_iterations):
+            logger.warning("%s: a run resumed from such a checkpoint will not match an uninterrupted run exactly", message)
 
     # ------------------------------------------------------------------ rewards and advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

@@ -22,6 +22,7 @@ generation time in GRPO.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -137,8 +138,30 @@ def to_sft_dataset(
     return table.with_transform(materialise)
 
 
+SFT_STATE = "sft_state.json"
+
+
 class VLMSFTTrainer(ResumeWeightsMixin, SFTTrainer):
-    """TRL's SFTTrainer that resumes a checkpoint's weights correctly and refuses a batch with nothing to learn."""
+    """TRL's SFTTrainer that resumes a checkpoint's weights correctly and refuses a batch with nothing to learn.
+
+    TRL counts the training tokens it logs (``num_tokens``) in a field that no checkpoint holds, so a resumed run
+    counted from 0: the count is written into each checkpoint (``sft_state.json``, before transformers' files) and
+    read back on resume."""
+
+    def _save_checkpoint(self, model, trial):
+        if self.args.should_save:  # written first: never newer than the trainer_state.json written last
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, SFT_STATE), "w", encoding="utf-8") as handle:
+                json.dump({"global_step": self.state.global_step, "total_train_tokens": self._total_train_tokens}, handle)
+        super()._save_checkpoint(model, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, SFT_STATE) if checkpoint is not None else None
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                self._total_train_tokens = json.load(handle)["total_train_tokens"]
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         labels = inputs.get("labels")
