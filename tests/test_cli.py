@@ -32,21 +32,31 @@ def test_make_data_writes_each_split_with_the_same_seed(tmp_path):
     assert alone == expected.replace(str(tmp_path / "b"), str(tmp_path / "a"))
 
 
-def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows):
+def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows, tiny_model_dir):
     """A refused option, bad rows or an unusable checkpoint: the message alone, no traceback; a bug still raises."""
-    argv = ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o"),
+    model = str(tiny_model_dir("qwen2_vl"))
+    argv = ["--model_name_or_path", model, "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o"),
             "--use_cpu", "true", "--bf16", "false"]  # fmt: skip
     assert main(["train", *argv, "--max_steps", "5", "--num_train_epochs", "2"]) == 2
     assert capsys.readouterr().err.startswith("vlm-r1 train: error: the command line: max_steps and num_train_epochs")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"image": "nope.png", "conversations": []}\n')
-    assert main(["eval", "--model_name_or_path", "x", "--data", str(bad)]) == 2
+    assert main(["eval", "--model_name_or_path", model, "--data", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:1: image: " in err and "Traceback" not in err
     assert main(["train", *argv]) == 2  # a.jsonl does not exist
     assert capsys.readouterr().err == "vlm-r1 train: error: JSONL file not found: a.jsonl\n"
     assert main(["eval", "--model_name_or_path", str(tmp_path / "no_such_ckpt"), "--data", str(rec_rows)]) == 2
     assert capsys.readouterr().err.endswith(f"error: model_name_or_path {tmp_path / 'no_such_ckpt'}: no such folder\n")
+    assert main(["eval", "--model_name_or_path", model, "--data", str(bad), "--max_tiles", "2"]) == 2
+    assert "max_tiles is an InternVL setting" in capsys.readouterr().err  # refused by the module, before the data
+    assert main(["eval", "--model_name_or_path", model, "--data", str(rec_rows), "--min_pixels", "1000000"]) == 2
+    assert "min_pixels 1000000 is above max_pixels" in capsys.readouterr().err  # the other bound from the checkpoint
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    assert main(["eval", "--model_name_or_path", str(adapter), "--data", str(rec_rows)]) == 2
+    assert "is a LoRA adapter folder, not a full checkpoint: merge it first" in capsys.readouterr().err
 
 
 def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_front(tmp_path, capsys):

@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from .data import load_rows
     from .evaluation.runner import evaluate_samples, row_tasks, write_json
-    from .loading import load_policy
+    from .loading import check_model_options, load_policy
 
+    check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     rows = {}  # read and check every file before the model loads
     for path in args.data:
         samples = list(load_rows(path, args.image_root, allow_outside_root=args.allow_images_outside_root))

@@ -24,13 +24,53 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def load_processor(model_args: ModelArguments, module: VLMModule, trust_remote_code: bool = False):
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(
+    processor = AutoProcessor.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
         padding_side="left",
         trust_remote_code=trust_remote_code,
         **module.processor_kwargs(model_args.min_pixels, model_args.max_pixels, model_args.max_tiles),
     )
+    _check_pixel_bounds(processor, model_args)
+    return processor
+
+
+def _check_pixel_bounds(processor, model_args: ModelArguments) -> None:
+    """Refuse a lone ``min_pixels`` above the checkpoint's max_pixels (or a lone ``max_pixels`` below its min_pixels):
+    the processor would enlarge small images past the maximum and shrink large ones below the minimum."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None)  # a dict or transformers' SizeDict
+    try:
+        low, high = size["shortest_edge"], size["longest_edge"]
+    except (KeyError, TypeError, AttributeError):  # no pixel bounds (InternVL tiles)
+        return
+    if low is None or high is None or low <= high:
+        return
+    from .recipe import OptionError
+
+    given = "--min_pixels" if model_args.min_pixels is not None else "--max_pixels"
+    raise OptionError(f"min_pixels {low} is above max_pixels {high} ({given} given, the other from "
+                      f"{model_args.model_name_or_path}'s processor config): pass both --min_pixels and --max_pixels")
+
+
+def _refuse_adapter_folder(path: str) -> None:
+    if (Path(path) / "adapter_config.json").is_file():
+        from .checkpoints import CheckpointError
+
+        raise CheckpointError(
+            f"{path} is a LoRA adapter folder, not a full checkpoint: merge it first with "
+            f"`vlm-r1 merge-lora --adapter {path} --out MERGED_DIR`"
+        )
+
+
+def check_model_options(model_args: ModelArguments, trust_remote_code: bool = False) -> VLMModule:
+    """The checkpoint's VLM module, after refusing the options it cannot honour (``max_tiles`` on Qwen, pixels on
+    InternVL), a LoRA adapter folder or a checkpoint no module serves: cheap (``config.json`` only), so commands
+    call it before reading their data."""
+    _refuse_adapter_folder(model_args.model_name_or_path)
+    module = module_for_checkpoint(model_args.model_name_or_path, trust_remote_code=trust_remote_code,
+                                   revision=model_args.model_revision)  # fmt: skip
+    module.processor_kwargs(model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)
+    return module
 
 
 def load_model(model_args: ModelArguments, module: VLMModule, trust_remote_code: bool = False):
@@ -43,11 +83,7 @@ def load_model(model_args: ModelArguments, module: VLMModule, trust_remote_code:
 
 def load_policy(model_args: ModelArguments, trust_remote_code: bool = False):
     """Return ``(model, processor, module)`` for a checkpoint."""
-    if (Path(model_args.model_name_or_path) / "adapter_config.json").is_file():
-        raise ValueError(
-            f"{model_args.model_name_or_path} is a LoRA adapter folder, not a full checkpoint: merge it first with "
-            f"`vlm-r1 merge-lora --adapter {model_args.model_name_or_path} --out MERGED_DIR`"
-        )
+    _refuse_adapter_folder(model_args.model_name_or_path)
     folder = Path(model_args.model_name_or_path)
     if folder.is_dir():  # its absolute path goes into the model's config and into every adapter_config.json trained
         # from it, so that `merge-lora` finds the base whichever folder it runs in
@@ -110,10 +146,13 @@ def lora_target_names(model, module: VLMModule, target_modules, lora_vision: boo
         elif lora_vision:
             vision.append(name)
     if not language:
-        raise ValueError(
-            f"lora_target_modules {sorted(targets)} match no linear layer of this model's language model; "
-            "set them to the projection names its language model uses"
-        )
+        from .recipe import OptionError
+
+        names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                        if isinstance(m, torch.nn.Linear) and name and module.part_of(name + ".") == "language"}
+                       - {"lm_head"})  # fmt: skip
+        raise OptionError(f"lora_target_modules {sorted(targets)} match no linear layer of this model's language "
+                          f"model; its linear layers are named {', '.join(names)}")
     if lora_vision and not vision:
         raise ValueError(f"lora_vision: {type(module).__name__} found no linear layer in the vision encoder")
     return language + vision

@@ -154,10 +154,11 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
-    from .loading import apply_training_mode, describe_parameters, load_policy
+    from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
     from .run_record import keep_final_weights, plan_start, run_record
     from .trainer.sft import to_sft_dataset
 
+    check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     rows = RunRows(data_args, args.output_dir)
     record = run_record(data_args, model_args, args)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;

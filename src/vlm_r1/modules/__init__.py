@@ -24,7 +24,9 @@ def get_module(model_type: str) -> VLMModule:
     try:
         return _MODULES[model_type]()
     except KeyError:
-        raise ValueError(
+        from ..checkpoints import CheckpointError
+
+        raise CheckpointError(
             f"model_type {model_type!r} has no VLM module; supported: {', '.join(supported_model_types())}. "
             "Add one in vlm_r1/modules/ (see docs/architecture.md)."
         ) from None
@@ -42,9 +44,15 @@ def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False, re
 
             raise OptionError(f"{name_or_path} needs its own Python code to load (its config names custom classes); "
                               "nothing of it was run. If you trust it, add --trust_remote_code true") from e
-        if os.path.exists(name_or_path) or not _looks_like_a_path(name_or_path):
+        if os.path.exists(name_or_path):
             raise
-        raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder") from e
+        if _looks_like_a_path(name_or_path):
+            raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder") from e
+        if isinstance(e, OSError):  # a hub id the Hub does not have, or a Hub that cannot be reached
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such local folder, and the Hugging Face "
+                                    f"Hub did not give it ({reason})") from e
+        raise
     return get_module(config.model_type)
 
 

@@ -33,12 +33,14 @@ class InternVLModule(VLMModule):
     projector_keywords: ClassVar[tuple[str, ...]] = ("multi_modal_projector.",)
 
     def processor_kwargs(self, min_pixels, max_pixels, max_tiles):
+        from ..recipe import OptionError
+
         if min_pixels is not None or max_pixels is not None:
-            raise ValueError("min_pixels / max_pixels are Qwen settings; bound InternVL images with max_tiles")
+            raise OptionError("min_pixels / max_pixels are Qwen settings; bound InternVL images with max_tiles")
         if max_tiles is None:
             return {}
         if max_tiles < 1:
-            raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
+            raise OptionError(f"max_tiles must be >= 1, got {max_tiles}")
         return {"max_patches": int(max_tiles)}
 
     def model_input_size(self, processor, original_size: Size) -> Size:

@@ -26,7 +26,9 @@ class QwenVLModule(VLMModule):
 
     def processor_kwargs(self, min_pixels, max_pixels, max_tiles):
         if max_tiles is not None:
-            raise ValueError("max_tiles is an InternVL setting; Qwen models are bounded by min_pixels / max_pixels")
+            from ..recipe import OptionError
+
+            raise OptionError("max_tiles is an InternVL setting; Qwen models are bounded by min_pixels / max_pixels")
         kwargs = {}
         if min_pixels is not None:
             kwargs["min_pixels"] = min_pixels
