@@ -338,12 +338,16 @@ def test_eval_passes_trust_remote_code_only_when_asked(tmp_path, monkeypatch, fl
 
     seen = []
 
-    def spy(model_args, trust_remote_code=False):
+    def check(model_args, trust_remote_code=False):  # reads the config first: the flag reaches it too
+        seen.append(trust_remote_code)
+
+    def load(model_args, trust_remote_code=False):
         seen.append(trust_remote_code)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(vlm_r1.loading, "load_policy", spy)
+    monkeypatch.setattr(vlm_r1.loading, "check_model_options", check)
+    monkeypatch.setattr(vlm_r1.loading, "load_policy", load)
     data = write_split(tmp_path, "rec", "test", 2, seed=0)
     with pytest.raises(RuntimeError, match="stop here"):
         main(["--model_name_or_path", "x", "--data", str(data), *flag])
-    assert seen == [bool(flag)]
+    assert seen == [bool(flag)] * 2
