@@ -218,6 +218,9 @@ def test_row_check_needs_a_reward_that_scores_the_row():
     with pytest.raises(ValueError, match="`cls_match`: the row's reward 'yes_no' is another task"):
         mixed("yes_no", "yes")  # cls_match would take "yes" as a class name, but the row is a yes/no question
     make_row_check(["iou_acc", "cls_match", "yes_no_match"])("yes_no", "yes")
+    with pytest.raises(ValueError, match=r"rewards of different tasks \(`cls_match`, `yes_no_match`\) can each score"):
+        make_row_check(["iou_acc", "cls_match", "yes_no_match"])(None, "yes")  # no reward field: it would earn both
+    make_row_check(["iou", "iou_acc"])(None, box)  # two rewards of one task: both meant to score it
     dispatcher = make_row_check(["accuracy", "think_format"])
     dispatcher("rec", box)
     with pytest.raises(ValueError, match="no `reward` field and default_reward is not set"):

@@ -35,6 +35,8 @@ def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_
     run = dict(max_steps=2, save_strategy="steps", save_steps=1)
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, **run)
     assert (tmp_path / "out" / "checkpoint-2" / RUN_RECORD_FILE).is_file() and (tmp_path / "out" / RUN_RECORD_FILE).is_file()
+    earlier_list = tmp_path / "out" / "skipped_rows.jsonl"
+    earlier_list.write_text('{"source": "a.jsonl:3", "reasons": []}\n')  # as if the first run had skipped a row
     with pytest.raises(CheckpointError, match=r"checkpoint-2 was made by a run with other settings \(learning_rate: "
                                               r"0.001 -> 0.0001\)"):
         grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", learning_rate=1e-4,
@@ -42,6 +44,7 @@ def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_
     with pytest.raises(CheckpointError, match="holds checkpoints of another run .checkpoint-1, checkpoint-2; "
                                               "learning_rate: 0.001 -> 0.0001.*Use a new output_dir"):
         grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-4, **run)  # a fresh run in the used folder
+    assert earlier_list.is_file()  # a refused run writes nothing into the folder it was refused
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, **run)  # the same run again, from scratch
     longer = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", learning_rate=1e-3,
                       max_steps=3, save_strategy="steps", save_steps=1)  # its length may change on a restart
@@ -56,3 +59,24 @@ def test_sft_stopped_early_saves_where_it_stopped(tiny_model_dir, rec_rows, tmp_
           "--gradient_checkpointing", "false", "--disable_tqdm", "true", "--max_steps", "6", "--save_strategy", "steps",
           "--save_steps", "4", "--stop_at_step", "3", "--output_dir", str(tmp_path / "out")])  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-3"]  # not only an older one
+
+
+def test_the_record_holds_the_batch_per_step_not_how_processes_share_it(monkeypatch, parse_only_argv, rec_rows):
+    """A restart on 2 processes with half the per-device batch is the same run; TRL's generation_batch_size (which
+    counts the processes) is not recorded."""
+    from vlm_r1.run_record import run_record
+    from vlm_r1.train import parse_args
+
+    def record(processes: int, per_device: int) -> dict:
+        argv = [*parse_only_argv, "--bf16", "false", "--train_data", str(rec_rows), "--num_generations", "4",
+                "--per_device_train_batch_size", str(per_device)]  # fmt: skip
+        args = parse_args(argv)
+        monkeypatch.setenv("WORLD_SIZE", str(processes))  # as accelerate launch sets it in each process
+        try:
+            return run_record(*args)
+        finally:
+            monkeypatch.delenv("WORLD_SIZE")
+
+    one = record(1, 8)
+    assert one == record(2, 4) and "generation_batch_size" not in one and one["rows_per_optimizer_step"] == 8
+    assert record(2, 8)["rows_per_optimizer_step"] == 16  # twice the rows per step: another run

@@ -115,6 +115,8 @@ def test_every_label_stays_readable_and_ground_truth_is_labelled():
     assert _text_lines(canvas, range(80, 140), range(90, 150)) == 2  # both red tags readable (one used to cover the other)
     assert _text_lines(canvas, range(78, 120), range(242, 270)) == 1  # the truth's label, under its box
     assert TRUTH in {canvas.getpixel((x, y)) for x in range(78, 120) for y in range(242, 270)}
+    near_bottom = draw_answer(image, [((20.0, 10.0, 60.0, 75.0), "cat"), ((20.0, 40.0, 60.0, 80.0), "dog")], [])
+    assert _text_lines(near_bottom, range(78, 120), range(200, 320)) == 2  # no room below: one moves up, not over
     single = draw_answer(image, [(box, None)], duplicates[:1])
     assert _text_lines(single, range(80, 140), range(90, 150)) == 1
     assert _text_lines(single, range(78, 120), range(242, 270)) == 0  # an unlabelled truth (REC) has no tag

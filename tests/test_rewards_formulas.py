@@ -206,6 +206,10 @@ def test_repetition_penalty_leaves_a_correct_list_of_objects_alone(layout):
     assert r("det_map", [correct], solution=[json.dumps(objects)]) == [1.0]
     padded = correct.replace("</answer>", " " + "and so on " * 20 + "</answer>")  # words in the answer still count
     assert r("repetition_penalty", [padded])[0] < -0.5
+    stuffed = [{"bbox_2d": [1, 2, 30, 40], "label": "the cat sat " * 200}]  # a label is judged on its own
+    assert r("repetition_penalty", [f"<answer>{json.dumps(stuffed)}</answer>"])[0] < -0.9
+    boxless = [{"bbox_2d": [1, 2, 30, 40], "label": "a"}] + [{"note": "look here"}] * 300  # no box: stays text
+    assert r("repetition_penalty", [f"<answer>{json.dumps(boxless)}</answer>"])[0] < -0.9
 
 
 def test_cosine_length_formula():

@@ -253,10 +253,6 @@ class ResumeWeightsMixin:
         if full_weights and lora_run and not adapter:
             raise CheckpointError(f"{resume_from_checkpoint} holds full weights but this run trains LoRA adapters: "
                                   "drop --use_peft (or start the LoRA run from it with --model_name_or_path)")
-        if adapter and lora_run:
-            from .base_record import check_base
-
-            check_base(resume_from_checkpoint, next(iter(target.peft_config.values())).base_model_name_or_path)
         if not (full_weights and isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         logger.info("loading weights of %s through from_pretrained", resume_from_checkpoint)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 RUN_RECORD_FILE = "vlm_r1_run.json"
@@ -31,11 +32,9 @@ DEFINING_SETTINGS = (
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_vision",
     # optimisation
     "seed", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay", "optim",
-    "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    # GRPO
-    "beta", "loss_type", "scale_rewards", "reward_weights", "num_generations", "generation_batch_size",
-    "steps_per_generation", "num_iterations", "epsilon", "epsilon_high", "delta", "temperature", "top_p", "top_k",
+    "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
+    # GRPO (the batch is recorded as a whole: see run_record)
+    "beta", "loss_type", "scale_rewards", "reward_weights", "num_generations", "num_iterations", "epsilon", "epsilon_high", "delta", "temperature", "top_p", "top_k",
     "min_p", "repetition_penalty", "max_completion_length", "generation_kwargs", "mask_truncated_completions",
     "importance_sampling_level", "top_entropy_quantile", "sync_ref_model", "ref_model_mixup_alpha",
     "ref_model_sync_steps", "disable_dropout",
@@ -47,14 +46,27 @@ logger = logging.getLogger(__name__)
 
 
 def run_record(data_args, model_args, training_args) -> dict:
-    """The record of a run: each defining setting its argument objects have, and the training files' sha256."""
+    """The record of a run: each defining setting its argument objects have, the rows per optimizer step over all
+    processes (so a restart may change the number of processes and the per-device batch that make it up), GRPO's
+    optimizer steps per generation, and the training files' sha256."""
     settings = {}
     for name in DEFINING_SETTINGS:
         for args in (data_args, model_args, training_args):
             if hasattr(args, name):
                 settings[name] = getattr(args, name)
                 break
-    settings["train_data_sha256"] = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in data_args.train_data]
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch and torchrun
+    per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * processes
+    settings["rows_per_optimizer_step"] = per_step
+    if getattr(training_args, "steps_per_generation", None) is not None:  # GRPO: completions reused over these steps
+        settings["optimizer_steps_per_generation"] = (training_args.steps_per_generation
+                                                      // training_args.gradient_accumulation_steps)  # fmt: skip
+    hashes = []
+    for path in data_args.train_data:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"JSONL file not found: {path}")
+        hashes.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    settings["train_data_sha256"] = hashes
     return json.loads(json.dumps(settings, default=str))  # the form it takes once read back from the file
 
 
@@ -85,12 +97,15 @@ def differences(recorded: dict, record: dict, limit: int = 12) -> list[str]:
     return shown + ([f"... and {len(names) - limit} more"] if len(names) > limit else [])
 
 
-def plan_start(resume_value, output_dir, max_steps: int, record: dict) -> tuple[str | None, dict | None]:
+def plan_start(resume_value, output_dir, max_steps: int, record: dict,
+               lora_base: str | None = None) -> tuple[str | None, dict | None]:
     """Where a run starts: ``(checkpoint to resume from or None, None)``, or ``(checkpoint, its trainer state)`` when
     that checkpoint already reached ``max_steps`` and nothing is left to train.
 
-    Raises ``CheckpointError`` when the checkpoint to resume from was made with other settings, or when a fresh
-    run would write into a folder holding checkpoints of a run with other settings."""
+    Raises ``CheckpointError`` when the checkpoint to resume from was made with other settings or, for a LoRA run
+    (``lora_base``: the base it loads), on another base (``vlm_r1.base_record``; checked here, before any model
+    loads, so that DeepSpeed's resume path is covered too), or when a fresh run would write into a folder holding
+    checkpoints of a run with other settings."""
     from .checkpoints import TRAINER_STATE, CheckpointError, list_checkpoints, resolve_resume
 
     resume = resolve_resume(resume_value, output_dir)
@@ -108,6 +123,10 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict) -> tuple[
             f"{resume} was made by a run with other settings ({'; '.join(differences(recorded, record))}): resuming "
             f"it would continue that run. Use a new output_dir for this one; to continue {resume} with these settings "
             f"anyway, delete {Path(resume) / RUN_RECORD_FILE}")  # fmt: skip
+    if lora_base is not None:
+        from .base_record import check_base
+
+        check_base(resume, lora_base)
     state = json.loads((Path(resume) / TRAINER_STATE).read_text(encoding="utf-8"))
     if max_steps > 0 and state.get("global_step", 0) >= max_steps:
         logger.warning("%s is at step %d, and max_steps is %d: nothing is left to train (raise max_steps to train "

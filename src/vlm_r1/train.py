@@ -194,12 +194,12 @@ def main(argv: list[str] | None = None) -> dict:
     from .trainer.dataset import to_hf_dataset
 
     check_model_options(model_args, training_args.trust_remote_code)  # before the data: a refused option costs nothing
-    rows = RunRows(data_args, training_args.output_dir)
     record = run_record(data_args, model_args, training_args)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
     resume, finished = plan_start(training_args.resume_from_checkpoint, training_args.output_dir,
-                                  training_args.max_steps, record)
+                                  training_args.max_steps, record,
+                                  model_args.model_name_or_path if model_args.use_peft else None)
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         if main_process:
             keep_final_weights(resume, training_args.output_dir)
         return summarise(finished["log_history"], training_args.output_dir, 0.0, main_process)
+    rows = RunRows(data_args, training_args.output_dir)  # writes into output_dir: after the start is settled
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)

@@ -129,9 +129,7 @@ def _label(draw: ImageDraw.ImageDraw, text: str, corner: tuple[int, int], size: 
     x = min(max(corner[0], 0), max(0, size[0] - tw))
     lowest = max(0, size[1] - th)
     y0 = min(max(corner[1], 0), lowest)
-    rows = [y0]
-    for k in range(1, len(placed) + 1):  # y0 + th, y0 - th, y0 + 2 th, ...: one of them is free
-        rows += [y for y in (y0 + k * th, y0 - k * th) if 0 <= y <= lowest]
+    rows = sorted(range(0, lowest + 1), key=lambda y: (abs(y - y0), y < y0))  # nearest first, below before above
     y = next((y for y in rows if not any(_overlap((x, y, x + tw, y + th), r) for r in placed)), y0)
     placed.append((x, y, x + tw, y + th))
     left, top, _, _ = draw.textbbox((0, 0), text, font=font())

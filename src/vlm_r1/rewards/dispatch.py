@@ -66,7 +66,9 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
     """The data loader's check for a training run: `validate_solution` on the row's own `reward`, and then that
     some reward in `reward_funcs` can score the row's ground truth, so that no row trains on format alone
     unnoticed. `accuracy` scores rows that name a reward (or get `default_reward`); a listed accuracy reward
-    (`iou_acc`, `cls_match`, ...) scores rows its validator accepts. A 'package.module:function' reward may
+    (`iou_acc`, `cls_match`, ...) scores rows its validator accepts. A row naming no reward that listed rewards of
+    two tasks accept ("yes" is a class name to `cls_match` and an answer to `yes_no_match`) is refused: it would
+    earn both. A 'package.module:function' reward may
     score anything, and a list of format and shaping rewards only has no ground truth to check. A row may name a
     'package.module:function' reward only when the run's configuration names it too (`reward_funcs` or
     `default_reward`): a dataset never chooses code to import."""
@@ -81,15 +83,23 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
             return
         problems = [] if not dispatches else [
             "`accuracy`: the row has no `reward` field and default_reward is not set"]
+        accepting: dict = {}  # ground-truth validator (a task) -> the first listed reward of that task
         for name, validator in scorers:
             if not same_task(name, row_reward):
                 problems.append(f"`{name}`: the row's reward {row_reward!r} is another task")
                 continue
             try:
                 validator(solution)
-                return
             except ValueError as e:
                 problems.append(f"`{name}`: {e}")
+                continue
+            accepting.setdefault(validator, name)
+        if len(accepting) > 1:  # only for a row naming no reward: a named one has one task
+            raise ValueError(f"rewards of different tasks ({', '.join(f'`{n}`' for n in accepting.values())}) can "
+                             "each score this row, so it would earn each of them: add a `reward` field naming its "
+                             "task, or set default_reward")
+        if accepting:
+            return
         raise ValueError(f"no reward in reward_funcs {list(reward_funcs)} can score this row ("
                          + "; ".join(problems) + "); fix the ground truth, add a `reward` field, or list a reward "
                          "for this task")

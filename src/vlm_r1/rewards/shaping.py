@@ -4,10 +4,11 @@ repetition_penalty, in [-1, 0]: -max(r_text, r_box) where
   r_text = 1 - (#distinct word 3-grams / #word 3-grams) over the first 20,000 whitespace-separated
            words of the completion (0 when it has fewer than 3 words), and
   r_box  = (#boxes that repeat an earlier box of the same label with IoU >= 0.95) / #boxes in the answer.
-  When the answer holds boxes, its JSON objects and bracketed lists are left out of r_text: a list of N
-  distinct objects repeats the same keys N times, and r_box judges the boxes (any other words in the
-  answer still count). Whitespace-free scripts (e.g. Chinese) are one "word" per run and so are barely
-  penalised.
+  When the answer holds boxes, its box objects are taken out of r_text's text (a list of N distinct objects
+  repeats the same keys N times, and r_box judges the boxes) and their string values are judged one by one
+  (a label stuffed with repeated words counts; one class named on N objects does not). Objects without a box
+  and other words in the answer stay in the text. Whitespace-free scripts (e.g. Chinese) are one "word" per
+  run and so are barely penalised.
 
 cosine_length (Yeo et al. 2025, "Demystifying Long Chain-of-Thought Reasoning in LLMs"), in [-1, 1]:
   r(L) = r_end + (r_start - r_end) * (1 + cos(pi * min(L, L_max) / L_max)) / 2
@@ -39,24 +40,35 @@ def _text_repetition(text: str, n: int = 3) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-_STRUCTURE = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]")  # an innermost JSON object or bracketed list
-_MAX_NESTING = 4
+_OBJECT = re.compile(r"\{[^{}]*\}")  # an innermost JSON object
+_NUMBER_LIST = re.compile(r"\[[\d\s.,eE+\-]*\]")  # a box's coordinates
+_EMPTY_LIST = re.compile(r"\[[\s,]*\]")  # the list that held the box objects, once they are taken out
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
-def _words_of(parsed) -> str:
-    """The text r_text is taken over: the completion, without its answer's JSON objects and lists when the
-    answer holds boxes (the innermost first, up to 4 levels deep: a list of objects holding box lists)."""
+def _text_and_values(parsed) -> tuple[str, list[str]]:
+    """What r_text judges: the completion's text, and the string values of its answer's box objects, each on its own.
+
+    When the answer holds boxes, each JSON object holding a list of numbers (a box with its label, score, ...) and
+    each bare list of numbers leaves the text, and so does the list that held them: N distinct objects repeat the
+    same keys N times, and r_box judges the boxes. Their string values (labels) are judged one by one, so a label
+    stuffed with repeated words still counts, while one class named on N objects does not. Everything else in the
+    answer (objects without a box, other words) stays in the text."""
     if not any(d.box is not None for d in parsed.detections) or not parsed.answer:
-        return parsed.text
+        return parsed.text, []
     start = parsed.text.rfind(parsed.answer)
     if start < 0:
-        return parsed.text
-    answer = parsed.answer
-    for _ in range(_MAX_NESTING):
-        answer, replaced = _STRUCTURE.subn(" ", answer)
-        if not replaced:
-            break
-    return parsed.text[:start] + answer + parsed.text[start + len(parsed.answer):]
+        return parsed.text, []
+    values: list[str] = []
+
+    def take_box_object(match: re.Match) -> str:
+        if not _NUMBER_LIST.search(match.group(0)):
+            return match.group(0)
+        values.extend(_STRING.findall(match.group(0)))
+        return " "
+
+    answer = _EMPTY_LIST.sub(" ", _NUMBER_LIST.sub(" ", _OBJECT.sub(take_box_object, parsed.answer)))
+    return parsed.text[:start] + answer + parsed.text[start + len(parsed.answer):], values
 
 
 def _box_repetition(detections) -> float:
@@ -76,7 +88,9 @@ def repetition_penalty(completions, **kwargs) -> list[float]:
     """-max(repeated word-3-gram fraction, duplicated-box fraction), in [-1, 0] (0 = no repetition)."""
     out = []
     for parsed in answers_from(completions, kwargs):
-        out.append(0.0 - max(_text_repetition(_words_of(parsed)), _box_repetition(parsed.detections)))
+        text, values = _text_and_values(parsed)
+        r_text = max([_text_repetition(text), *map(_text_repetition, values)])
+        out.append(0.0 - max(r_text, _box_repetition(parsed.detections)))
     return out
 
 
