@@ -135,7 +135,8 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     return resume, None
 
 
-TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin")
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin",
+                        "guards_state.json", "sft_state.json")
 
 
 def keep_final_weights(checkpoint, output_dir) -> None:
