@@ -373,7 +373,7 @@ def test_the_console_line_survives_a_reward_that_applied_to_nothing():
     lines = []
     printer = StepPrinter()
     printer.training_bar = SimpleNamespace(write=lines.append)
-    printer._timer = SimpleNamespace(seconds_per_step=lambda state: 0.5)
+    printer._start_timing(state)
     printer.on_log(None, state, None, logs=evaluation)
     assert lines == [step_line(evaluation, state, 0.0)]
 

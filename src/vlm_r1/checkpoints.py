@@ -35,6 +35,9 @@ TRAINER_STATE = "trainer_state.json"
 _SAFETENSORS_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 _INDEX = "model.safetensors.index.json"
 _BIN_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin")
+WEIGHT_FILES = (*_SAFETENSORS_WEIGHTS, _INDEX, *_BIN_WEIGHTS)  # one of them holds a checkpoint's weights
+GUARDS_STATE = "guards_state.json"  # GRPO's guard counters (trainer/guards.py)
+SFT_STATE = "sft_state.json"  # SFT's token count (trainer/sft.py)
 
 
 class CheckpointError(ValueError):
@@ -226,7 +229,33 @@ def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
 
 
 class ResumeWeightsMixin:
-    """A ``Trainer`` mixin (GRPO through ``GuardsMixin``, and SFT) that resumes a checkpoint's weights correctly."""
+    """A ``Trainer`` mixin (GRPO through ``GuardsMixin``, and SFT) that resumes a checkpoint's weights correctly, and
+    carries the trainer's own counters across a resume: a subclass names ``counters_file`` and implements
+    ``_counters_to_save`` / ``_restore_counters``. The file is written into each checkpoint before transformers'
+    files, so it is never newer than the ``trainer_state.json`` written last, and read back on resume."""
+
+    counters_file: str | None = None
+
+    def _counters_to_save(self) -> dict:
+        return {}
+
+    def _restore_counters(self, saved: dict) -> None:
+        pass
+
+    def _save_checkpoint(self, model, trial):
+        if self.counters_file and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, self.counters_file), "w", encoding="utf-8") as handle:
+                json.dump({"global_step": self.state.global_step, **self._counters_to_save()}, handle)
+        super()._save_checkpoint(model, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, self.counters_file) if checkpoint and self.counters_file else None
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                self._restore_counters(json.load(handle))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Load the checkpoint's weights through ``from_pretrained`` (transformers 5.23 bug workaround).

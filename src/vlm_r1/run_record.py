@@ -34,10 +34,10 @@ DEFINING_SETTINGS = (
     "seed", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay", "optim",
     "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
     # GRPO (the batch is recorded as a whole: see run_record)
-    "beta", "loss_type", "scale_rewards", "reward_weights", "num_generations", "num_iterations", "epsilon", "epsilon_high", "delta", "temperature", "top_p", "top_k",
-    "min_p", "repetition_penalty", "max_completion_length", "generation_kwargs", "mask_truncated_completions",
-    "importance_sampling_level", "top_entropy_quantile", "sync_ref_model", "ref_model_mixup_alpha",
-    "ref_model_sync_steps", "disable_dropout",
+    "beta", "loss_type", "scale_rewards", "reward_weights", "num_generations", "num_iterations", "epsilon",
+    "epsilon_high", "delta", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_completion_length",
+    "generation_kwargs", "mask_truncated_completions", "importance_sampling_level", "top_entropy_quantile",
+    "sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps", "disable_dropout",
     # SFT
     "max_length", "think", "neftune_noise_alpha",
 )  # fmt: skip
@@ -110,11 +110,11 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
 
     resume = resolve_resume(resume_value, output_dir)
     if resume is None:
-        others = [c for c in list_checkpoints(output_dir) if (r := read_run_record(c)) is not None and r != record]
+        others = [(c, r) for c in list_checkpoints(output_dir) if (r := read_run_record(c)) is not None and r != record]
         if others:
             raise CheckpointError(
-                f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c in others)}; "
-                f"{'; '.join(differences(read_run_record(others[-1]), record))}): a fresh run there would mix its "
+                f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c, _ in others)}; "
+                f"{'; '.join(differences(others[-1][1], record))}): a fresh run there would mix its "
                 "checkpoints with them, and save_total_limit would delete theirs. Use a new output_dir, or delete them")
         return None, None
     recorded = read_run_record(resume)
@@ -135,8 +135,20 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     return resume, None
 
 
-TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin",
-                        "guards_state.json", "sft_state.json")
+def settle_start(data_args, model_args, training_args) -> tuple[dict, str | None, dict | None]:
+    """``(the run's record, the checkpoint it resumes from or None, that checkpoint's trainer state when nothing is
+    left to train)``, by :func:`plan_start`, before the model loads or anything is written to ``output_dir``. When
+    nothing is left to train, the checkpoint's model files are kept as the final ones (:func:`keep_final_weights`,
+    by the main process)."""
+    from accelerate import PartialState
+
+    record = run_record(data_args, model_args, training_args)
+    lora_base = model_args.model_name_or_path if model_args.use_peft else None
+    resume, finished = plan_start(training_args.resume_from_checkpoint, training_args.output_dir,
+                                  training_args.max_steps, record, lora_base)  # fmt: skip
+    if finished is not None and PartialState().is_main_process:
+        keep_final_weights(resume, training_args.output_dir)
+    return record, resume, finished
 
 
 def keep_final_weights(checkpoint, output_dir) -> None:
@@ -145,11 +157,14 @@ def keep_final_weights(checkpoint, output_dir) -> None:
     would have written them (weights, configs, processor, records; no optimizer, scheduler or RNG state)."""
     import shutil
 
+    from .checkpoints import GUARDS_STATE, SFT_STATE, TRAINER_STATE, WEIGHT_FILES
+
     out = Path(output_dir)
-    if any((out / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json",
-                                               "adapter_model.safetensors", "pytorch_model.bin")):  # fmt: skip
+    if any((out / name).is_file() for name in WEIGHT_FILES):
         return
+    training_state = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", TRAINER_STATE, GUARDS_STATE,
+                      SFT_STATE)  # fmt: skip
     for path in Path(checkpoint).iterdir():
-        if path.is_file() and path.name not in TRAINING_STATE_FILES and not path.name.startswith("rng_state"):
+        if path.is_file() and path.name not in training_state and not path.name.startswith("rng_state"):
             shutil.copy2(path, out / path.name)
     logger.info("copied the model files of %s to %s", checkpoint, out)

@@ -155,22 +155,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ data
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
-    from .run_record import keep_final_weights, plan_start, run_record
+    from .run_record import settle_start
     from .trainer.sft import to_sft_dataset
 
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
-    record = run_record(data_args, model_args, args)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
-    resume, finished = plan_start(args.resume_from_checkpoint, args.output_dir, args.max_steps, record,
-                                  model_args.model_name_or_path if model_args.use_peft else None)
+    record, resume, finished = settle_start(data_args, model_args, args)
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 
-        main_process = PartialState().is_main_process
-        if main_process:
-            keep_final_weights(resume, args.output_dir)
-        return summarise(finished["log_history"], finished["global_step"], args.output_dir, 0.0, main_process)
+        return summarise(finished["log_history"], finished["global_step"], args.output_dir, 0.0,
+                         PartialState().is_main_process)
     rows = RunRows(data_args, args.output_dir)  # writes into output_dir: after the start is settled
 
     # ------------------------------------------------------------------ model

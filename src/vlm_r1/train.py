@@ -179,7 +179,8 @@ def summarise(log_history: list[dict], output_dir: str, train_seconds: float | N
         "train_seconds": train_seconds,  # the training loop alone, without loading
     }
     if printing:
-        reward = f"\nreward at start {start:.3f} -> at end {end:.3f} (mean of first/last 5 logged steps)" if start is not None else ""
+        reward = (f"\nreward at start {start:.3f} -> at end {end:.3f} (mean of first/last 5 logged steps)"
+                  if start is not None else "")
         print(f"{reward}\ncheckpoint written to {summary['checkpoint']}")
     return summary
 
@@ -190,23 +191,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ data
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
-    from .run_record import keep_final_weights, plan_start, run_record
+    from .run_record import settle_start
     from .trainer.dataset import to_hf_dataset
 
     check_model_options(model_args, training_args.trust_remote_code)  # before the data: a refused option costs nothing
-    record = run_record(data_args, model_args, training_args)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
-    resume, finished = plan_start(training_args.resume_from_checkpoint, training_args.output_dir,
-                                  training_args.max_steps, record,
-                                  model_args.model_name_or_path if model_args.use_peft else None)
+    record, resume, finished = settle_start(data_args, model_args, training_args)
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 
-        main_process = PartialState().is_main_process
-        if main_process:
-            keep_final_weights(resume, training_args.output_dir)
-        return summarise(finished["log_history"], training_args.output_dir, 0.0, main_process)
+        return summarise(finished["log_history"], training_args.output_dir, 0.0, PartialState().is_main_process)
     rows = RunRows(data_args, training_args.output_dir)  # writes into output_dir: after the start is settled
 
     # ------------------------------------------------------------------ model

@@ -83,16 +83,17 @@ def probe_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int,
     if image_format == "JPEG" and not _ends_with_jpeg_marker(path):
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker FF D9 at the end of the file)")
     if image_format not in CHECKED_WITHOUT_DECODING:  # verify() checks nothing for TIFF, BMP, GIF, PPM, ...
-        _decode(path)
+        with _open(path) as im:
+            _decode(path, im)
     return size
 
 
-def _decode(path: Path) -> None:
-    with _open(path) as im:
-        try:
-            im.load()
-        except Exception as e:
-            raise ImageError(f"{path}: cannot decode image, truncated or corrupt ({type(e).__name__}: {e})") from e
+def _decode(path: Path, im: Image.Image) -> None:
+    """Decode the pixels of ``im`` (opened from ``path``); raise :class:`ImageError` naming the file."""
+    try:
+        im.load()
+    except Exception as e:
+        raise ImageError(f"{path}: cannot decode image, truncated or corrupt ({type(e).__name__}: {e})") from e
 
 
 def exif_orientation(path) -> int:
@@ -157,10 +158,7 @@ def load_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image
     im = _open(path)
     with im:
         _check_pixels(path, im.size, max_pixels)
-        try:
-            im.load()
-        except Exception as e:
-            raise ImageError(f"{path}: cannot decode image, truncated or corrupt ({type(e).__name__}: {e})") from e
+        _decode(path, im)
         try:
             return to_rgb(im)
         except Exception as e:

@@ -68,8 +68,8 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
     unnoticed. `accuracy` scores rows that name a reward (or get `default_reward`); a listed accuracy reward
     (`iou_acc`, `cls_match`, ...) scores rows its validator accepts. A row naming no reward that listed rewards of
     two tasks accept ("yes" is a class name to `cls_match` and an answer to `yes_no_match`) is refused: it would
-    earn both. A 'package.module:function' reward may
-    score anything, and a list of format and shaping rewards only has no ground truth to check. A row may name a
+    earn both. A 'package.module:function' reward may score anything, and a list of format and shaping rewards
+    only has no ground truth to check. A row may name a
     'package.module:function' reward only when the run's configuration names it too (`reward_funcs` or
     `default_reward`): a dataset never chooses code to import."""
     importable = {n for n in [*reward_funcs, default_reward] if isinstance(n, str) and ":" in n}
@@ -135,8 +135,7 @@ def same_task(reward_name: str, row_reward: str | None) -> bool:
     ``cls_match`` does not score one naming ``yes_no``, although "yes" is a class name to it)."""
     if row_reward is None:
         return True
-    named = TASK_REWARDS.get(row_reward, row_reward)
-    validator = get_validator(named) if named in list_rewards() else None
+    validator = get_validator(TASK_REWARDS.get(row_reward, row_reward))  # None for a name with no ground truth
     return validator is not None and validator is get_validator(reward_name)
 
 

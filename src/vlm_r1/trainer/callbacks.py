@@ -55,48 +55,42 @@ def step_line(logs: dict, state, seconds_per_step: float) -> str | None:
     return " | ".join(parts)
 
 
-class _Timer:
-    """Seconds per optimizer step since the last logged step."""
+class _CompactLines:
+    """What :class:`StepPrinter` and :class:`LinePrinter` share: the text of each log, timed from the last one."""
 
-    def start(self, state) -> None:
+    def _start_timing(self, state) -> None:
         self._last_time, self._last_step = time.monotonic(), state.global_step
 
-    def seconds_per_step(self, state) -> float:
-        now = time.monotonic()
-        seconds = (now - self._last_time) / max(1, state.global_step - self._last_step)
-        self._last_time, self._last_step = now, state.global_step
-        return seconds
+    def _text(self, logs: dict, state) -> str:
+        """The compact line (:func:`step_line`), or the dict without ``total_flos`` for the end-of-training summary."""
+        seconds = 0.0
+        if "reward" in logs:  # a training step: seconds per step since the last one logged
+            now = time.monotonic()
+            seconds = (now - self._last_time) / max(1, state.global_step - self._last_step)
+            self._last_time, self._last_step = now, state.global_step
+        return step_line(logs, state, seconds) or str({k: v for k, v in logs.items() if k != "total_flos"})
 
 
-class StepPrinter(ProgressCallback):
+class StepPrinter(_CompactLines, ProgressCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
-        self._timer = _Timer()
-        self._timer.start(state)
+        self._start_timing(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or logs is None or self.training_bar is None:
-            return
-        training = "reward" in logs
-        line = step_line(logs, state, self._timer.seconds_per_step(state) if training else 0.0)
-        # the end-of-training summary keeps transformers' format
-        self.training_bar.write(line or str({k: v for k, v in logs.items() if k != "total_flos"}))
+        if state.is_world_process_zero and logs is not None and self.training_bar is not None:
+            self.training_bar.write(self._text(logs, state))
 
 
-class LinePrinter(PrinterCallback):
+class LinePrinter(_CompactLines, PrinterCallback):
     """``disable_tqdm``'s console output (no progress bar): the same compact lines as :class:`StepPrinter`, printed,
     in place of transformers' ``PrinterCallback``, which prints every logged dict in full."""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._timer = _Timer()
-        self._timer.start(state)
+        self._start_timing(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or logs is None:
-            return
-        training = "reward" in logs
-        line = step_line(logs, state, self._timer.seconds_per_step(state) if training else 0.0)
-        print(line or {k: v for k, v in logs.items() if k != "total_flos"}, flush=True)
+        if state.is_world_process_zero and logs is not None:
+            print(self._text(logs, state), flush=True)
 
 
 class RecordSaver(TrainerCallback):

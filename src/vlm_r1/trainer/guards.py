@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import logging
 import math
-import os
 import weakref
 
 import torch
@@ -46,12 +44,11 @@ from torch import nn
 from transformers import TrainerCallback
 from trl.trainer.utils import RepeatSampler
 
-from ..checkpoints import ResumeWeightsMixin
+from ..checkpoints import GUARDS_STATE, ResumeWeightsMixin
 from ..rewards.registry import reward_values
 
 logger = logging.getLogger(__name__)
 
-GUARDS_STATE = "guards_state.json"
 
 
 class NonFiniteRewardCounter:
@@ -259,24 +256,19 @@ class GuardsMixin(ResumeWeightsMixin):
             )
         return sampler
 
-    def _save_checkpoint(self, model, trial):
-        if self.args.should_save:  # written first: never newer than the trainer_state.json written last
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, GUARDS_STATE), "w", encoding="utf-8") as handle:
-                json.dump({"global_step": self.state.global_step, **self.guard_counts}, handle)
-        super()._save_checkpoint(model, trial)
+    counters_file = GUARDS_STATE  # the guard counters survive a resume (ResumeWeightsMixin)
+
+    def _counters_to_save(self) -> dict:
+        return dict(self.guard_counts)
+
+    def _restore_counters(self, saved: dict) -> None:
+        for key in self.guard_counts:
+            self.guard_counts[key] = int(saved.get(key, 0))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return
-        path = os.path.join(checkpoint, GUARDS_STATE)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                saved = json.load(handle)
-            for key in self.guard_counts:
-                self.guard_counts[key] = int(saved.get(key, 0))
         # Called after trainer_state.json is loaded: global_step is the checkpoint's.
         self._step = self.state.global_step * self.args.gradient_accumulation_steps
         generate_every = self.args.steps_per_generation * self.num_iterations

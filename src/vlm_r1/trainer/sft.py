@@ -22,14 +22,13 @@ generation time in GRPO.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from datasets import Dataset
 from trl import SFTTrainer
 
-from ..checkpoints import ResumeWeightsMixin
+from ..checkpoints import SFT_STATE, ResumeWeightsMixin
 from ..data import IMAGE_PLACEHOLDER, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
@@ -138,30 +137,19 @@ def to_sft_dataset(
     return table.with_transform(materialise)
 
 
-SFT_STATE = "sft_state.json"
-
-
 class VLMSFTTrainer(ResumeWeightsMixin, SFTTrainer):
     """TRL's SFTTrainer that resumes a checkpoint's weights correctly and refuses a batch with nothing to learn.
 
     TRL counts the training tokens it logs (``num_tokens``) in a field that no checkpoint holds, so a resumed run
-    counted from 0: the count is written into each checkpoint (``sft_state.json``, before transformers' files) and
-    read back on resume."""
+    counted from 0: the count is carried in each checkpoint (``sft_state.json``, through ``ResumeWeightsMixin``)."""
 
-    def _save_checkpoint(self, model, trial):
-        if self.args.should_save:  # written first: never newer than the trainer_state.json written last
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, SFT_STATE), "w", encoding="utf-8") as handle:
-                json.dump({"global_step": self.state.global_step, "total_train_tokens": self._total_train_tokens}, handle)
-        super()._save_checkpoint(model, trial)
+    counters_file = SFT_STATE
 
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, SFT_STATE) if checkpoint is not None else None
-        if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                self._total_train_tokens = json.load(handle)["total_train_tokens"]
+    def _counters_to_save(self) -> dict:
+        return {"total_train_tokens": self._total_train_tokens}
+
+    def _restore_counters(self, saved: dict) -> None:
+        self._total_train_tokens = saved["total_train_tokens"]
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         labels = inputs.get("labels")
