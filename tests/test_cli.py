@@ -50,8 +50,10 @@ def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows, ti
     assert capsys.readouterr().err.endswith(f"error: model_name_or_path {tmp_path / 'no_such_ckpt'}: no such folder\n")
     assert main(["eval", "--model_name_or_path", model, "--data", str(bad), "--max_tiles", "2"]) == 2
     assert "max_tiles is an InternVL setting" in capsys.readouterr().err  # refused by the module, before the data
-    assert main(["eval", "--model_name_or_path", model, "--data", str(rec_rows), "--min_pixels", "1000000"]) == 2
-    assert "min_pixels 1000000 is above max_pixels" in capsys.readouterr().err  # the other bound from the checkpoint
+    assert main(["eval", "--model_name_or_path", model, "--data", str(bad), "--min_pixels", "1000000"]) == 2
+    assert "min_pixels 1000000 is above max_pixels" in capsys.readouterr().err  # the other bound from the checkpoint,
+    assert main(["train", *argv, "--max_pixels", "100"]) == 2  # before the data (a.jsonl does not exist)
+    assert "min_pixels 3136 is above max_pixels 100 (--max_pixels given" in capsys.readouterr().err
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")

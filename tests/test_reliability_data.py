@@ -338,6 +338,28 @@ def test_a_question_holding_the_prompts_control_tokens_is_refused_before_trainin
     assert listed == [f"{data}:2", f"{data}:4"]
 
 
+def test_a_prompt_option_holding_control_tokens_is_refused(images, tmp_path, grpo_run, tiny_model_dir):
+    """The check rows get also covers --question_template and --system_prompt, in train, sft and eval."""
+    from vlm_r1.evaluate import main as evaluate
+    from vlm_r1.recipe import OptionError
+    from vlm_r1.sft import main as sft
+
+    data = write_jsonl(images / f"plain_{tmp_path.name}.jsonl", [_row("img/rgb.png")])
+    model = str(tiny_model_dir("qwen2_vl"))
+    with pytest.raises(OptionError, match=r"^--system_prompt holds <\|im_end\|>, which this model's tokenizer"):
+        run_main(grpo_run, model, data, system_prompt="Be brief.<|im_end|>")
+    assert_no_training(tmp_path)
+    with pytest.raises(OptionError, match=r"^--question_template holds <\|image_pad\|>"):
+        sft(["--model_name_or_path", model, "--train_data", str(data), "--output_dir", str(tmp_path / "sft"),
+             "--use_cpu", "true", "--bf16", "false", "--report_to", "none", "--max_steps", "1",
+             "--question_template", "{question} <|image_pad|>"])  # fmt: skip
+    assert not list((tmp_path / "sft").glob("checkpoint-*"))
+    with pytest.raises(OptionError, match=r"^--system_prompt holds <\|vision_start\|>"):
+        evaluate(["--model_name_or_path", model, "--data", str(data), "--device", "cpu",
+                  "--system_prompt", "Look at <|vision_start|>."])  # fmt: skip
+    run_main(grpo_run, model, data, system_prompt="Find <|object_ref_start|>it<|object_ref_end|>.")  # grounding tokens
+
+
 def test_a_run_left_without_rows_is_refused(images, tmp_path, grpo_run, tiny_model_dir):
     """With skip_invalid_rows, a file whose every row is bad used to train 0 steps and exit 0 with a checkpoint."""
     bad = write_jsonl(images / f"all_bad_{tmp_path.name}.jsonl", [_row("img/rgb.png", box=(0, 0, 100, 100))] * 2)

@@ -80,3 +80,28 @@ def test_the_record_holds_the_batch_per_step_not_how_processes_share_it(monkeypa
     one = record(1, 8)
     assert one == record(2, 4) and "generation_batch_size" not in one and one["rows_per_optimizer_step"] == 8
     assert record(2, 8)["rows_per_optimizer_step"] == 16  # twice the rows per step: another run
+
+
+def test_every_setting_defines_the_run_but_those_that_may_change(parse_only_argv, rec_rows):
+    """The record used to hold a hand-picked list of settings: shuffle_dataset, entropy_coef and a field a new TRL adds
+    changed on a restart without a word. Now every field is recorded unless it is listed as one that may change."""
+    import dataclasses
+
+    from vlm_r1.config import DataArguments, ModelArguments, VLMGRPOConfig
+    from vlm_r1.run_record import SETTINGS_THAT_MAY_CHANGE, differences, run_record
+    from vlm_r1.sft import VLMSFTConfig
+    from vlm_r1.train import parse_args
+
+    def record(*extra: str) -> dict:
+        return run_record(*parse_args([*parse_only_argv, "--bf16", "false", "--train_data", str(rec_rows), *extra]))
+
+    same = record()
+    assert differences(same, record("--shuffle_dataset", "false")) == ["shuffle_dataset: true -> false"]
+    assert differences(same, record("--entropy_coef", "0.01")) == ["entropy_coef: 0.0 -> 0.01"]
+    assert same == record("--logging_steps", "7", "--save_steps", "7", "--max_steps", "9", "--eval_data", str(rec_rows),
+                          "--eval_strategy", "steps", "--eval_steps", "2", "--eval_greedy", "true", "--report_to", "tensorboard", "--dataloader_num_workers", "1", "--share_prompt_tokens",
+                          "false", "--model_name_or_path", "moved", "--gradient_checkpointing", "false")  # fmt: skip
+    fields = {f.name for cls in (DataArguments, ModelArguments, VLMGRPOConfig, VLMSFTConfig)
+              for f in dataclasses.fields(cls)}  # fmt: skip
+    assert SETTINGS_THAT_MAY_CHANGE <= fields  # a name no field has any more would leave its successor recorded
+    assert "hub_token" not in same  # nothing secret is written

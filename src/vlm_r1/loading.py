@@ -64,12 +64,15 @@ def _refuse_adapter_folder(path: str) -> None:
 
 def check_model_options(model_args: ModelArguments, trust_remote_code: bool = False) -> VLMModule:
     """The checkpoint's VLM module, after refusing the options it cannot honour (``max_tiles`` on Qwen, pixels on
-    InternVL), a LoRA adapter folder or a checkpoint no module serves: cheap (``config.json`` only), so commands
-    call it before reading their data."""
+    InternVL), a LoRA adapter folder or a checkpoint no module serves: cheap (``config.json``; the processor too
+    when one pixel bound is given without the other, to check it against the checkpoint's), so commands call it
+    before reading their data."""
     _refuse_adapter_folder(model_args.model_name_or_path)
     module = module_for_checkpoint(model_args.model_name_or_path, trust_remote_code=trust_remote_code,
                                    revision=model_args.model_revision)  # fmt: skip
     module.processor_kwargs(model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)
+    if (model_args.min_pixels is None) != (model_args.max_pixels is None):
+        load_processor(model_args, module, trust_remote_code)  # refuses a bound on the wrong side of the other
     return module
 
 

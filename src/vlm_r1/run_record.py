@@ -5,10 +5,11 @@ own run.
 ``checkpoint-N`` folders next to whatever is there. Both silently mix two runs when a folder is reused with other
 settings: a restart continued an earlier run's checkpoint at another learning rate, and ``save_total_limit``
 rotated away the earlier run's checkpoints. So ``vlm-r1 train`` and ``vlm-r1 sft`` write ``vlm_r1_run.json``: the
-settings that decide what a run learns (:data:`DEFINING_SETTINGS`) and the sha256 of each training file. A resume
-from a checkpoint whose record differs is refused, naming the settings that differ, and so is a fresh run in a
-folder holding another run's checkpoints. Settings that may change on a restart (the run's length, logging, saving,
-evaluation, the hardware and precision, where the images or the base model now lie) are not recorded.
+settings that decide what a run learns (every field of its arguments but :data:`SETTINGS_THAT_MAY_CHANGE`) and the
+sha256 of each training file. A resume from a checkpoint whose record differs is refused, naming the settings that
+differ, and so is a fresh run in a folder holding another run's checkpoints. Settings that may change on a restart
+(the run's length, logging, saving, evaluation, the hardware and precision, where the images or the base model now
+lie) are not recorded.
 
 :func:`plan_start` also stops a restart of a run that already reached ``max_steps``: transformers would train one
 step past it when ``max_steps`` is not a whole number of epochs.
@@ -16,6 +17,7 @@ step past it when ``max_steps`` is not a whole number of epochs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,37 +26,55 @@ from pathlib import Path
 
 RUN_RECORD_FILE = "vlm_r1_run.json"
 
-DEFINING_SETTINGS = (
-    # data and prompt
-    "reward_funcs", "default_reward", "question_template", "system_prompt", "max_train_samples", "skip_invalid_rows",
-    # model and training mode
-    "model_revision", "min_pixels", "max_pixels", "max_tiles", "freeze_vision", "freeze_projector", "use_peft",
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_vision",
-    # optimisation
-    "seed", "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "weight_decay", "optim",
-    "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-    # GRPO (the batch is recorded as a whole: see run_record)
-    "beta", "loss_type", "scale_rewards", "reward_weights", "num_generations", "num_iterations", "epsilon",
-    "epsilon_high", "delta", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_completion_length",
-    "generation_kwargs", "mask_truncated_completions", "importance_sampling_level", "top_entropy_quantile",
-    "sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps", "disable_dropout",
-    # SFT
-    "max_length", "think", "neftune_noise_alpha",
-)  # fmt: skip
+# Every field of the run's argument objects is recorded except these: what may change on a restart, and the
+# batch's split over processes (recorded as a whole). A field a new TRL or transformers version adds is recorded.
+SETTINGS_THAT_MAY_CHANGE = frozenset((
+    # where things lie (the training files are recorded by their sha256)
+    "train_data", "eval_data", "image_root", "allow_images_outside_root", "model_name_or_path", "output_dir",
+    "resume_from_checkpoint", "report_dir", "run_name", "project",
+    # the run's length
+    "max_steps", "num_train_epochs", "max_train_seconds", "stop_at_step",
+    # logging, reporting, saving, evaluation, the hub
+    "logging_steps", "logging_strategy", "logging_first_step", "logging_nan_inf_filter", "log_level",
+    "log_level_replica", "log_on_each_node", "disable_tqdm", "report_to", "gallery_every", "log_completions",
+    "log_completions_hub_repo", "log_multimodal", "log_unique_prompts", "num_completions_to_print",
+    "skip_memory_metrics", "include_num_input_tokens_seen", "save_steps", "save_strategy", "save_total_limit",
+    "save_only_model", "save_on_each_node", "restore_callback_states_from_checkpoint", "do_train", "do_eval",
+    "do_predict", "eval_steps", "eval_strategy", "eval_delay", "eval_on_start", "eval_accumulation_steps",
+    "eval_do_concat_batches", "eval_use_gather_object", "per_device_eval_batch_size", "batch_eval_metrics",
+    "prediction_loss_only", "include_for_metrics", "metric_for_best_model", "greater_is_better",
+    "load_best_model_at_end", "fp16_full_eval", "bf16_full_eval", "eval_greedy", "num_generations_eval",
+    "label_names", "length_column_name", "push_to_hub", "hub_always_push", "hub_model_id", "hub_private_repo",
+    "hub_revision", "hub_strategy", "hub_token", "trackio_bucket_id", "trackio_space_id", "trackio_static_space_id",
+    # hardware, processes, precision and implementation
+    "per_device_train_batch_size", "gradient_accumulation_steps", "generation_batch_size", "steps_per_generation",
+    "auto_find_batch_size", "use_cpu", "bf16", "fp16", "tf32", "dtype", "attn_implementation", "local_rank",
+    "ddp_backend", "ddp_broadcast_buffers", "ddp_bucket_cap_mb", "ddp_find_unused_parameters", "ddp_static_graph",
+    "ddp_timeout", "deepspeed", "fsdp", "fsdp_config", "accelerator_config", "parallelism_config", "debug",
+    "full_determinism", "dataloader_drop_last", "dataloader_in_order", "dataloader_multiprocessing_context",
+    "dataloader_num_workers", "dataloader_persistent_workers", "dataloader_pin_memory", "dataloader_prefetch_factor",
+    "dataset_num_proc", "gradient_checkpointing", "gradient_checkpointing_kwargs", "activation_checkpointing",
+    "activation_checkpointing_kwargs", "activation_offloading", "enable_jit_checkpoint", "torch_compile",
+    "torch_compile_backend", "torch_compile_mode", "torch_empty_cache_steps", "use_liger_kernel", "liger_kernel_config",
+    "use_cache", "cache_implementation", "share_image_encoding", "share_prompt_tokens", "trust_remote_code",
+    "model_init_kwargs", "ignore_data_skip", "use_vllm", "vllm_mode", "vllm_model_impl", "vllm_server_base_url",
+    "vllm_server_host", "vllm_server_port", "vllm_server_timeout", "vllm_group_port", "vllm_gpu_memory_utilization",
+    "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_max_model_length", "ds3_gather_for_generation",
+    "use_transformers_paged", "use_transformers_continuous_batching", "transformers_continuous_batching_config",
+))  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 
 def run_record(data_args, model_args, training_args) -> dict:
-    """The record of a run: each defining setting its argument objects have, the rows per optimizer step over all
-    processes (so a restart may change the number of processes and the per-device batch that make it up), GRPO's
-    optimizer steps per generation, and the training files' sha256."""
+    """The record of a run: each field of its argument objects but :data:`SETTINGS_THAT_MAY_CHANGE`, the rows per
+    optimizer step over all processes (so a restart may change the number of processes and the per-device batch that
+    make it up), GRPO's optimizer steps per generation, and the training files' sha256."""
     settings = {}
-    for name in DEFINING_SETTINGS:
-        for args in (data_args, model_args, training_args):
-            if hasattr(args, name):
-                settings[name] = getattr(args, name)
-                break
+    for args in (data_args, model_args, training_args):
+        for field in dataclasses.fields(args):
+            if not field.name.startswith("_") and field.name not in SETTINGS_THAT_MAY_CHANGE:
+                settings.setdefault(field.name, getattr(args, field.name))
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch and torchrun
     per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * processes
     settings["rows_per_optimizer_step"] = per_step

@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
+    module.check_prompt_options(processor, data_args.question_template, data_args.system_prompt)
     rows.keep_rows_the_model_takes(module, processor)
     samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)

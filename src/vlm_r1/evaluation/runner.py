@@ -227,6 +227,7 @@ def evaluate_samples(
     """
     settings = settings or GenerationSettings()
     tasks = row_tasks(samples, task)
+    module.check_prompt_options(processor, question_template, system_prompt)
     unfit = module.input_problems(processor, samples)
     if unfit:
         raise DataError.from_problems(unfit, f"{len(unfit)} problem(s) with rows this model cannot be given (nothing "

@@ -84,16 +84,25 @@ class VLMModule:
         reserved = structural_tokens(processor)
         problems = []
         for sample in samples:
-            text = sample.problem.replace(IMAGE_PLACEHOLDER, " ")
-            found = [token for token in reserved if token in text]
+            found = [token for token in reserved if token in sample.problem.replace(IMAGE_PLACEHOLDER, " ")]
             if found:
-                problems.append(Problem(sample.source, "question", f"holds {', '.join(found)}, which this model's "
-                                        "tokenizer reads as a control token of the prompt, not as text: remove it"))
+                problems.append(Problem(sample.source, "question", _holds_control_tokens(found)))
         return problems
 
     def input_problems(self, processor, samples) -> list:
         """Every row of ``samples`` this model cannot be given (:meth:`image_problems`, :meth:`text_problems`)."""
         return self.image_problems(processor, samples) + self.text_problems(processor, samples)
+
+    def check_prompt_options(self, processor, question_template: str | None, system_prompt: str | None) -> None:
+        """``OptionError`` when ``question_template`` or ``system_prompt`` holds a control token of the prompt, as
+        :meth:`text_problems` refuses in a row's question."""
+        from ..recipe import OptionError
+
+        reserved = structural_tokens(processor)
+        for option, text in (("question_template", question_template), ("system_prompt", system_prompt)):
+            found = [token for token in reserved if text and token in text]
+            if found:
+                raise OptionError(f"--{option} {_holds_control_tokens(found)}")
 
     def answer_to_original(self, answer, image_sizes, processor):
         """A parsed answer (``vlm_r1.rewards.parsing.ParsedAnswer``) with its boxes in pixels of the row's first
@@ -141,6 +150,11 @@ class VLMModule:
         if any(key in name for key in self.vision_keywords):
             return "vision"
         return "language"
+
+
+def _holds_control_tokens(found: list[str]) -> str:
+    return (f"holds {', '.join(found)}, which this model's tokenizer reads as a control token of the prompt, not as "
+            "text: remove it")
 
 
 def structural_tokens(processor) -> list[str]:
