@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from vlm_r1.pipeline import (  # noqa: E402
     EVAL_SPLITS,
+    RECIPES,
     SHIPPED_WARM_START,
     build_warm_start,
     check_shipped_image_size,
@@ -33,8 +34,6 @@ from vlm_r1.pipeline import (  # noqa: E402
     key_value_args,
     make_data,
 )
-
-RECIPES = REPO / "recipes" / "tiny"
 
 
 def parse_args(argv=None):

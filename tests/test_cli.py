@@ -59,6 +59,34 @@ def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows, ti
     (adapter / "adapter_config.json").write_text("{}")
     assert main(["eval", "--model_name_or_path", str(adapter), "--data", str(rec_rows)]) == 2
     assert "is a LoRA adapter folder, not a full checkpoint: merge it first" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert main(["train", *argv, "--output_dir", str(a_file / "run")]) == 2  # before the data (a.jsonl is missing)
+    assert capsys.readouterr().err.endswith(f"--output_dir {a_file / 'run'}: {a_file} is a file, not a folder\n")
+    assert main(["eval", "--model_name_or_path", model, "--data", str(rec_rows), "--output_dir", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err  # before an evaluation whose results it would lose
+
+
+def test_an_unwritable_output_dir_and_cut_weights_are_one_line_errors(tmp_path, capsys, rec_rows, tiny_model_dir,
+                                                                     monkeypatch):
+    import shutil
+    import tempfile
+
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_model_dir("qwen2_vl"), cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50000])  # a save that was interrupted
+    assert main(["eval", "--model_name_or_path", str(cut), "--data", str(rec_rows)]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors: tensors need" in err and "(was its save interrupted?)" in err and "Traceback" not in err
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)  # as a read-only folder does (root ignores chmod)
+    assert main(["eval", "--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--data", str(rec_rows),
+                 "--output_dir", str(tmp_path / "ev")]) == 2  # fmt: skip
+    assert f"--output_dir {tmp_path / 'ev'}: cannot write in {tmp_path} (Permission denied)" in capsys.readouterr().err
 
 
 def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_front(tmp_path, capsys):

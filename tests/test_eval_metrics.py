@@ -10,7 +10,6 @@ from vlm_r1.evaluation import (
     ImageAnnotations,
     ScoredBoxes,
     answer_metrics,
-    classification_metrics,
     coco_metrics,
     counting_metrics,
     paired_bootstrap,
@@ -54,7 +53,7 @@ def test_rec_scores_single_box_rule_from_text():
 # ------------------------------------------------------------------------------------------------ classification / counting
 def test_classification_and_counting_hand_computed():
     answers = [parse_answer(t) for t in ("<answer>The Circle.</answer>", "<answer>circle or star</answer>", "circle")]
-    m = classification_metrics(answers, ['"circle"', '"circle"', '"circle"'])
+    m = answer_metrics("classification", answers, ['"circle"', '"circle"', '"circle"'])
     assert m == {"accuracy": pytest.approx(1 / 3, abs=1e-12), "answered": pytest.approx(2 / 3, abs=1e-12), "n": 3}
 
     answers = [parse_answer(t) for t in ("<answer>3</answer>", "<answer>three</answer>", "<answer>4</answer>", "no")]
@@ -351,3 +350,15 @@ def test_eval_passes_trust_remote_code_only_when_asked(tmp_path, monkeypatch, fl
     with pytest.raises(RuntimeError, match="stop here"):
         main(["--model_name_or_path", "x", "--data", str(data), *flag])
     assert seen == [bool(flag)] * 2
+
+
+def test_eval_shows_a_progress_bar_per_file_in_rows(tiny_model_dir, rec_rows, capsys):
+    from vlm_r1.evaluate import main
+
+    argv = ["--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--data", str(rec_rows), "--device", "cpu",
+            "--batch_size", "3", "--max_new_tokens", "4"]  # fmt: skip
+    main(argv)
+    err = capsys.readouterr().err
+    assert f"{rec_rows.stem}: 100%" in err and "8/8 " in err
+    main([*argv, "--disable_tqdm", "true"])
+    assert "8/8" not in capsys.readouterr().err

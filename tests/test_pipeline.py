@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -28,7 +29,8 @@ def test_pipeline_smoke(tmp_path, capsys):
         result = json.loads((work / "eval_after" / f"{split}.json").read_text())
         assert len(result["predictions"]) == 8 and "acc@0.5" in result["metrics"]["rec"]
         assert result["generation"]["question_template"] == "{question}"  # the GRPO recipe's
-    assert "Acc@0.5 warm start -> GRPO" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Acc@0.5 warm start -> GRPO" in out and "GRPO training reward" in out
 
     def stamps():
         names = ["data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json", "grpo/DONE",
@@ -60,7 +62,10 @@ def test_pipeline_smoke(tmp_path, capsys):
     first = stamps()
 
     # another prompt (set for GRPO; evaluation follows it) redoes the evaluations and GRPO, not the warm start
-    main(base + grpo + ["question_template=Where is it? {question}", "max_pixels=12544"] + sft)
+    capsys.readouterr()
+    main(base + grpo + ["question_template=Where is it? {question}", "max_pixels=12544",
+                        f"report_dir={tmp_path / 'report'}"] + sft)  # fmt: skip
+    assert "GRPO training reward" in capsys.readouterr().out  # read from the report_dir GRPO wrote to
     now = stamps()
     assert [name for name in first if now[name] != first[name]] == [
         "eval_before/test.stamp.json", "grpo/DONE", "eval_after/test.stamp.json"
@@ -68,6 +73,23 @@ def test_pipeline_smoke(tmp_path, capsys):
     result = json.loads((work / "eval_before" / "test.json").read_text())
     assert result["generation"]["question_template"] == "Where is it? {question}"
     assert result["model_options"] == {"dtype": "float32", "max_pixels": 12544}  # loaded as GRPO loads it
+
+    # an interrupted GRPO stage with the same inputs goes on from its latest checkpoint; a damaged cached result is
+    # evaluated again
+    saving = grpo + ["save_strategy=steps", "save_steps=1"]
+    main(base + saving + sft)
+    grpo_dir = work / "grpo"
+    first_checkpoint = (grpo_dir / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns
+    (grpo_dir / "DONE").unlink()
+    shutil.rmtree(grpo_dir / "checkpoint-2")
+    (grpo_dir / "model.safetensors").unlink()
+    (work / "eval_before" / "test.json").write_text('{"metrics": {"re')
+    capsys.readouterr()
+    main(base + saving + sft)
+    assert (grpo_dir / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns == first_checkpoint  # not redone
+    assert (grpo_dir / "checkpoint-2").is_dir() and (grpo_dir / "DONE").exists()
+    assert "test.json: unreadable (JSONDecodeError), evaluating again" in capsys.readouterr().out
+    now = stamps()
 
     # other data redoes everything downstream of it
     main(common + ["--data_seed", "1", "--skip_grpo"] + sft)

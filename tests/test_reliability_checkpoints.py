@@ -42,7 +42,7 @@ def truncate(path, keep: float = 0.5):
 
 def test_complete_checkpoint_passes(tmp_path):
     folder = make_checkpoint(tmp_path, 4)
-    check = check_checkpoint(folder, deep=True)
+    check = check_checkpoint(folder)
     assert check.complete and check.step == 4, check.problems
     assert check_checkpoint(make_checkpoint(tmp_path, 6, model_only=True)).complete  # save_only_model
 
@@ -61,6 +61,8 @@ def test_complete_checkpoint_passes(tmp_path):
         (lambda f: truncate(f / "scheduler.pt", 0.8), "scheduler.pt"),
         (lambda f: (f / "rng_state.pth").unlink(), "rng_state.pth: missing"),
         (lambda f: truncate(f / "rng_state.pth", 0.7), "rng_state.pth"),
+        (lambda f: (f / "guards_state.json").write_text('{"global_st'), "guards_state.json: unreadable"),
+        (lambda f: (f / "sft_state.json").write_text('{"global_step": 3}'), "sft_state.json: global_step 3 does"),
     ],
 )
 def test_damaged_checkpoint_is_incomplete(tmp_path, damage, expected):

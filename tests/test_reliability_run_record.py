@@ -25,10 +25,19 @@ def test_a_finished_run_restarted_with_auto_trains_nothing(tiny_model_dir, rec_r
     steps = lambda summary: [e for e in summary["log_history"] if "train_runtime" not in e]  # noqa: E731
     assert steps(again) == steps(first) and again["train_seconds"] == 0.0  # checkpoint-3's history
     assert not (out / "checkpoint-4").exists() and _sha(out / "model.safetensors") == weights
+    final_files = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     (out / "model.safetensors").unlink()  # stopped after its last checkpoint, before the final save
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
     assert _sha(out / "model.safetensors") == _sha(out / "checkpoint-3" / "model.safetensors") == weights
     assert not (out / "optimizer.pt").exists()  # the model files only
+    (out / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes()[:1000])  # killed while saving:
+    (out / "tokenizer_config.json").unlink()  # the weights cut short, the processor not yet written
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
+    assert _sha(out / "model.safetensors") == weights and (out / "tokenizer_config.json").is_file()
+    untouched = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == untouched  # whole: left alone
+    assert set(untouched) >= set(final_files) - {"skipped_rows.jsonl"}
 
 
 def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_dir, rec_rows, tmp_path, grpo_run):
@@ -105,3 +114,23 @@ def test_every_setting_defines_the_run_but_those_that_may_change(parse_only_argv
               for f in dataclasses.fields(cls)}  # fmt: skip
     assert SETTINGS_THAT_MAY_CHANGE <= fields  # a name no field has any more would leave its successor recorded
     assert "hub_token" not in same  # nothing secret is written
+
+
+def test_a_checkpoint_has_its_records_before_its_trainer_state(tiny_model_dir, rec_rows, tmp_path, grpo_run):
+    """The records were written after transformers' files: a kill in between left a checkpoint that counted as
+    complete without them, and `auto` resumed it with any settings."""
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
+    folder = tmp_path / "out" / "checkpoint-1"
+    written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    for record in (RUN_RECORD_FILE, "vlm_r1_prompt.json"):
+        assert written[record] <= written["trainer_state.json"], record
+
+
+def test_a_setting_the_record_lacks_is_not_a_difference():
+    """A record written by an older vlm-r1, or before a TRL upgrade added a field, lacks some settings: resuming
+    it was refused with two dozen `null -> default` differences the user never made."""
+    from vlm_r1.run_record import differences
+
+    now = {"learning_rate": 0.001, "entropy_coef": 0.0, "seed": 0}
+    assert differences({"learning_rate": 0.001, "seed": 0}, now) == []
+    assert differences({"learning_rate": 0.01, "seed": 0, "dropped_field": 1}, now) == ["learning_rate: 0.01 -> 0.001"]

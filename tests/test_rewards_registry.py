@@ -149,7 +149,7 @@ def test_accuracy_default_and_slicing_of_the_answers_column():
         make_accuracy_reward(default="bogus")
 
 
-@pytest.mark.parametrize("module", ["rec", "boxes", "format", "classification", "counting"])
+@pytest.mark.parametrize("module", ["rec", "boxes", "format", "classification", "short_answers"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

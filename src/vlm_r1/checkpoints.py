@@ -10,9 +10,8 @@ last. A process killed part-way leaves a folder that looks like a checkpoint but
   ``model.safetensors.index.json``) with a readable header whose tensors fit the file size exactly, or a
   ``pytorch_model.bin`` / ``adapter_model.bin`` zip archive with its central directory (written last);
 * unless the run saved only the model (``save_only_model``), ``optimizer.pt``, ``scheduler.pt`` and the RNG state
-  (``rng_state.pth`` or ``rng_state_<rank>.pth``) are whole zip archives (``deep=True`` also CRC-checks every
-  member). A DeepSpeed checkpoint (a ``latest`` file naming a ``global_step*`` folder) replaces the optimizer check
-  with "that folder exists and is not empty".
+  (``rng_state.pth`` or ``rng_state_<rank>.pth``) are whole zip archives. A DeepSpeed checkpoint (a ``latest``
+  file naming a ``global_step*`` folder) replaces the optimizer check with "that folder exists and is not empty".
 
 Nothing here unpickles anything: files are checked by structure, not loaded.
 """
@@ -38,6 +37,14 @@ _BIN_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin")
 WEIGHT_FILES = (*_SAFETENSORS_WEIGHTS, _INDEX, *_BIN_WEIGHTS)  # one of them holds a checkpoint's weights
 GUARDS_STATE = "guards_state.json"  # GRPO's guard counters (trainer/guards.py)
 SFT_STATE = "sft_state.json"  # SFT's token count (trainer/sft.py)
+# what a checkpoint holds to continue training, beside the model files (and the rng_state*.pth files)
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", TRAINER_STATE,
+                        GUARDS_STATE, SFT_STATE)  # fmt: skip
+ADAPTER_CONFIG = "adapter_config.json"  # a LoRA adapter folder holds it
+
+
+def is_adapter_folder(path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
 class CheckpointError(ValueError):
@@ -79,18 +86,20 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
-def _zip_problem(path: Path, deep: bool) -> str | None:
+def _zip_problem(path: Path) -> str | None:
     """torch.save files are zip archives whose central directory is written last: a cut file has none."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            if deep and (bad := archive.testzip()) is not None:
-                return f"{path.name}: member {bad} fails its CRC check"
+        with zipfile.ZipFile(path):
+            pass
     except (OSError, zipfile.BadZipFile, ValueError) as e:
         return f"{path.name}: not a whole torch.save archive ({type(e).__name__}: {e})"
     return None
 
 
-def _weights_problems(folder: Path, deep: bool) -> list[str]:
+def weights_problems(folder) -> list[str]:
+    """What is wrong with the weight files of a model folder (a checkpoint, a final output, an adapter): missing,
+    cut short, or shards missing; empty when they are whole."""
+    folder = Path(folder)
     index = folder / _INDEX
     if index.is_file():
         try:
@@ -110,12 +119,38 @@ def _weights_problems(folder: Path, deep: bool) -> list[str]:
             return [msg] if msg else []
     for name in _BIN_WEIGHTS:
         if (folder / name).is_file():
-            msg = _zip_problem(folder / name, deep)
+            msg = _zip_problem(folder / name)
             return [msg] if msg else []
-    return ["no model weights (model.safetensors, an index with shards, adapter_model.*, or pytorch_model.bin)"]
+    return [NO_WEIGHTS]
 
 
-def check_checkpoint(path, *, deep: bool = False) -> CheckpointCheck:
+NO_WEIGHTS = "no model weights (model.safetensors, an index with shards, adapter_model.*, or pytorch_model.bin)"
+
+
+def refuse_broken_weights(folder) -> None:
+    """:class:`CheckpointError` naming the files when a model folder's weights are missing or cut short (a save that
+    was interrupted), before a loader fails on them with a message that names no file. A folder holding none of the
+    weight files checked here (sharded ``.bin`` files, say) is left to the loader."""
+    problems = [problem for problem in weights_problems(folder) if problem != NO_WEIGHTS]
+    if problems:
+        raise CheckpointError(f"{folder}: {'; '.join(problems)} (was its save interrupted?)", problems)
+
+
+def _counters_problems(folder: Path, step: int | None) -> list[str]:
+    """A trainer's counters file (GRPO's guards, SFT's token count), when there is one, parses and is of this step."""
+    problems = []
+    for name in (GUARDS_STATE, SFT_STATE):
+        if (folder / name).exists():
+            try:
+                saved = json.loads((folder / name).read_text(encoding="utf-8"))
+                if saved["global_step"] != step:
+                    problems.append(f"{name}: global_step {saved['global_step']} does not match the checkpoint")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                problems.append(f"{name}: unreadable ({type(e).__name__}: {e})")
+    return problems
+
+
+def check_checkpoint(path) -> CheckpointCheck:
     """Check one checkpoint folder; ``.problems`` lists everything wrong with it (empty: complete)."""
     folder = Path(path)
     match = CHECKPOINT_RE.match(folder.name)
@@ -134,7 +169,8 @@ def check_checkpoint(path, *, deep: bool = False) -> CheckpointCheck:
         check.problems.append(f"{TRAINER_STATE}: missing (transformers writes it last: the save was cut short)")
     except (OSError, ValueError, KeyError, TypeError) as e:
         check.problems.append(f"{TRAINER_STATE}: unreadable ({type(e).__name__}: {e})")
-    check.problems.extend(_weights_problems(folder, deep))
+    check.problems.extend(weights_problems(folder))
+    check.problems.extend(_counters_problems(folder, check.step))
     # save_only_model: no optimizer, scheduler, RNG or DeepSpeed state at all (resuming restarts those). A save cut
     # short before optimizer.pt was created has no trainer_state.json either, so it is refused above.
     state_files = ("optimizer.pt", "scheduler.pt", "latest")
@@ -149,7 +185,7 @@ def check_checkpoint(path, *, deep: bool = False) -> CheckpointCheck:
             for name in ("optimizer.pt", "scheduler.pt"):
                 if not (folder / name).is_file():
                     check.problems.append(f"{name}: missing")
-                elif msg := _zip_problem(folder / name, deep):
+                elif msg := _zip_problem(folder / name):
                     check.problems.append(msg)
         rng_files = sorted(folder.glob("rng_state*.pth"))
         if not rng_files:
@@ -161,7 +197,7 @@ def check_checkpoint(path, *, deep: bool = False) -> CheckpointCheck:
             if missing:
                 check.problems.append(f"{', '.join(missing)}: missing (each process writes its own)")
         for rng in rng_files:
-            if msg := _zip_problem(rng, deep):
+            if msg := _zip_problem(rng):
                 check.problems.append(msg)
     return check
 
@@ -175,10 +211,10 @@ def list_checkpoints(output_dir) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
 
-def latest_complete_checkpoint(output_dir, *, deep: bool = False) -> Path | None:
+def latest_complete_checkpoint(output_dir) -> Path | None:
     """The highest-step complete checkpoint in ``output_dir``; incomplete newer ones are logged and passed over."""
     for folder in reversed(list_checkpoints(output_dir)):
-        check = check_checkpoint(folder, deep=deep)
+        check = check_checkpoint(folder)
         if check.complete:
             return folder
         logger.warning("passing over incomplete checkpoint %s: %s", folder, "; ".join(check.problems))
@@ -190,7 +226,7 @@ RESUME_HELP = ("auto: continue from the latest complete checkpoint-N in output_d
                "incomplete); another folder: its latest complete checkpoint. Unset: start fresh.")
 
 
-def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
+def resolve_resume(value, output_dir) -> str | None:
     """Turn ``--resume_from_checkpoint`` into a checkpoint path for ``Trainer.train`` (or None: start fresh).
 
     * unset / empty / ``"false"``: None;
@@ -203,7 +239,7 @@ def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
     if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "false", "none")):
         return None
     if value is True or (isinstance(value, str) and value.strip().lower() in ("auto", "true", "latest")):
-        found = latest_complete_checkpoint(output_dir, deep=deep)
+        found = latest_complete_checkpoint(output_dir)
         if found is None:
             logger.info("resume_from_checkpoint=auto: no complete checkpoint in %s, starting from scratch", output_dir)
             return None
@@ -213,7 +249,7 @@ def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
     if not path.is_dir():
         raise CheckpointError(f"resume_from_checkpoint: {path} is not a folder", [f"{path}: not a folder"])
     if CHECKPOINT_RE.match(path.name) or (path / TRAINER_STATE).is_file():
-        check = check_checkpoint(path, deep=deep)
+        check = check_checkpoint(path)
         if not check.complete:
             raise CheckpointError(
                 f"resume_from_checkpoint: {path} is incomplete (was the save interrupted?):\n  "
@@ -222,7 +258,7 @@ def resolve_resume(value, output_dir, *, deep: bool = False) -> str | None:
                 check.problems,
             )
         return str(path)
-    found = latest_complete_checkpoint(path, deep=deep)
+    found = latest_complete_checkpoint(path)
     if found is None:
         raise CheckpointError(f"resume_from_checkpoint: no complete checkpoint-N folder in {path}")
     return str(found)
@@ -232,9 +268,12 @@ class ResumeWeightsMixin:
     """A ``Trainer`` mixin (GRPO through ``GuardsMixin``, and SFT) that resumes a checkpoint's weights correctly, and
     carries the trainer's own counters across a resume: a subclass names ``counters_file`` and implements
     ``_counters_to_save`` / ``_restore_counters``. The file is written into each checkpoint before transformers'
-    files, so it is never newer than the ``trainer_state.json`` written last, and read back on resume."""
+    files, so it is never newer than the ``trainer_state.json`` written last, and read back on resume. So are the
+    run's records, by ``write_records(folder)`` when set (``trainer.callbacks.RecordSaver.write``): a checkpoint
+    that counts as complete has them."""
 
     counters_file: str | None = None
+    write_records = None  # a callable taking the checkpoint folder
 
     def _counters_to_save(self) -> dict:
         return {}
@@ -243,19 +282,26 @@ class ResumeWeightsMixin:
         pass
 
     def _save_checkpoint(self, model, trial):
-        if self.counters_file and self.args.should_save:
+        if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, self.counters_file), "w", encoding="utf-8") as handle:
-                json.dump({"global_step": self.state.global_step, **self._counters_to_save()}, handle)
+            if self.write_records is not None:
+                self.write_records(folder)
+            if self.counters_file:
+                with open(os.path.join(folder, self.counters_file), "w", encoding="utf-8") as handle:
+                    json.dump({"global_step": self.state.global_step, **self._counters_to_save()}, handle)
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         path = os.path.join(checkpoint, self.counters_file) if checkpoint and self.counters_file else None
         if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                self._restore_counters(json.load(handle))
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    self._restore_counters(json.load(handle))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e}); resume from an earlier "
+                                      "checkpoint") from e
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Load the checkpoint's weights through ``from_pretrained`` (transformers 5.23 bug workaround).
@@ -270,11 +316,9 @@ class ResumeWeightsMixin:
         from transformers import PreTrainedModel
 
         target = model if model is not None else self.model
-        full_weights = any(
-            os.path.isfile(os.path.join(resume_from_checkpoint, name))
-            for name in ("model.safetensors", "model.safetensors.index.json")
-        )
-        adapter = os.path.isfile(os.path.join(resume_from_checkpoint, "adapter_config.json"))
+        full_weights = any(os.path.isfile(os.path.join(resume_from_checkpoint, name))
+                           for name in (_SAFETENSORS_WEIGHTS[0], _INDEX))  # fmt: skip
+        adapter = is_adapter_folder(resume_from_checkpoint)
         lora_run = hasattr(target, "peft_config")
         if adapter and not lora_run:
             raise CheckpointError(f"{resume_from_checkpoint} holds a LoRA adapter but this run trains every parameter: "

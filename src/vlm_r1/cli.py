@@ -49,13 +49,12 @@ def _pipeline(argv: list[str]) -> int:
 
 
 def _make_tiny(argv: list[str]) -> int:
-    from .modules import supported_model_types
-    from .tiny import make_tiny
+    from .tiny import MODEL_TYPES, make_tiny
 
     parser = argparse.ArgumentParser(prog="vlm-r1 make-tiny", description="Build an offline tiny VLM checkpoint.")
     parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
-    parser.add_argument("--model_type", default="qwen2_vl", choices=supported_model_types(),
-                        help=f"one of {', '.join(supported_model_types())} (default: qwen2_vl)")
+    parser.add_argument("--model_type", default="qwen2_vl", choices=MODEL_TYPES,
+                        help=f"one of {', '.join(MODEL_TYPES)} (default: qwen2_vl)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     path = make_tiny(args.out, model_type=args.model_type, seed=args.seed)

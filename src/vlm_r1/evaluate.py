@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import ModelArguments, check_model_args
 from .data import check_question_template
 from .evaluation.runner import TASKS, GenerationSettings
-from .recipe import RecipeParser, refusing_options
+from .recipe import RecipeParser, check_output_dir, refusing_options
 
 logger = logging.getLogger("vlm_r1")
 
@@ -49,17 +49,19 @@ class EvalArguments:
         default=True, metadata={"help": "false: ignore the checkpoint's vlm_r1_prompt.json; unset --question_template "
                                         "and --system_prompt then mean the model module's template and no system prompt."}
     )
-    batch_size: int = field(default=32, metadata={"help": "Rows per generate() call."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Longest completion."})
-    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with do_sample)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (with do_sample)."})
-    num_samples: int = field(
-        default=1, metadata={"help": "Completions per row (needs do_sample); adds best_of_<k> to the metrics."}
-    )
-    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    # the generation defaults are GenerationSettings' own
+    batch_size: int = field(default=GenerationSettings.batch_size, metadata={"help": "Rows per generate() call."})
+    max_new_tokens: int = field(default=GenerationSettings.max_new_tokens, metadata={"help": "Longest completion."})
+    do_sample: bool = field(default=GenerationSettings.do_sample, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float = field(default=GenerationSettings.temperature,
+                               metadata={"help": "Sampling temperature (with do_sample)."})  # fmt: skip
+    top_p: float = field(default=GenerationSettings.top_p, metadata={"help": "Nucleus sampling mass (with do_sample)."})
+    num_samples: int = field(default=GenerationSettings.num_samples, metadata={
+        "help": "Completions per row (needs do_sample); adds best_of_<k> to the metrics."})  # fmt: skip
+    seed: int = field(default=GenerationSettings.seed, metadata={"help": "Sampling seed."})
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N rows of each file."})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bar (one per data file, in rows)."})
     allow_images_outside_root: bool = field(
         default=False, metadata={"help": "Allow image paths that resolve outside image_root."}
     )
@@ -154,12 +156,15 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, args, settings = parse_args(argv)
 
     import torch
+    from tqdm.auto import tqdm
 
     from .data import load_rows
     from .evaluation.runner import evaluate_samples, row_tasks, write_json
     from .loading import check_model_options, load_policy
 
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
+    if args.output_dir:
+        check_output_dir(args.output_dir)
     rows = {}  # read and check every file before the model loads
     for path in args.data:
         samples = list(load_rows(path, args.image_root, allow_outside_root=args.allow_images_outside_root))
@@ -173,11 +178,11 @@ def main(argv: list[str] | None = None) -> dict:
     model.to(device)
     results = {}
     for path, samples in rows.items():
-        result = evaluate_samples(
-            model, processor, module, samples, template, system_prompt, settings, args.task
-        )
-        result.update(model=model_args.model_name_or_path, data=str(Path(path).resolve()))
         name = Path(path).stem
+        with tqdm(total=len(samples), desc=name, unit="row", disable=args.disable_tqdm) as bar:
+            result = evaluate_samples(model, processor, module, samples, template, system_prompt, settings, args.task,
+                                      progress=lambda done, total: bar.update(done - bar.n))  # fmt: skip
+        result.update(model=model_args.model_name_or_path, data=str(Path(path).resolve()))
         if args.output_dir:
             out = write_json(result, Path(args.output_dir) / f"{name}.json")
             logger.info("%s: wrote %s", name, out)

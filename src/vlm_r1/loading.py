@@ -53,9 +53,9 @@ def _check_pixel_bounds(processor, model_args: ModelArguments) -> None:
 
 
 def _refuse_adapter_folder(path: str) -> None:
-    if (Path(path) / "adapter_config.json").is_file():
-        from .checkpoints import CheckpointError
+    from .checkpoints import CheckpointError, is_adapter_folder
 
+    if is_adapter_folder(path):
         raise CheckpointError(
             f"{path} is a LoRA adapter folder, not a full checkpoint: merge it first with "
             f"`vlm-r1 merge-lora --adapter {path} --out MERGED_DIR`"
@@ -90,6 +90,9 @@ def load_policy(model_args: ModelArguments, trust_remote_code: bool = False):
     folder = Path(model_args.model_name_or_path)
     if folder.is_dir():  # its absolute path goes into the model's config and into every adapter_config.json trained
         # from it, so that `merge-lora` finds the base whichever folder it runs in
+        from .checkpoints import refuse_broken_weights
+
+        refuse_broken_weights(folder)  # one line naming the file, not the loader's traceback
         model_args = dataclasses.replace(model_args, model_name_or_path=str(folder.resolve()))
     module = module_for_checkpoint(
         model_args.model_name_or_path, trust_remote_code=trust_remote_code, revision=model_args.model_revision

@@ -18,11 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-def is_adapter_folder(path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
+from .checkpoints import ADAPTER_CONFIG, is_adapter_folder, refuse_broken_weights
+from .recipe import check_output_dir
 
 
 def adapter_base(adapter_dir) -> tuple[str, str]:
@@ -53,6 +50,8 @@ def merge_lora(
     adapter_dir = Path(adapter_dir)
     if not is_adapter_folder(adapter_dir):
         raise FileNotFoundError(f"{adapter_dir} has no {ADAPTER_CONFIG}: not a LoRA adapter folder")
+    check_output_dir(out_dir, "out")
+    refuse_broken_weights(adapter_dir)
     recorded = base is None
     if recorded:
         base, recorded_revision = adapter_base(adapter_dir)
@@ -69,6 +68,8 @@ def merge_lora(
     from .base_record import check_base
 
     check_base(adapter_dir, base)
+    if Path(base).is_dir():
+        refuse_broken_weights(base)
     if dtype == "auto":
         from transformers import AutoConfig
 

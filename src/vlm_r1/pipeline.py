@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # `vlm-r1 train` options the pipeline sets itself (from --grpo_recipe, --warm_start and --work_dir)
 PIPELINE_OWNED = {"config": "--grpo_recipe", "model_name_or_path": "--warm_start",
-                  "train_data": "--n_train / --data_seed", "output_dir": "--work_dir"}
+                  "train_data": "--n_train / --data_seed", "output_dir": "--work_dir",
+                  "resume_from_checkpoint": "nothing: an interrupted stage resumes from its latest checkpoint"}
 
 
 def list_fields() -> set[str]:
@@ -134,12 +135,17 @@ def write_stamp(stamp: Path, inputs: dict) -> None:
 def run_stage_in(out: Path, inputs: dict, force: bool, run) -> Path:
     """Run a training stage (``run()``) into ``out``, cached: reused when its DONE stamp holds ``inputs`` and the
     files it finished with (a deleted or rewritten weight file redoes it); resumed when an interrupted run was
-    started with the same ``inputs`` (its STARTED stamp); otherwise, or with ``force``, deleted and redone from
-    scratch, so no checkpoint-N made with other inputs is ever resumed."""
+    started with the same ``inputs`` (its STARTED stamp; the stage's command resumes its latest checkpoint-N);
+    otherwise, or with ``force``, deleted and redone from scratch, so no checkpoint-N made with other inputs is ever
+    resumed."""
     done_stamp, started = out / "DONE", out / "STARTED"
     if not force and out.is_dir() and is_fresh(done_stamp, {**inputs, "outputs": _outputs_id(out)}):
         return out
     if out.exists() and (force or done_stamp.exists() or not is_fresh(started, inputs)):
+        checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
+        if checkpoints and not done_stamp.exists():
+            print(f"deleting {out} ({', '.join(checkpoints)}): an interrupted run with other inputs"
+                  f"{' (--force)' if force else ''}; this one starts from scratch")  # fmt: skip
         shutil.rmtree(out)
     write_stamp(started, inputs)
     run()
@@ -155,7 +161,9 @@ def _outputs_id(out: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------- stages
 def data_paths(work: Path) -> dict[str, Path]:
     """Where make_data writes each split's JSONL."""
-    return {split: work / "data" / f"rec_{split}.jsonl" for split in ("train", *EVAL_SPLITS)}
+    from .synthetic import split_file
+
+    return {split: split_file(work / "data", "rec", split) for split in ("train", *EVAL_SPLITS)}
 
 
 def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int) -> dict[str, Path]:
@@ -192,7 +200,7 @@ def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str,
     def run():
         base = make_tiny(work / "tiny_init", model_type=model_type)
         sft_main(["--config", recipe, "--model_name_or_path", str(base), "--train_data", str(train_data),
-                  "--output_dir", str(out), *extra])  # fmt: skip
+                  "--output_dir", str(out), *extra, "--resume_from_checkpoint", "auto"])  # fmt: skip
 
     return run_stage_in(out, inputs, False, run)
 
@@ -269,7 +277,7 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
         if "--num_train_epochs" in extra:
             raise ValueError("--grpo_max_steps and --grpo_args num_train_epochs=... both set GRPO's length: keep one")
         argv += ["--max_steps", str(args.grpo_max_steps)]
-    return argv + extra
+    return argv + extra + ["--resume_from_checkpoint", "auto"]  # an interrupted stage goes on from its checkpoint
 
 
 # ModelArguments fields that change how a checkpoint is read (not how it trains): evaluation uses GRPO's.
@@ -278,23 +286,25 @@ LOADING_OPTIONS = ("dtype", "attn_implementation", "min_pixels", "max_pixels", "
 
 @dataclass(frozen=True)
 class EvalSetup:
-    """What the evaluations take from the GRPO command line, so they see what GRPO trained on."""
+    """What the evaluations take from the GRPO command line, so they see what GRPO trained on, and where its report
+    goes."""
 
     question_template: str | None = None
     system_prompt: str | None = None
     model_options: dict = field(default_factory=dict)  # LOADING_OPTIONS set away from their defaults
+    report_dir: str | None = None  # GRPO's report_dir, where the training reward is read from afterwards
 
 
 def eval_setup(train_argv: list[str]) -> EvalSetup:
-    """The prompt (question_template, system_prompt) and loading options (image resolution, dtype, attention) of
-    the GRPO run, parsed (recipe + overrides) as `vlm-r1 train` parses them."""
+    """The prompt (question_template, system_prompt), loading options (image resolution, dtype, attention) and
+    report_dir of the GRPO run, parsed (recipe + overrides) as `vlm-r1 train` parses them."""
     from .config import ModelArguments
     from .train import parse_args
 
-    data_args, model_args, _ = parse_args(train_argv)
+    data_args, model_args, training_args = parse_args(train_argv)
     defaults = ModelArguments()
     options = {n: getattr(model_args, n) for n in LOADING_OPTIONS if getattr(model_args, n) != getattr(defaults, n)}
-    return EvalSetup(data_args.question_template, data_args.system_prompt, options)
+    return EvalSetup(data_args.question_template, data_args.system_prompt, options, training_args.report_dir)
 
 
 def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path, batch_size: int, max_new_tokens: int,
@@ -314,8 +324,11 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
         if setup.model_options:  # (absent when none is set)
             inputs["model_options"] = setup.model_options
         if path.exists() and is_fresh(stamp, inputs) and not force:
-            results[split] = json.loads(path.read_text())
-            continue
+            try:
+                results[split] = json.loads(path.read_text())
+                continue
+            except (OSError, ValueError) as e:
+                print(f"{path}: unreadable ({type(e).__name__}), evaluating again")
         stamp.unlink(missing_ok=True)
         if model is None:
             model, processor, module = load_policy(ModelArguments(model_name_or_path=str(checkpoint), **setup.model_options))
@@ -339,14 +352,15 @@ def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Pa
     return run_stage_in(out, inputs, force, lambda: train_main(argv))
 
 
-def grpo_outcome(grpo_dir: Path) -> str:
-    """The GRPO run's training reward, first vs last logged steps (from its report), and its checkpoint."""
+def grpo_outcome(grpo_dir: Path, report_dir: str | None = None) -> str:
+    """The GRPO run's training reward, first vs last logged steps (from its log history), and its checkpoint."""
+    from .report import find_log_history
     from .train import reward_summary
 
-    history = grpo_dir / "report" / "log_history.json"
-    start, end = (None, None)
-    if history.exists():
-        start, end = reward_summary(json.loads(history.read_text())["log_history"])
+    try:
+        start, end = reward_summary(find_log_history(grpo_dir, report_dir)[0])
+    except FileNotFoundError:
+        start, end = None, None
     reward = f"GRPO training reward {start:.3f} -> {end:.3f} (first/last 5 logged steps); " if start is not None else ""
     return f"{reward}GRPO checkpoint: {grpo_dir}"
 
@@ -454,7 +468,7 @@ def main(argv: list[str] | None = None) -> dict:
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
     print("\n" + format_comparison(table))
     print("\ntimings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    print(grpo_outcome(grpo_dir))
+    print(grpo_outcome(grpo_dir, setup.report_dir))
     print(f"summary: {work / 'summary.json'}")
     return summary
 

@@ -45,6 +45,25 @@ class OptionError(ValueError):
     (no traceback) and exits with status 2."""
 
 
+def check_output_dir(path, option: str = "output_dir") -> None:
+    """:class:`OptionError` unless ``path`` is a folder, or can become one, that this process may write in: found
+    before anything is loaded, not when the first file is written after a long evaluation or training. Tried by
+    writing a temporary file in the folder, or in its nearest existing parent; nothing is left behind."""
+    import tempfile
+    from pathlib import Path
+
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OptionError(f"--{option} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OptionError(f"--{option} {path}: cannot write in {existing} ({e.strerror or e})") from e
+
+
 @contextmanager
 def refusing_options():
     """Around parsing and checking a command's options: any ValueError raised there becomes an :class:`OptionError`."""

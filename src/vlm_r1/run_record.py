@@ -111,8 +111,10 @@ def read_run_record(folder) -> dict | None:
 
 
 def differences(recorded: dict, record: dict, limit: int = 12) -> list[str]:
-    """``name: recorded -> now`` for each setting that differs (at most ``limit``, then a count)."""
-    names = sorted(k for k in set(recorded) | set(record) if recorded.get(k) != record.get(k))
+    """``name: recorded -> now`` for each setting both records hold that differs (at most ``limit``, then a count).
+    A setting only one of them holds is not a difference: a record written by an older vlm-r1, or under a TRL that
+    had fewer fields, lacks some."""
+    names = sorted(k for k in set(recorded) & set(record) if recorded[k] != record[k])
     shown = [f"{k}: {json.dumps(recorded.get(k))[:60]} -> {json.dumps(record.get(k))[:60]}" for k in names[:limit]]
     return shown + ([f"... and {len(names) - limit} more"] if len(names) > limit else [])
 
@@ -130,7 +132,8 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
 
     resume = resolve_resume(resume_value, output_dir)
     if resume is None:
-        others = [(c, r) for c in list_checkpoints(output_dir) if (r := read_run_record(c)) is not None and r != record]
+        others = [(c, r) for c in list_checkpoints(output_dir)
+                  if (r := read_run_record(c)) is not None and differences(r, record)]  # fmt: skip
         if others:
             raise CheckpointError(
                 f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c, _ in others)}; "
@@ -138,7 +141,9 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
                 "checkpoints with them, and save_total_limit would delete theirs. Use a new output_dir, or delete them")
         return None, None
     recorded = read_run_record(resume)
-    if recorded is not None and recorded != record:
+    if recorded is not None and (unrecorded := sorted(set(record) - set(recorded))):
+        logger.info("%s records no %s (an older vlm-r1 or TRL): not compared", resume, ", ".join(unrecorded))
+    if recorded is not None and differences(recorded, record):
         raise CheckpointError(
             f"{resume} was made by a run with other settings ({'; '.join(differences(recorded, record))}): resuming "
             f"it would continue that run. Use a new output_dir for this one; to continue {resume} with these settings "
@@ -172,19 +177,19 @@ def settle_start(data_args, model_args, training_args) -> tuple[dict, str | None
 
 
 def keep_final_weights(checkpoint, output_dir) -> None:
-    """For a run that had nothing left to train: when ``output_dir`` holds no final weights (the run stopped after
-    its last checkpoint and before its final save), copy the model files of ``checkpoint`` there, as the final save
-    would have written them (weights, configs, processor, records; no optimizer, scheduler or RNG state)."""
+    """For a run that had nothing left to train: unless ``output_dir`` holds whole final weights and each model file
+    of ``checkpoint`` (the run stopped after its last checkpoint, before or during its final save), copy the model
+    files of ``checkpoint`` there, as the final save would have written them (weights, configs, processor, records;
+    no optimizer, scheduler or RNG state)."""
     import shutil
 
-    from .checkpoints import GUARDS_STATE, SFT_STATE, TRAINER_STATE, WEIGHT_FILES
+    from .checkpoints import TRAINING_STATE_FILES, weights_problems
 
     out = Path(output_dir)
-    if any((out / name).is_file() for name in WEIGHT_FILES):
+    model_files = [path for path in Path(checkpoint).iterdir() if path.is_file()
+                   and path.name not in TRAINING_STATE_FILES and not path.name.startswith("rng_state")]  # fmt: skip
+    if not weights_problems(out) and all((out / p.name).is_file() for p in model_files):
         return
-    training_state = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", TRAINER_STATE, GUARDS_STATE,
-                      SFT_STATE)  # fmt: skip
-    for path in Path(checkpoint).iterdir():
-        if path.is_file() and path.name not in training_state and not path.name.startswith("rng_state"):
-            shutil.copy2(path, out / path.name)
-    logger.info("copied the model files of %s to %s", checkpoint, out)
+    for path in model_files:
+        shutil.copy2(path, out / path.name)
+    logger.info("copied the model files of %s to %s (its final save had not finished)", checkpoint, out)

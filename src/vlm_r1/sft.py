@@ -21,7 +21,7 @@ from trl import SFTConfig
 
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_training_args
-from .recipe import RecipeParser, refusing_options
+from .recipe import RecipeParser, check_output_dir, refusing_options
 from .train import RunRows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
 
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     from .trainer.sft import to_sft_dataset
 
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
+    check_output_dir(args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
     record, resume, finished = settle_start(data_args, model_args, args)
@@ -198,7 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
         peft_config=peft_config,
     )
     base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
-    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base, record))
+    records = RecordSaver(template, data_args.system_prompt, base, record)
+    trainer.add_callback(records)
+    trainer.write_records = records.write  # into each checkpoint, before its trainer_state.json
     if args.max_train_seconds is not None or args.stop_at_step is not None:
         trainer.add_callback(_stop_callback(args.max_train_seconds, args.stop_at_step))
     logger.info("model: %s (%s), %s", model_args.model_name_or_path, type(module).__name__, describe_parameters(trainer.model))

@@ -386,6 +386,11 @@ def make_example(task: str, split: str, index: int, seed: int = 0, image_size: i
     return Example(image, tuple(specs), question, answer, task, task)
 
 
+def split_file(out_dir, task: str, split: str) -> Path:
+    """Where :func:`write_split` writes the JSONL of ``task``'s ``split`` in ``out_dir``."""
+    return Path(out_dir) / f"{task}_{split}.jsonl"
+
+
 def write_split(out_dir, task: str, split: str, n: int, seed: int = 0, image_size: int = 112) -> Path:
     """Write ``n`` examples as ``out_dir/images/{task}_{split}_{i:06d}.png`` and ``out_dir/{task}_{split}.jsonl``.
 
@@ -399,7 +404,7 @@ def write_split(out_dir, task: str, split: str, n: int, seed: int = 0, image_siz
         raise ValueError(f"n must be a whole number >= 0, got {n!r}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jsonl = out / f"{task}_{split}.jsonl"
+    jsonl = split_file(out, task, split)
     tmp = jsonl.with_name(jsonl.name + ".tmp")
     try:
         _write_rows(tmp, out, task, split, n, seed, image_size)

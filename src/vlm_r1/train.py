@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args
-from .recipe import RecipeParser, refusing_options
+from .recipe import RecipeParser, check_output_dir, refusing_options
 
 logger = logging.getLogger("vlm_r1")
 
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     from .trainer.dataset import to_hf_dataset
 
     check_model_options(model_args, training_args.trust_remote_code)  # before the data: a refused option costs nothing
+    check_output_dir(training_args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
     record, resume, finished = settle_start(data_args, model_args, training_args)
@@ -238,7 +239,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     trainer.add_callback(ReportCallback(trainer))
     base = base_record(model.name_or_path) if model_args.use_peft else None  # what the adapter needs
-    trainer.add_callback(RecordSaver(template, data_args.system_prompt, base, record))
+    records = RecordSaver(template, data_args.system_prompt, base, record)
+    trainer.add_callback(records)
+    trainer.write_records = records.write  # into each checkpoint, before its trainer_state.json
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback if training_args.disable_tqdm else ProgressCallback)

@@ -6,7 +6,7 @@ accuracy.
 original-image pixels, so other trainers (GRQO) call them directly. See docs/evaluation.md.
 """
 
-from .answers import answer_metrics, classification_metrics
+from .answers import answer_metrics
 from .compare import hits, paired_bootstrap
 from .counting import counting_metrics
 from .detection import ImageAnnotations, ScoredBoxes, coco_metrics, coco_metrics_from_dicts, detections_from_answer
@@ -16,7 +16,6 @@ __all__ = [
     "ImageAnnotations",
     "ScoredBoxes",
     "answer_metrics",
-    "classification_metrics",
     "coco_metrics",
     "coco_metrics_from_dicts",
     "counting_metrics",

@@ -34,8 +34,3 @@ def answer_metrics(task: str, answers: Sequence[ParsedAnswer], solutions: Sequen
         "answered": sum(a.answer is not None for a in answers) / n if n else 0.0,
         "n": n,
     }
-
-
-def classification_metrics(answers: Sequence[ParsedAnswer], solutions: Sequence[Any]) -> dict[str, float]:
-    """:func:`answer_metrics` of the classification task (the ``cls_match`` rule)."""
-    return answer_metrics("classification", answers, solutions)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .rec import HIT_IOU
+
 
 def paired_bootstrap(before: Sequence[float], after: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict:
     """``{"before", "after", "delta", "ci95": [lo, hi], "n"}`` for per-row scores (e.g. 0/1 hits)."""
@@ -27,6 +29,6 @@ def paired_bootstrap(before: Sequence[float], after: Sequence[float], n_boot: in
             "ci95": [float(lo), float(hi)], "n": n}  # fmt: skip
 
 
-def hits(result: dict, task: str = "rec", threshold: float = 0.5) -> list[float]:
-    """Per-row 0/1 hits of an evaluation result (first completion): score >= threshold."""
-    return [float(p["scores"][0] >= threshold) for p in result["predictions"] if p["task"] == task]
+def hits(result: dict) -> list[float]:
+    """Per-row 0/1 REC hits of an evaluation result (first completion): IoU >= ``rec.HIT_IOU``."""
+    return [float(p["scores"][0] >= HIT_IOU) for p in result["predictions"] if p["task"] == "rec"]

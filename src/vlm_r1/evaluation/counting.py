@@ -1,6 +1,6 @@
 """Counting accuracy: the ``<answer>`` must be exactly the right number (a numeral or an English number word).
 
-The rule is the ``number_match`` reward's (:mod:`vlm_r1.rewards.counting`), so training and evaluation agree:
+The rule is the ``number_match`` reward's (:mod:`vlm_r1.rewards.short_answers`), so training and evaluation agree:
 "3", "3.0" and "three" match 3; "about 3", "3 or 4" and a missing ``<answer>`` do not. Also reported: the mean
 absolute error over the answers that are a number by the same rule (``mae_answered``; "three" is 3, "nan", "inf"
 and "1e999" are not numbers; an error too large for a float, such as 1e308 against -1e308, is ``inf`` and is
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..rewards.counting import parse_number
+from ..rewards.short_answers import parse_number
 from ..rewards.parsing import ParsedAnswer, load_solution
 from .answers import answer_metrics
 

@@ -17,6 +17,7 @@ from ..rewards.parsing import ParsedAnswer
 from ..rewards.registry import get_reward
 
 Box = Sequence[float]
+HIT_IOU = 0.5  # a REC answer is a hit at IoU >= 0.5 (Acc@0.5), the metric and the iou_acc reward alike
 
 
 def rec_scores(answers: Sequence[ParsedAnswer], solutions: Sequence[Any]) -> list[float]:
@@ -36,7 +37,7 @@ def rec_ious(predictions: Sequence[Box | None], ground_truth: Sequence[Box]) -> 
     return out
 
 
-def rec_summary(ious: Sequence[float], answered: Sequence[bool], thresholds: Sequence[float] = (0.5,)) -> dict:
+def rec_summary(ious: Sequence[float], answered: Sequence[bool], thresholds: Sequence[float] = (HIT_IOU,)) -> dict:
     """``{"acc@0.5": …, "mean_iou": …, "answered": …, "n": N}`` from per-row IoUs (fractions in [0, 1])."""
     ious = np.asarray(ious, dtype=np.float64)
     n = len(ious)
@@ -48,7 +49,7 @@ def rec_summary(ious: Sequence[float], answered: Sequence[bool], thresholds: Seq
 
 
 def rec_metrics(
-    predictions: Sequence[Box | None], ground_truth: Sequence[Box], thresholds: Sequence[float] = (0.5,)
+    predictions: Sequence[Box | None], ground_truth: Sequence[Box], thresholds: Sequence[float] = (HIT_IOU,)
 ) -> dict[str, float]:
     """Metrics of predicted boxes (or None) against ground-truth boxes; ``answered`` = fraction not None.
 

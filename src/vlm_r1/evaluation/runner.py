@@ -10,8 +10,8 @@
    model's frame to pixels of the row's first original image by ``VLMModule.answer_to_original`` (the one
    conversion the GRPO trainer uses too).
 3. Rows are grouped by task and each group is scored by its evaluator: :mod:`.rec`, :mod:`.detection`,
-   :mod:`.counting`, :mod:`.classification` (per-row scores are the matching rewards'). Every row counts; nothing
-   is capped.
+   :mod:`.counting`, :mod:`.answers` (classification, multiple choice, yes/no); per-row scores are the matching
+   rewards'. Every row counts; nothing is capped.
 
 The result is a plain dict (``metrics`` per task, ``predictions`` per row) that :func:`write_json` saves.
 """
@@ -32,13 +32,12 @@ import torch
 from ..data import DataError, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
-from ..rewards.dispatch import TASK_REWARDS, validate_solution
+from ..rewards.dispatch import task_validator, validate_solution
 from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
-from ..rewards.registry import get_validator, list_rewards
 from .answers import ANSWER_TASKS, answer_metrics, answer_scores
 from .counting import counting_metrics
 from .detection import ImageAnnotations, coco_metrics, detections_from_answer
-from .rec import rec_scores, rec_summary
+from .rec import HIT_IOU, rec_scores, rec_summary
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +62,8 @@ def reward_task(reward: str | None) -> str | None:
     """The task of a row's ``reward`` column: a task name ("mc", "counting", ...) or an accuracy reward ("iou",
     "det_iou", ...) gives the task whose reward checks ground truth the same way; None for a row that names no
     reward or a 'package.module:function' one (its task is then read from the ground truth's shape)."""
-    name = TASK_REWARDS.get(reward, reward)
-    if name is None or name not in list_rewards():
-        return None
-    validator = get_validator(name)
-    return next((t for t in TASKS if validator is not None and get_validator(TASK_REWARDS[t]) is validator), None)
+    validator = task_validator(reward)
+    return next((t for t in TASKS if validator is not None and task_validator(t) is validator), None)
 
 
 def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
@@ -89,9 +85,6 @@ def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
     return tasks
 
 
-_SAMPLING_DEFAULTS = {"num_samples": 1, "temperature": 1.0, "top_p": 1.0, "seed": 0}
-
-
 @dataclass
 class GenerationSettings:
     batch_size: int = 32
@@ -108,10 +101,13 @@ class GenerationSettings:
         if not self.temperature > 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
         if not self.do_sample:
-            changed = [k for k, default in _SAMPLING_DEFAULTS.items() if getattr(self, k) != default]
+            changed = [k for k in _SAMPLING_KNOBS if getattr(self, k) != getattr(GenerationSettings, k)]
             if changed:
                 raise ValueError(f"{', '.join(changed)} only apply when sampling (greedy decoding ignores them): "
                                  "add --do_sample, or leave them at their defaults")  # fmt: skip
+
+
+_SAMPLING_KNOBS = ("num_samples", "temperature", "top_p", "seed")  # what greedy decoding ignores
 
 
 # The decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry beams, a
@@ -253,7 +249,7 @@ def evaluate_samples(
             for i, value in zip(idx, _score_rows(name, [answers[i][j] for i in idx], group)):
                 scores[i].append(value)
         if settings.num_samples > 1 and name != "detection":
-            hit = (lambda v: v >= 0.5) if name == "rec" else (lambda v: v >= 1.0)
+            hit = (lambda v: v >= HIT_IOU) if name == "rec" else (lambda v: v >= 1.0)
             metrics[name][f"best_of_{settings.num_samples}"] = sum(any(hit(v) for v in scores[i]) for i in idx) / len(idx)
 
     predictions = []
@@ -288,9 +284,12 @@ def _finite_json(value):
 
 
 def write_json(result: dict, path) -> Path:
-    """Write ``result`` as standard JSON (``jq`` and JavaScript read it; no NaN or Infinity literals)."""
+    """Write ``result`` as standard JSON (``jq`` and JavaScript read it; no NaN or Infinity literals), whole or not at
+    all: through a temporary file renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_finite_json(result), indent=1, default=str, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text + "\n", encoding="utf-8")
+    partial.replace(path)
     return path

@@ -136,10 +136,6 @@ class VLMModule:
         x1, y1, x2, y2 = box
         return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
 
-    def is_vision_param(self, name: str) -> bool:
-        """True for the vision encoder and the projector (everything that is not the language model)."""
-        return any(key in name for key in self.vision_keywords) or self.is_projector_param(name)
-
     def is_projector_param(self, name: str) -> bool:
         return any(key in name for key in self.projector_keywords)
 

@@ -46,9 +46,3 @@ class InternVLModule(VLMModule):
     def model_input_size(self, processor, original_size: Size) -> Size:
         # The relative frame does not depend on the tiling.
         return original_size
-
-    @staticmethod
-    def num_tiles(processor, original_size: Size) -> int:
-        """Tiles one image of ``original_size`` (width, height) becomes, thumbnail included."""
-        width, height = original_size
-        return processor.image_processor.get_number_of_image_patches(height, width, {"crop_to_patches": True})

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 from pathlib import Path
 
+from ..checkpoints import TRAINER_STATE, list_checkpoints
 from .curves import write_curves
 from .draw import display_scale, draw_answer, ground_truth_boxes, tile
 from .gallery import Gallery, pick_groups
@@ -46,8 +46,8 @@ def find_log_history(output_dir: str | Path, report_dir: str | Path | None = Non
     if root.is_file():
         places, checkpoints = [root], []
     else:
-        places = [root / "trainer_state.json", root / "report" / "log_history.json"]
-        checkpoints = sorted(root.glob("checkpoint-*/trainer_state.json"), key=lambda p: _step_of(p.parent.name))
+        places = [root / TRAINER_STATE, root / "report" / "log_history.json"]
+        checkpoints = [folder / TRAINER_STATE for folder in list_checkpoints(root)]
     found = [(history, path) for path in places if (history := _read_history(path)) is not None]
     newest = next(((history, path) for path in reversed(checkpoints) if (history := _read_history(path)) is not None),
                   None)  # fmt: skip
@@ -79,11 +79,6 @@ def _read_history(path: Path) -> list[dict] | None:
         logger.warning("%s: holds no log history; skipped", path)
         return None
     return history
-
-
-def _step_of(name: str) -> int:
-    match = re.search(r"(\d+)$", name)
-    return int(match.group(1)) if match else -1
 
 
 def main(argv: list[str] | None = None) -> int:

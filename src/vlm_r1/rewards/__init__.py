@@ -2,7 +2,7 @@
 
 Importing this package registers every built-in reward (see docs/rewards.md for the table).
 """
-from . import classification, counting, detection, dispatch, format, ovd, rec, shaping  # noqa: F401  (register)
+from . import classification, detection, dispatch, format, ovd, rec, shaping, short_answers  # noqa: F401  (register)
 from .dispatch import TASK_REWARDS, make_accuracy_reward, make_row_check, validate_solution
 from .parsing import Detection, ParsedAnswer, answers_from, completion_text, parse_answer
 from .registry import get_reward, list_rewards, register_reward

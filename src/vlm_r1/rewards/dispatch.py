@@ -129,14 +129,18 @@ def _score_some(fn, name: str, completions, kwargs: dict, idx: list[int]) -> lis
     return out
 
 
+def task_validator(reward: str | None):
+    """The ground-truth validator of a task name or reward name, which is what makes two rewards one task (``iou``
+    and ``rec`` are one; ``cls_match`` and ``yes_no`` are not, although "yes" is a class name to the first); None for
+    None or a name with no ground truth."""
+    return None if reward is None else get_validator(TASK_REWARDS.get(reward, reward))
+
+
 def same_task(reward_name: str, row_reward: str | None) -> bool:
     """Whether the accuracy reward ``reward_name`` scores a row whose ``reward`` column is ``row_reward``: the row
-    names no reward, or one of the same task (the same ground-truth validator: ``iou`` scores a row naming ``rec``,
-    ``cls_match`` does not score one naming ``yes_no``, although "yes" is a class name to it)."""
-    if row_reward is None:
-        return True
-    validator = get_validator(TASK_REWARDS.get(row_reward, row_reward))  # None for a name with no ground truth
-    return validator is not None and validator is get_validator(reward_name)
+    names no reward, or one of the same task (:func:`task_validator`)."""
+    validator = task_validator(row_reward)
+    return row_reward is None or (validator is not None and validator is task_validator(reward_name))
 
 
 def scoped_to_row_task(name: str):

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 import time
 
-from pathlib import Path
-
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from ..base_record import save_base_record
@@ -94,8 +92,9 @@ class LinePrinter(_CompactLines, PrinterCallback):
 
 
 class RecordSaver(TrainerCallback):
-    """Writes the run's records into each checkpoint-N as it is saved and, at the end of training, into the output
-    folder the final model is saved to: ``vlm_r1_prompt.json`` (the question template and system prompt in effect),
+    """Writes the run's records into each checkpoint-N (:meth:`write`, called by the trainer before transformers'
+    files: ``checkpoints.ResumeWeightsMixin.write_records``) and, at the end of training, into the output folder the
+    final model is saved to: ``vlm_r1_prompt.json`` (the question template and system prompt in effect),
     ``vlm_r1_run.json`` (``vlm_r1.run_record``) and, for a LoRA run from a local base, ``vlm_r1_base.json``
     (``vlm_r1.base_record``)."""
 
@@ -103,17 +102,13 @@ class RecordSaver(TrainerCallback):
                  run: dict | None = None):
         self.question_template, self.system_prompt, self.base, self.run = question_template, system_prompt, base, run
 
-    def _write(self, folder) -> None:
+    def write(self, folder) -> None:
         save_prompt(folder, self.question_template, self.system_prompt)
         if self.base is not None:
             save_base_record(folder, self.base)
         if self.run is not None:
             save_run_record(folder, self.run)
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self._write(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self._write(args.output_dir)
+            self.write(args.output_dir)
