@@ -35,6 +35,7 @@ _SAFETENSORS_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 _INDEX = "model.safetensors.index.json"
 _BIN_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin")
 WEIGHT_FILES = (*_SAFETENSORS_WEIGHTS, _INDEX, *_BIN_WEIGHTS)  # one of them holds a checkpoint's weights
+NO_WEIGHTS = "no model weights (model.safetensors, an index with shards, adapter_model.*, or pytorch_model.bin)"
 GUARDS_STATE = "guards_state.json"  # GRPO's guard counters (trainer/guards.py)
 SFT_STATE = "sft_state.json"  # SFT's token count (trainer/sft.py)
 # what a checkpoint holds to continue training, beside the model files (and the rng_state*.pth files)
@@ -122,9 +123,6 @@ def weights_problems(folder) -> list[str]:
             msg = _zip_problem(folder / name)
             return [msg] if msg else []
     return [NO_WEIGHTS]
-
-
-NO_WEIGHTS = "no model weights (model.safetensors, an index with shards, adapter_model.*, or pytorch_model.bin)"
 
 
 def refuse_broken_weights(folder) -> None:

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 # `vlm-r1 train` options the pipeline sets itself (from --grpo_recipe, --warm_start and --work_dir)
 PIPELINE_OWNED = {"config": "--grpo_recipe", "model_name_or_path": "--warm_start",
                   "train_data": "--n_train / --data_seed", "output_dir": "--work_dir",
-                  "resume_from_checkpoint": "nothing: an interrupted stage resumes from its latest checkpoint"}
+                  "resume_from_checkpoint": "the same command again (an interrupted stage resumes from its latest "
+                                            "checkpoint)"}
 
 
 def list_fields() -> set[str]:
