@@ -122,6 +122,13 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
         (["--grpo_args", "seed=1", "seed=2"], "seed is given twice"),
         (["--skip_grpo", "--grpo_max_steps", "5", "--grpo_args", "learning_rate=1e-5", "max_pixels=12544"],
          "--grpo_max_steps, --grpo_args learning_rate: --skip_grpo runs no GRPO"),
+        (["--grpo_args", "resume_from_checkpoint=auto"], "the pipeline sets resume_from_checkpoint itself"),
+        # the warm start's SFT: its options are checked too, and those the pipeline sets are refused (an --output_dir
+        # there left the stage stamped done on an empty folder)
+        (["--warm_start", "build", "--sft_args", "--output_dir", "x"], "the pipeline sets output_dir itself; use --work_dir"),
+        (["--warm_start", "build", "--sft_args", "--train_data=x"], "the pipeline sets train_data itself"),
+        (["--warm_start", "build", "--sft_args", "--max_steps", "5", "--num_train_epochs", "2"], "max_steps and num_train_epochs"),
+        (["--warm_start", "build", "--model_type", "foo"], "invalid choice: 'foo'"),
     ):  # fmt: skip
         with pytest.raises(SystemExit) as refused:  # one line on stderr, exit status 2, no traceback
             main(base + extra)

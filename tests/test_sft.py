@@ -78,6 +78,10 @@ def test_sft_refuses_ignored_options(parse_only_argv):
         parse_args(base + ["--dtype", "fp8"])
     with pytest.raises(ValueError, match="use_peft"):
         parse_args(base + ["--use_peft", "true", "--freeze_vision", "true"])
+    with pytest.raises(ValueError, match="group_by_length needs each row's length"):  # it failed after the model loaded
+        parse_args(base + ["--train_sampling_strategy", "group_by_length"])
+    with pytest.raises(ValueError, match="fp16 does nothing on the CPU"):  # bit-identical to float32 training
+        parse_args(base + ["--fp16", "true"])
 
 
 def test_sft_help_lists_no_option_it_refuses(capsys):

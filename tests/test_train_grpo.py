@@ -145,7 +145,10 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--use_peft", "true", "--lora_target_modules", "q_proj", "lm_head"],
                             "lora_target_modules may not include lm_head"),
                            (["--use_vllm", "true", "--ds3_gather_for_generation", "false"],
-                            "ds3_gather_for_generation false only applies to generation without vLLM")):  # fmt: skip
+                            "ds3_gather_for_generation false only applies to generation without vLLM"),
+                           (["--fp16", "true", "--bf16", "false"], "fp16 does nothing on the CPU"),
+                           (["--model_name_or_path", ".", "--model_revision", "v2"],
+                            "model_revision 'v2' only applies to a hub id, and . is a local folder")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             parse_args(base + extra)
     assert parse_args(base + ["--default_reward", "rec", "--max_steps", "5"])[0].default_reward == "rec"
@@ -162,6 +165,15 @@ RECIPE_MISTAKES = [  # (recipe text, message)
     ("max_step: 10\nrewards: [iou]\n", r"max_step \(did you mean max_steps\?\), rewards \(did you mean reward_funcs\?\) are no "
      "options of vlm-r1 train"),
     ("max_steps: 10\nnum_train_epochs: 3\n", "max_steps and num_train_epochs are both given"),
+    # null, a list or a mapping where one value belongs: passed, then crashed after the model loaded, or (a bool)
+    # silently read as false
+    ("temperature: null\n", "temperature: null is not a value this option takes; leave the key out"),
+    ("share_image_encoding: null\n", "share_image_encoding: null is not a value"),
+    ("reward_funcs: null\n", "reward_funcs: null is not a value"),
+    ("reward_weights: [1.0, null]\n", r"reward_weights\[1\]: null is not a value"),
+    ("learning_rate: [0.001]\n", r"learning_rate: expected one value, got a list \[0.001\]"),
+    ("question_template: {q: 1}\n", "question_template: expected one value, got a mapping"),
+    ("reward_funcs: {iou_acc: 1}\n", r"reward_funcs\[0\]: expected one value, got a mapping"),
 ]
 
 
@@ -315,8 +327,12 @@ def test_greedy_version_decodes_as_the_evaluator():
 
 def test_the_kl_reference_is_loaded_at_the_policys_revision(tiny_model_dir, rec_rows, grpo_run, monkeypatch):
     """TRL builds the reference from the checkpoint id alone; `model_revision` must reach it (a local folder has no
-    revisions, so the call is spied on)."""
+    revisions, so the call is spied on, and the refusal of a revision for a local folder is switched off)."""
     import trl.trainer.grpo_trainer as grpo_trainer
+
+    import vlm_r1.config
+
+    monkeypatch.setattr(vlm_r1.config, "refuse_revision_of_a_folder", lambda model_args: None)
 
     seen = []
     original = grpo_trainer.create_model_from_path

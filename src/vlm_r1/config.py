@@ -138,10 +138,19 @@ _TRAINING_ONLY_MODEL_FIELDS = (
 )
 
 
+def refuse_revision_of_a_folder(model_args: ModelArguments) -> None:
+    """from_pretrained ignores a revision for a local folder: refuse one rather than record it as used."""
+    if model_args.model_revision != "main" and Path(model_args.model_name_or_path).is_dir():
+        raise ValueError(f"model_revision {model_args.model_revision!r} only applies to a hub id, and "
+                         f"{model_args.model_name_or_path} is a local folder, loaded as it is: check out that revision "
+                         "there, or drop model_revision")
+
+
 def check_model_args(model_args: ModelArguments, training: bool) -> None:
     """Refuse model options that would be ignored (shared by train, sft and eval); raise ValueError."""
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a hub id or a local folder; `vlm-r1 make-tiny` makes one)")
+    refuse_revision_of_a_folder(model_args)
     if model_args.dtype not in {"auto", "float32", "bfloat16", "float16"}:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
     for name in ("min_pixels", "max_pixels", "max_tiles"):
@@ -187,6 +196,12 @@ def check_schedule(training_args) -> None:
         )
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def check_training_args(data_args: DataArguments, model_args: ModelArguments, training_args) -> None:
     """The checks GRPO (:func:`check_args`) and SFT (``vlm_r1.sft.check_sft_args``) share; raise ValueError."""
     check_model_args(model_args, training=True)
@@ -204,6 +219,9 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
                          "prompt's parts): leave it false")
     if training_args.model_init_kwargs:
         raise ValueError("set model options through ModelArguments (dtype, attn_implementation, …), not model_init_kwargs")
+    if training_args.fp16 and (training_args.use_cpu or not _has_cuda()):
+        raise ValueError("fp16 does nothing on the CPU (accelerate applies no fp16 autocast there, and the run stays "
+                         "float32): drop it, or use --bf16 true")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
         raise ValueError(f"max_train_samples must be >= 1 (it keeps the first N training rows), "
                          f"got {data_args.max_train_samples}")

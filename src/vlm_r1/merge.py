@@ -57,6 +57,9 @@ def merge_lora(
         base, recorded_revision = adapter_base(adapter_dir)
         revision = revision or recorded_revision
     revision = revision or "main"
+    if revision != "main" and Path(base).is_dir():
+        raise ValueError(f"--revision {revision} only applies to a hub id, and the base {base} is a local folder, "
+                         "loaded as it is: check out that revision there, or drop --revision")
     try:
         module = module_for_checkpoint(base, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as e:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .tiny.tokenizer import MODEL_TYPES
+
 logger = logging.getLogger("vlm_r1")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work_dir", default="outputs/default_job", help="where data, checkpoints and results go")
     p.add_argument("--warm_start", default="auto",
                    help="auto (shipped, else cached, else built by SFT), a checkpoint folder, or 'build' to force SFT")
-    p.add_argument("--model_type", default="qwen2_vl", help="tiny model family when the warm start is built")
+    p.add_argument("--model_type", default="qwen2_vl", choices=MODEL_TYPES,
+                   help="tiny model family when the warm start is built")
     p.add_argument("--n_train", type=int, default=4000, help="training rows (GRPO prompts; SFT when building)")
     p.add_argument("--n_test", type=int, default=1000, help="rows of each evaluation split (test, ood_pairs, ood)")
     p.add_argument("--image_size", type=int, default=112,
@@ -75,6 +78,23 @@ PIPELINE_OWNED = {"config": "--grpo_recipe", "model_name_or_path": "--warm_start
                   "train_data": "--n_train / --data_seed", "output_dir": "--work_dir",
                   "resume_from_checkpoint": "the same command again (an interrupted stage resumes from its latest "
                                             "checkpoint)"}
+
+
+# `vlm-r1 sft` options the pipeline sets itself when it builds the warm start
+SFT_OWNED = {**PIPELINE_OWNED, "config": "--sft_recipe", "model_name_or_path": "--model_type"}
+
+
+def check_sft_args(args, work: Path) -> None:
+    """Refuse ``--sft_args`` that set what the pipeline sets (SFT_OWNED), and check the rest as `vlm-r1 sft` would,
+    before the first stage runs."""
+    from .sft import parse_args
+
+    keys = [arg[2:].partition("=")[0] for arg in args.sft_args if arg.startswith("--")]
+    for key in keys:
+        if key in SFT_OWNED:
+            raise ValueError(f"--sft_args --{key}: the pipeline sets {key} itself; use {SFT_OWNED[key]}")
+    parse_args(["--config", args.sft_recipe, "--model_name_or_path", "tiny", "--train_data", "train.jsonl",
+                "--output_dir", str(built_warm_start_dir(work)), *args.sft_args])  # fmt: skip
 
 
 def list_fields() -> set[str]:
@@ -421,6 +441,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.skip_grpo:
             refuse_grpo_only_options(args)
         warm, build = choose_warm_start(args, work)
+        if build:
+            check_sft_args(args, work)
         grpo_dir = work / "grpo"
         if grpo_dir.resolve() in (warm.resolve(), *warm.resolve().parents):
             raise ValueError(f"--warm_start {warm} lies in {grpo_dir}, which the GRPO stage deletes and rewrites: "

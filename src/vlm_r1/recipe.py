@@ -109,15 +109,26 @@ def _members(hint) -> tuple[set, Any]:
     for arg in args:
         if typing.get_origin(arg) is list:
             element = (typing.get_args(arg) or (Any,))[0]
+        elif typing.get_origin(arg) is dict:
+            plain.add(dict)
         elif isinstance(arg, type):
             plain.add(arg)
     return plain, element
 
 
 def _scalar(value, plain: set, where: str):
-    """`value` checked (and converted where exact) for a field admitting the types in `plain`."""
-    if value is None or isinstance(value, (list, dict)) or str in plain and isinstance(value, str):
+    """`value` checked (and converted where exact) for a field admitting the types in `plain` (none known: any)."""
+    if not plain or Any in plain or str in plain and isinstance(value, str):
         return value
+    if value is None:
+        if type(None) in plain:
+            return value
+        raise ValueError(f"{where}: null is not a value this option takes; leave the key out for its default")
+    if isinstance(value, (list, dict)):
+        if type(value) in plain:
+            return value
+        raise ValueError(f"{where}: expected one value, got a {'list' if isinstance(value, list) else 'mapping'} "
+                         f"{value!r:.80}")
     if bool in plain:
         if isinstance(value, bool) or isinstance(value, str):
             return value  # text goes to argparse's string_to_bool
@@ -150,7 +161,7 @@ def check_recipe_value(name: str, value, hint, recipe: str):
     if isinstance(value, list) and element is not None:
         inner, _ = _members(element)
         return [_scalar(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-    return _scalar(value, plain, where)
+    return _scalar(value, plain | ({list} if element is not None else set()), where)
 
 
 class RecipeParser(TrlParser):

@@ -78,6 +78,9 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError("vlm-r1 sft uses completion_only_loss (prompt-completion data); leave assistant_only_loss off")
     if args.packing or args.padding_free:
         raise ValueError("packing / padding_free are not supported for vision datasets")
+    if str(getattr(args.train_sampling_strategy, "value", args.train_sampling_strategy)) == "group_by_length":
+        raise ValueError("train_sampling_strategy group_by_length needs each row's length, which the vision dataset "
+                         "builds only when a batch is drawn: use random or sequential")
     # TRL skips its dataset preparation for datasets with images (ours): these options would do nothing
     defaults = {f.name: f.default for f in fields(VLMSFTConfig)}
     unused = [n for n in SKIPPED_PREPARATION_OPTIONS if getattr(args, n) != defaults[n]]
