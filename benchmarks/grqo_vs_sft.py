@@ -7,18 +7,24 @@ then for every seed each arm continues from that warm start for `--steps` steps 
 fixed labelled set with the same data order (the seed); arms differ only in their loss:
 
 * `sft`:            the model's supervised loss (use_grqo=false, use_kl=false)
-* `grqo`:           + GRQO (alpha 1e-2) + objectness KL (beta 0.04, reference refreshed every 100 steps)
+* `grqo`:           + GRQO (alpha 1e-2) + objectness KL (beta 0.04, reference refreshed every 100 steps;
+                    `kl_outcomes` at its default, the exact Bernoulli KL)
 * `grqo_a{alpha}`:  the same with a larger alpha (`--extra_alpha`; 0 disables the arm)
+* `grqo_k3`:        the `grqo` arm with `kl_outcomes: both`, the k3 penalty that was the default before
+                    2026-11-24 (`--no-k3_arm` drops it)
 
 COCO mAP on the synthetic `test` split (same distribution) and `ood` split (held-out colour-shape
 pairs, smaller objects, striped background). Prints a markdown table of mean ± std over seeds and
-of the paired difference to `sft`, and writes it with all numbers to `--out`.
+of the paired difference to `sft`, and writes it with all numbers to `--out`. The run folders of an
+earlier benchmark in `--out` (warm/, <arm>_s<seed>/) are deleted first: a GRQO run refuses an output_dir
+that holds another run's outputs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -50,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra_alpha", type=float, default=1.0, help="alpha of a third arm; 0 = no third arm")
+    parser.add_argument("--k3_arm", action=argparse.BooleanOptionalAction, default=True,
+                        help="add the grqo arm with the k3 objectness penalty (kl_outcomes both)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -66,8 +74,12 @@ def main(argv=None) -> int:
                   eval_batch_size=32)  # fmt: skip
     names = {"grqo_detection_test": "test", "grqo_detection_ood": "ood"}
 
+    def fresh(name: str) -> str:  # this benchmark's own run folder, emptied of an earlier benchmark's run
+        shutil.rmtree(out / name, ignore_errors=True)
+        return str(out / name)
+
     # ---------------- shared supervised warm start ----------------
-    warm = run(GRQOConfig(model_name_or_path=str(tiny), output_dir=str(out / "warm"), max_steps=args.warm_steps,
+    warm = run(GRQOConfig(model_name_or_path=str(tiny), output_dir=fresh("warm"), max_steps=args.warm_steps,
                           seed=0, use_grqo=False, use_kl=False, **common))  # fmt: skip
     results = {"warm_start": {names[k]: v for k, v in warm["metrics"].items()}, "runs": []}
 
@@ -75,13 +87,16 @@ def main(argv=None) -> int:
     arms = {"sft": dict(use_grqo=False, use_kl=False), "grqo": dict(use_grqo=True, use_kl=True)}
     if args.extra_alpha:
         arms[f"grqo_a{args.extra_alpha:g}"] = dict(use_grqo=True, use_kl=True, grqo_alpha=args.extra_alpha)
+    if args.k3_arm:
+        arms["grqo_k3"] = dict(use_grqo=True, use_kl=True, kl_outcomes="both")
     for seed in args.seeds:
         for arm, options in arms.items():
-            cfg = GRQOConfig(model_name_or_path=str(out / "warm"), output_dir=str(out / f"{arm}_s{seed}"),
+            cfg = GRQOConfig(model_name_or_path=str(out / "warm"), output_dir=fresh(f"{arm}_s{seed}"),
                              max_steps=args.steps, seed=seed, save_model=False, **options, **common)  # fmt: skip
             r = run(cfg)
+            last_log = json.loads((Path(cfg.output_dir) / "log.jsonl").read_text().splitlines()[-1])
             results["runs"].append({"arm": arm, "seed": seed, "step_time_s": r["mean_step_time_s"],
-                                    "step_cpu_s": r["train_cpu_s"] / args.steps,
+                                    "step_cpu_s": r["train_cpu_s"] / args.steps, "last_log": last_log,
                                     **{names[k]: v for k, v in r["metrics"].items()}})  # fmt: skip
             print(json.dumps(results["runs"][-1]), flush=True)
 

@@ -4,6 +4,8 @@
 #   run_scripts/grqo_dino.sh [--key value ...]      overrides of recipes/tiny/grqo_dino.yaml, e.g.
 #   run_scripts/grqo_dino.sh --use_grqo false --use_kl false --output_dir outputs/sft_dino_tiny
 # A real checkpoint: --model_name_or_path IDEA-Research/grounding-dino-tiny (plus your own JSONL).
+# An output_dir that holds an earlier run is refused: pass a new --output_dir, delete the folder, or continue
+# a killed run from its latest checkpoint with --resume_from_checkpoint auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash run_scripts/setup.sh

@@ -70,3 +70,24 @@ def test_synthetic_grqo_rows_leave_a_make_data_split_alone(tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()} == images_before
     examples = load_detection_examples(path)  # its rows point at their own images
     assert len(examples) == 2 and all("grqo_source_train" in e.image for e in examples)
+
+
+@pytest.mark.parametrize("label", ["red circle?", "st. louis"])
+def test_row_label_with_a_phrase_break_is_a_data_error_with_file_line_and_field(tmp_path, label):
+    """'.' and '?' split Grounding DINO's prompt into phrases: a row label holding one is refused at load time,
+    naming the row and the object like every other row problem (it was a bare ValueError listing names only)."""
+    bad = [GOOD[0], {"bbox_2d": [2, 3, 20, 30], "label": label}]
+    path = _write(tmp_path, GOOD, bad)
+    with pytest.raises(DataError) as err:
+        load_detection_examples(path)
+    assert f"{path}:2: solution[1].label:" in str(err.value) and f"{path}:1:" not in str(err.value)
+
+
+def test_two_image_row_is_a_data_error(tmp_path):
+    path = _write(tmp_path, GOOD)
+    row = json.loads(path.read_text())
+    row["image"] = ["a.png", "a.png"]
+    row["conversations"][0]["value"] = "<image><image>Detect every shape."
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=f"{path}:1: image: a detection row needs exactly one image, got 2"):
+        load_detection_examples(path)

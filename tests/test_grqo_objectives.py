@@ -183,6 +183,43 @@ def test_objectness_kl_uses_policy_top_k():
     assert objectness_kl(enc, off_top, top_k=2).item() == 0.0
     on_top = enc.clone()
     on_top[0, 2, 1] = -1.0  # a selected proposal: objectness logit 2 -> 0.5
-    kl = objectness_kl(enc, on_top, top_k=2)
+    kl = objectness_kl(enc, on_top, top_k=2, outcomes="both")
     expected = bernoulli_k3(torch.tensor([2.0]), torch.tensor([0.5])).item() / 2
     assert kl.item() == pytest.approx(expected, abs=1e-6)
+    p, q = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(-0.5))  # the default: the exact KL, by hand
+    exact = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+    assert objectness_kl(enc, on_top, top_k=2).item() == pytest.approx(exact / 2, abs=1e-6)
+
+
+def test_exact_bernoulli_kl_by_hand():
+    from vlm_r1.grqo.objectives import bernoulli_kl
+
+    # p = 0.5 (policy), q = 0.9 (reference): 0.5 ln(0.5 / 0.9) + 0.5 ln(0.5 / 0.1)
+    kl = bernoulli_kl(torch.tensor([0.0]), torch.tensor([LN9])).item()
+    assert kl == pytest.approx(0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1), abs=1e-6)
+    # p = 0.9, q = 0.5: the other direction
+    back = bernoulli_kl(torch.tensor([LN9]), torch.tensor([0.0])).item()
+    assert back == pytest.approx(0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5), abs=1e-6)
+    x = torch.tensor([-30.0, -2.0, 0.0, 3.0, 30.0])
+    assert torch.equal(bernoulli_kl(x, x), torch.zeros(5))
+    # k3 weighted by the policy's outcome probabilities is the KL (k3 is unbiased only in that expectation)
+    lp, lq = torch.tensor([-1.3, 0.4, 2.5]), torch.tensor([0.7, -2.0, 2.4])
+    p = torch.sigmoid(lp)
+    positive = bernoulli_k3(lp, lq, "positive")
+    weighted = p * positive + (1 - p) * (bernoulli_k3(lp, lq) - positive)  # "both" minus "positive": background
+    torch.testing.assert_close(bernoulli_kl(lp, lq), weighted, rtol=0, atol=1e-6)
+
+
+def test_exact_kl_grows_like_the_logit_gap_and_k3_like_its_exponential():
+    from vlm_r1.grqo.objectives import bernoulli_kl
+
+    for gap in (8.0, 16.0, 25.0):  # policy and reference logits symmetric about 0, the policy's the lower
+        lp = torch.tensor([-gap / 2], requires_grad=True)
+        lq = torch.tensor([gap / 2])
+        kl = bernoulli_kl(lp, lq)
+        assert 0 < kl.item() <= gap and kl.item() == pytest.approx(gap / 2, rel=0.05)
+        (grad,) = torch.autograd.grad(kl.sum(), lp)
+        assert abs(grad.item()) <= 1.0  # bounded: no single proposal takes over a clipped update
+        assert bernoulli_k3(lp, lq).item() > math.exp(gap / 2) - gap  # the k3 penalty: about e^(gap/2) each side
+    saturated = bernoulli_kl(torch.tensor([40.0, -40.0]), torch.tensor([-40.0, 40.0]))
+    assert torch.isfinite(saturated).all() and (saturated <= 80.0).all()

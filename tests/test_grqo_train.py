@@ -93,6 +93,25 @@ def test_kl_top_k_beyond_the_models_queries_is_refused(tiny_dino):
         _trainer(tiny_dino, kl_top_k=100000)
 
 
+def test_non_finite_model_output_stops_the_step_before_the_supervised_loss(tiny_dino, shapes):
+    """Diverged weights give NaN boxes; transformers' matcher used to fail on them with its own box-format error."""
+    trainer, processor = _trainer(tiny_dino)
+    batch = _batch(shapes, processor)
+    trainer.training_step(batch)
+    with torch.no_grad():
+        trainer.model.bbox_embed[-1].layers[-1].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite model output at step 2"):
+        trainer.training_step(batch)
+
+
+def test_k3_penalty_logs_the_exact_kl_beside_it(tiny_dino, shapes):
+    trainer, processor = _trainer(tiny_dino, kl_outcomes="both", ref_refresh_steps=0)
+    batch = _batch(shapes, processor)
+    logs = [trainer.training_step(batch) for _ in range(3)]
+    assert logs[-1]["kl_objectness"] > 0 and 0 <= logs[-1]["kl_exact"] != logs[-1]["kl_objectness"]
+    assert "kl_exact" not in _trainer(tiny_dino)[0].training_step(batch)  # the default is the exact KL itself
+
+
 def test_grqo_steps_train_policy_not_reference(tiny_dino, shapes):
     trainer, processor = _trainer(tiny_dino, ref_refresh_steps=0)
     batch = _batch(shapes, processor)
@@ -210,3 +229,139 @@ def test_class_scores_mean_token_probability():
     s = torch.sigmoid(torch.tensor([0.0, 2.0, -2.0]))
     expected = torch.tensor([[(s[0] + s[1]) / 2, s[2]]])
     torch.testing.assert_close(class_scores(logits, maps), expected, rtol=0, atol=1e-7)
+
+
+# ---- the `vlm-r1 grqo` command: refusals, output_dir, checkpoints and resume ----------------------------------
+
+
+def _argv(tiny_dino, shapes, out, *extra):
+    return ["--model_name_or_path", str(tiny_dino), "--train_data", str(shapes[0]), "--output_dir", str(out),
+            "--max_steps", "1", "--batch_size", "2", "--log_every", "1", *extra]  # fmt: skip
+
+
+def _cli(argv, capsys):
+    from vlm_r1.cli import main
+
+    code = main(["grqo", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_user_mistakes_print_one_line_and_exit_2(tiny_dino, shapes, tmp_path, capsys):
+    """Option problems are OptionErrors (they used to be bare ValueErrors: a traceback and exit 1)."""
+    out = tmp_path / "out"
+    cases = {("--classes", "red circle"): "are not among classes",
+             ("--classes", "red circle", "Red  Circle"): "duplicate class names",
+             ("--kl_top_k", "31"): "kl_top_k (31) is more than the model's num_queries (30)"}  # fmt: skip
+    for extra, message in cases.items():
+        code, err = _cli(_argv(tiny_dino, shapes, out, *extra), capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, (extra, err)
+    assert not out.exists()  # nothing was written
+
+
+def test_model_type_and_device_are_refused_before_the_data_is_read(tiny_dino, shapes, tmp_path, capsys):
+    from transformers import BertConfig
+
+    BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        tmp_path / "bert")
+    missing = tmp_path / "missing.jsonl"  # read first, this would be the error
+    argv = _argv(tiny_dino, shapes, tmp_path / "out", "--train_data", str(missing))
+    code, err = _cli([*argv, "--model_name_or_path", str(tmp_path / "bert")], capsys)
+    assert code == 2 and "model_type 'bert' is not a Grounding DINO checkpoint" in err
+    if not torch.cuda.is_available():
+        code, err = _cli([*argv, "--device", "cuda"], capsys)
+        assert code == 2 and "device cuda: no GPU is visible" in err
+    code, err = _cli([*argv, "--kl_top_k", "31"], capsys)  # from config.json, before the data too
+    assert code == 2 and "kl_top_k (31)" in err
+
+
+def _eval_file_with_many_labels(shapes):
+    """One eval row whose 60 unseen colour-shape labels make the prompt longer than the model's 128 tokens."""
+    from vlm_r1.grqo.tiny import COLOURS, SHAPES
+
+    row = json.loads(Path(shapes[1]).read_text().splitlines()[0])
+    labels = [f"{c} {s}" for c in COLOURS for s in SHAPES][:60]
+    row["conversations"][1]["value"] = [{"bbox_2d": [i, i, i + 10, i + 10], "label": lab}
+                                        for i, lab in enumerate(labels)]  # fmt: skip
+    path = Path(shapes[1]).with_name("long.jsonl")  # beside the test rows: their images resolve
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def test_eval_prompt_is_checked_before_training(tiny_dino, shapes, tmp_path):
+    from vlm_r1.grqo.train import main
+    from vlm_r1.recipe import OptionError
+
+    long = _eval_file_with_many_labels(shapes)
+    out = tmp_path / "run"
+    with pytest.raises(OptionError, match=r"eval_data .*long.jsonl .*tokens, more than the model's max_text_len 128"):
+        main(_argv(tiny_dino, shapes, out, "--eval_data", str(long), "--max_steps", "3"))
+    assert not (out / "log.jsonl").exists()  # refused before the first step
+
+
+def test_model_is_saved_before_the_final_evaluation(tiny_dino, shapes, tmp_path, monkeypatch):
+    import vlm_r1.grqo.train as train
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(train, "evaluate", failing)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train.main(_argv(tiny_dino, shapes, out, "--eval_data", str(shapes[1])))
+    assert (out / "model.safetensors").is_file() and not (out / "metrics.json").exists()
+
+
+def test_output_dir_that_is_the_model_folder_or_holds_a_run_is_refused(tiny_dino, shapes, tmp_path):
+    import shutil
+
+    from vlm_r1.grqo.train import main
+    from vlm_r1.recipe import OptionError
+
+    start = shutil.copytree(tiny_dino, tmp_path / "start")
+    before = (start / "model.safetensors").read_bytes()
+    with pytest.raises(OptionError, match="is the folder of the model the run starts from"):
+        main(_argv(start, shapes, Path(str(start) + "/"), "--save_model", "true"))
+    assert (start / "model.safetensors").read_bytes() == before
+    out = tmp_path / "run"
+    assert main(_argv(tiny_dino, shapes, out)) == 0
+    log = (out / "log.jsonl").read_text()
+    with pytest.raises(OptionError, match=r"already holds another GRQO run's outputs .*new output_dir, or delete"):
+        main(_argv(tiny_dino, shapes, out, "--max_steps", "2"))
+    with pytest.raises(OptionError, match="found no complete checkpoint"):  # nothing to resume: refused the same
+        main(_argv(tiny_dino, shapes, out, "--resume_from_checkpoint", "auto"))
+    assert (out / "log.jsonl").read_text() == log
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_dino, shapes, tmp_path):
+    """Checkpoint at step 3 (reference refreshed at 2, so it differs from the start; batch order mid-epoch), the run
+    killed after step 4, then resumed with `auto`: the same final weights as 5 steps in one go, and one log."""
+    from vlm_r1.grqo.train import main
+
+    options = ["--batch_size", "3", "--ref_refresh_steps", "2", "--save_steps", "3"]
+    whole = tmp_path / "whole"
+    assert main(_argv(tiny_dino, shapes, whole, *options, "--max_steps", "5", "--resume_from_checkpoint", "auto")) == 0
+    cut = tmp_path / "cut"
+    assert main(_argv(tiny_dino, shapes, cut, *options, "--max_steps", "4")) == 0
+    checkpoint = cut / "checkpoint-3"
+    assert {"model.safetensors", "grqo_state.pt", "reference.safetensors", "trainer_state.json"} <= {
+        p.name for p in checkpoint.iterdir()}
+    (cut / "checkpoint-6").mkdir()  # a save cut short (no trainer_state.json): passed over by auto
+    (cut / "model.safetensors").unlink()  # killed before its final save
+    with (cut / "log.jsonl").open("a") as log:
+        log.write('{"loss": 1.0, "st')  # a line cut short by the kill
+    assert main(_argv(tiny_dino, shapes, cut, *options, "--max_steps", "5", "--resume_from_checkpoint", "auto")) == 0
+    resumed, uninterrupted = _weights(cut), _weights(whole)
+    assert resumed.keys() == uninterrupted.keys()
+    for name, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    cut_log = [json.loads(line) for line in (cut / "log.jsonl").read_text().splitlines()]
+    whole_log = [json.loads(line) for line in (whole / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in cut_log] == [1, 2, 3, 4, 5]
+    assert [e["loss"] for e in cut_log] == pytest.approx([e["loss"] for e in whole_log], rel=1e-5)
+    assert json.loads((cut / "metrics.json").read_text())["resumed_from"] == str(checkpoint)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlm_r1.checkpoints import RESUME_HELP
 
 
 @dataclass
@@ -38,7 +41,11 @@ class GRQOConfig:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training rows (fixes the labelled set size)."}
     )
-    output_dir: str = field(default="outputs/grqo_dino", metadata={"help": "Where the model, metrics and log go."})
+    output_dir: str = field(
+        default="outputs/grqo_dino",
+        metadata={"help": "Where the model, metrics, log and checkpoints go: a new folder (one that holds another GRQO "
+                          "run's outputs is refused unless this run resumes it), never the model's own folder."},
+    )
 
     # --- optimisation ---
     max_steps: int = field(default=300, metadata={"help": "Optimizer steps."})
@@ -81,7 +88,10 @@ class GRQOConfig:
         default=0, metadata={"help": "How many top encoder proposals the KL covers; 0 = the model's num_queries."}
     )
     kl_outcomes: str = field(
-        default="both", metadata={"help": "k3 on 'both' Bernoulli outcomes (object and background) or 'positive' only."}
+        default="exact",
+        metadata={"help": "'exact': the Bernoulli KL(policy || reference) of each proposal's objectness; 'both' / "
+                          "'positive': the k3 penalty r - log r - 1 summed over both outcomes / on the object outcome "
+                          "only (not a KL: it can grow like exp(logit gap), see docs/grqo.md)."},
     )
     ref_refresh_steps: int = field(
         default=100, metadata={"help": "Copy the policy into the frozen reference every N steps; 0 = never."}
@@ -91,11 +101,18 @@ class GRQOConfig:
     log_every: int = field(default=10, metadata={"help": "Log losses every N steps."})
     eval_every: int = field(default=0, metadata={"help": "Evaluate eval_data every N steps; 0 = only at the end."})
     eval_batch_size: int = field(default=8, metadata={"help": "Images per evaluation forward."})
-    save_model: bool = field(default=True, metadata={"help": "save_pretrained the model and processor at the end."})
+    save_model: bool = field(
+        default=True,
+        metadata={"help": "save_pretrained the model and processor after the last step (before the final evaluation)."},
+    )
+    save_steps: int = field(
+        default=0, metadata={"help": "Write a resumable checkpoint-N folder into output_dir every N steps; 0 = none."}
+    )
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
 
 
 CHOICES = {"grqo_layers": ("all", "last"), "grqo_surrogate": ("logprob", "neg_cost"),
-           "kl_outcomes": ("both", "positive"), "device": ("auto", "cpu", "cuda")}  # fmt: skip
+           "kl_outcomes": ("exact", "both", "positive"), "device": ("auto", "cpu", "cuda")}  # fmt: skip
 
 
 # Options read only when their term is on: set while the term is off, they would be ignored.
@@ -120,13 +137,16 @@ def check_config(cfg: GRQOConfig) -> None:
             problems.append(f"{name} must be >= 1")
     for name in ("learning_rate", "backbone_lr_scale", "weight_decay", "max_grad_norm", "grqo_alpha", "kl_beta",
                  "advantage_eps", "cost_class", "cost_bbox", "cost_giou", "kl_top_k", "ref_refresh_steps",
-                 "eval_every"):  # fmt: skip
+                 "eval_every", "save_steps"):  # fmt: skip
         if not math.isfinite(getattr(cfg, name)) or getattr(cfg, name) < 0:
             problems.append(f"{name} must be a finite number >= 0, got {getattr(cfg, name)}")
     if cfg.advantage_eps == 0:  # equal rewards would give 0 / 0
         problems.append("advantage_eps must be > 0 (a group of equal rewards is divided by std + eps = 0)")
     if cfg.max_train_samples is not None and cfg.max_train_samples < 1:
         problems.append("max_train_samples must be >= 1")
+    stems = [Path(path).stem for path in cfg.eval_data]
+    if len(set(stems)) != len(stems):  # metrics are keyed by file stem
+        problems.append(f"eval_data files need distinct names (metrics are keyed by them): {stems}")
     if cfg.eval_every and not cfg.eval_data:
         problems.append("eval_every > 0 needs eval_data")
     if cfg.eval_every > cfg.max_steps:
@@ -141,3 +161,16 @@ def check_config(cfg: GRQOConfig) -> None:
             problems.append(f"{', '.join(changed)} only apply with {switch}=true (it is false here)")
     if problems:
         raise ValueError("invalid GRQO config:\n  " + "\n  ".join(problems))
+
+
+def check_model_config(cfg: GRQOConfig, model_config) -> None:
+    """Raise ValueError for options the checkpoint cannot honour; `model_config` is its config (config.json)."""
+    problems = []
+    if cfg.use_kl and not getattr(model_config, "two_stage", False):
+        problems.append("use_kl needs a two-stage model (encoder proposals with objectness); set use_kl=false")
+    num_queries = getattr(model_config, "num_queries", None)
+    if num_queries is not None and cfg.kl_top_k > num_queries:
+        problems.append(f"kl_top_k ({cfg.kl_top_k}) is more than the model's num_queries ({num_queries}), the "
+                        "proposals it selects: use at most that, or 0 for all")
+    if problems:
+        raise ValueError("; ".join(problems))

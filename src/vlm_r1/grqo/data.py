@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torchvision.ops import box_convert
 
+from vlm_r1.data import DataError
 from vlm_r1.rewards import validate_solution
 from vlm_r1.rewards.parsing import normalize_label
 
@@ -44,21 +45,33 @@ class DetectionExample:
 
 
 def _validate_detections(_reward, value) -> None:
-    """`load_rows`' validate_solution: every row must be detection ground truth, whatever its reward column."""
+    """`load_rows`' validate_solution: every row must be detection ground truth, whatever its reward column, and
+    every label must be usable as a class name of the prompt (the error's `field` names the object)."""
     validate_solution("det_map", value)
+    for i, obj in enumerate(value):
+        if not _usable_name(normalize_label(obj["label"])):
+            error = ValueError(f"label {obj['label']!r} contains '.' or '?', where Grounding DINO splits its prompt "
+                               "into phrases: rename it")  # fmt: skip
+            error.field = f"solution[{i}].label"
+            raise error
+
+
+def _usable_name(name: str) -> bool:
+    return bool(name) and "." not in name and "?" not in name
 
 
 def examples_from_samples(samples) -> list[DetectionExample]:
-    """Turn `vlm_r1.data.Sample`s of the detection task into `DetectionExample`s (one image each)."""
+    """Turn `vlm_r1.data.Sample`s of the detection task into `DetectionExample`s (one image each); DataError naming
+    `file:line: field` for a row that is not one."""
     out = []
     for s in samples:
         if len(s.images) != 1:
-            raise ValueError(f"{s.source}: a detection row needs exactly one image, got {len(s.images)}")
+            raise DataError(f"{s.source}: image: a detection row needs exactly one image, got {len(s.images)}")
         objects = json.loads(s.solution)
         try:
             _validate_detections(None, objects)
         except ValueError as e:
-            raise ValueError(f"{s.source}: solution: {e}") from None
+            raise DataError(f"{s.source}: {getattr(e, 'field', 'solution')}: {e}") from None
         width, height = s.image_sizes[0]
         boxes = [tuple(float(v) for v in obj["bbox_2d"]) for obj in objects]
         labels = [normalize_label(obj["label"]) for obj in objects]
@@ -113,7 +126,7 @@ def check_classes(classes) -> list[str]:
     """The prompt's class names, normalised; ValueError for empty or duplicate names or ones with '.' / '?'
     (Grounding DINO splits the prompt into phrases at those, which would shift every later class id)."""
     names = [normalize_label(c) for c in classes]
-    bad = [c for c, n in zip(classes, names) if not n or "." in n or "?" in n]
+    bad = [c for c, n in zip(classes, names) if not _usable_name(n)]
     if bad:
         raise ValueError(f"class names must be non-empty and contain no '.' or '?': {bad}")
     if len(set(names)) != len(names):
@@ -121,8 +134,24 @@ def check_classes(classes) -> list[str]:
     return names
 
 
+def check_prompt(classes, processor, max_text_len: int | None = None) -> list[str]:
+    """`check_classes`, then with the model's tokenizer: ValueError for a name that gives no tokens (the prompt
+    would split into fewer phrases than classes, shifting every later class id) and for a prompt longer than
+    `max_text_len` tokens (the model would cut it). Returns the normalised names."""
+    classes = check_classes(classes)
+    tokenless = [c for c in classes if not processor.tokenizer(c, add_special_tokens=False)["input_ids"]]
+    if tokenless:
+        raise ValueError(f"class names {tokenless} give no tokens (the tokenizer drops their characters): rename them")
+    if max_text_len is not None:
+        length = len(processor(text=[classes])["input_ids"][0])
+        if length > max_text_len:
+            raise ValueError(f"the prompt of {len(classes)} classes is {length} tokens, more than the model's "
+                             f"max_text_len {max_text_len}: use fewer classes or a model with a longer text input")
+    return classes
+
+
 def make_batch(examples, processor, classes, max_text_len: int | None = None) -> dict:
-    """Model inputs (+ `labels` for the supervised loss) for a list of examples.
+    """Model inputs (+ `labels` for the supervised loss) for a list of examples; the classes pass `check_prompt`.
 
     Returns a dict with pixel_values, pixel_mask, input_ids, attention_mask, token_type_ids and
     labels = [{"class_labels": (G,), "boxes": (G, 4) cxcywh in [0, 1]}] per image.
@@ -132,15 +161,8 @@ def make_batch(examples, processor, classes, max_text_len: int | None = None) ->
     classes = check_classes(classes)
     index = {name: i for i, name in enumerate(classes)}
     images = [image for e in examples for image in load_row_images([e.image], e.source)]
-    tokenless = [c for c in classes if not processor.tokenizer(c, add_special_tokens=False)["input_ids"]]
-    if tokenless:  # the prompt would split into fewer phrases than classes, shifting every later class id
-        raise ValueError(f"class names {tokenless} give no tokens (the tokenizer drops their characters): rename them")
+    check_prompt(classes, processor, max_text_len)
     inputs = processor(images=images, text=[classes] * len(examples), return_tensors="pt")
-    if max_text_len is not None and inputs["input_ids"].shape[1] > max_text_len:
-        raise ValueError(
-            f"the prompt of {len(classes)} classes is {inputs['input_ids'].shape[1]} tokens, more than the model's "
-            f"max_text_len {max_text_len}: use fewer classes or a model with a longer text input"
-        )
     labels = []
     for e in examples:
         names = [normalize_label(lab) for lab in e.labels]

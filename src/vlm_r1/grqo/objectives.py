@@ -7,7 +7,8 @@ DINO-R1 (arXiv 2505.24025) treats the decoder queries of one image as a GRPO "gr
 * advantage: A_i = (r_i - mean(r)) / (std(r) + eps) over the queries of one image at one layer
   (population std; all-equal rewards give A = 0 exactly, never NaN);
 * a KL term keeps the encoder's *objectness* (max text-token probability of each proposal) of the
-  top-k selected proposals close to a frozen reference model's, with GRPO's k3 estimator.
+  top-k selected proposals close to a frozen reference model's: by default the exact Bernoulli KL;
+  the paper's GRPO-style k3 form is an option (below).
 
 Interpretation (the paper writes the objective in GRPO form, -1/N sum_i A_i, plus the KL term).
 Read literally that is not trainable: the advantages are standardised, so sum_i A_i = 0 for every
@@ -31,12 +32,22 @@ The mean runs over every (layer, image, query) of images that have at least one 
 without objects add nothing (no matching cost exists). The total loss of a step is
 `L_supervised + alpha * L_GRQO + beta * KL` (`trainer.py`); GRQO is never used alone.
 
-KL on objectness: with p = sigmoid(objectness logit) of the policy and q of the reference at the
-same proposal, k3(r) = r - log r - 1 with r = q / p for the "object" outcome and
-r = (1 - q) / (1 - p) for the "background" outcome. outcomes="both" (default) sums the two
-(each >= 0, zero iff p == q); outcomes="positive" keeps the first only (the paper's formula
-applied to p as written). Note: weighting the two k3 terms by p and 1 - p would give the exact
-Bernoulli KL(p || q); the unweighted sum is a symmetric-in-outcomes penalty of the same order.
+KL on objectness: p = sigmoid(objectness logit) of the policy and q of the reference at the same
+proposal, each a Bernoulli (object / background).
+    outcomes="exact" (default): KL(p || q) = p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q)),
+        from logsigmoids, so saturated probabilities stay finite. It is >= 0, zero iff p == q, and at
+        most |logit gap| (each log-ratio is bounded by the gap).
+    outcomes="both" / "positive": the k3 penalty k3(r) = r - log r - 1 with r = q / p for the object
+        outcome, plus (for "both") r = (1 - q) / (1 - p) for the background outcome, each unweighted.
+        This is NOT a KL: k3(r) of outcome o estimates KL(p || q) without bias only as an expectation
+        over outcomes drawn from the policy, p * k3(q / p) + (1 - p) * k3((1 - q) / (1 - p)) = KL(p || q);
+        the unweighted terms are not of the KL's order. A term k3(q_o / p_o) grows like q_o / p_o where
+        the policy gives outcome o less probability than the reference, up to exp(|logit gap|) when o is
+        rare under both (the object outcome for logits far below 0, the background one far above), and
+        like log(p_o / q_o) <= |gap| where it gives o more. On proposals of low objectness (p, q near 0),
+        the object term is about |gap| - 1 where the policy's logit is the higher and about e^|gap| where
+        it is the lower, while the KL is about |q - p|. The log ratio is clamped to +-50, so one proposal
+        can add up to e^50.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ import torch.nn.functional as F
 from vlm_r1.grqo.costs import CostWeights, matching_cost, min_cost_rewards
 
 SURROGATES = ("logprob", "neg_cost")
-KL_OUTCOMES = ("both", "positive")
+KL_OUTCOMES = ("exact", "both", "positive")
 _LOG_RATIO_CLAMP = 50.0
 
 
@@ -130,14 +141,28 @@ def grqo_loss(
     return total / count, GRQOStats(reward_sum / count, adv_abs_sum / count, groups)
 
 
-def bernoulli_k3(logits: torch.Tensor, ref_logits: torch.Tensor, outcomes: str = "both") -> torch.Tensor:
-    """k3 estimate r - log r - 1 of KL(policy || reference) for Bernoulli probabilities given as logits.
+def bernoulli_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Exact KL(policy || reference) of Bernoulli probabilities given as logits, elementwise.
 
-    Elementwise; exactly 0 where logits == ref_logits and > 0 elsewhere. Computed in log space, so
-    probabilities near 0 or 1 stay finite.
+    p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q)) with every log from `F.logsigmoid`: finite for any
+    finite logits, exactly 0 where logits == ref_logits, and at most |logits - ref_logits|.
     """
-    if outcomes not in KL_OUTCOMES:
-        raise ValueError(f"outcomes must be one of {KL_OUTCOMES}, got {outcomes!r}")
+    ref_logits = ref_logits.detach().float()
+    logits = logits.float()
+    log_p, log_q = F.logsigmoid(logits), F.logsigmoid(ref_logits)
+    log_1p, log_1q = F.logsigmoid(-logits), F.logsigmoid(-ref_logits)
+    return log_p.exp() * (log_p - log_q) + log_1p.exp() * (log_1p - log_1q)
+
+
+def bernoulli_k3(logits: torch.Tensor, ref_logits: torch.Tensor, outcomes: str = "both") -> torch.Tensor:
+    """The k3 penalty r - log r - 1 of Bernoulli probabilities given as logits, summed unweighted over the outcomes
+    (`outcomes="both"`) or on the object outcome only ("positive"); not a KL (see the module docstring).
+
+    Elementwise; exactly 0 where logits == ref_logits and > 0 elsewhere. Computed in log space, with the
+    log ratio clamped to +-50, so probabilities near 0 or 1 stay finite.
+    """
+    if outcomes not in ("both", "positive"):
+        raise ValueError(f"outcomes must be 'both' or 'positive', got {outcomes!r}")
     ref_logits = ref_logits.detach().float()
     logits = logits.float()
     log_ratio = (F.logsigmoid(ref_logits) - F.logsigmoid(logits)).clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
@@ -149,16 +174,21 @@ def bernoulli_k3(logits: torch.Tensor, ref_logits: torch.Tensor, outcomes: str =
 
 
 def objectness_kl(
-    enc_class_logits: torch.Tensor, ref_enc_class_logits: torch.Tensor, top_k: int, outcomes: str = "both"
+    enc_class_logits: torch.Tensor, ref_enc_class_logits: torch.Tensor, top_k: int, outcomes: str = "exact"
 ) -> torch.Tensor:
-    """Mean k3 KL between policy and reference objectness of the policy's top-k encoder proposals.
+    """Mean objectness term (the exact Bernoulli KL, or a k3 penalty) over the policy's top-k encoder proposals.
 
     enc_class_logits / ref_enc_class_logits: (B, S, T) text-token logits of every encoder proposal
     (`enc_outputs_class`); objectness = max over tokens (as Grounding DINO's query selection ranks
     them). The top-k indices are the ones the policy selects as decoder queries.
     """
+    if outcomes not in KL_OUTCOMES:
+        raise ValueError(f"outcomes must be one of {KL_OUTCOMES}, got {outcomes!r}")
     objectness = enc_class_logits.max(dim=-1).values  # (B, S)
     ref_objectness = ref_enc_class_logits.max(dim=-1).values
     k = min(top_k, objectness.shape[1])
     index = objectness.detach().topk(k, dim=1).indices
-    return bernoulli_k3(objectness.gather(1, index), ref_objectness.gather(1, index), outcomes).mean()
+    policy, reference = objectness.gather(1, index), ref_objectness.gather(1, index)
+    if outcomes == "exact":
+        return bernoulli_kl(policy, reference).mean()
+    return bernoulli_k3(policy, reference, outcomes).mean()

@@ -1,10 +1,12 @@
 """Entry point: `python -m vlm_r1.grqo.train --config recipes/tiny/grqo_dino.yaml [--key value ...]`.
 
 `main(argv)` parses a `GRQOConfig` (recipe YAML + overrides, `vlm_r1.recipe.RecipeParser`) and calls `run`,
-which goes through the phases: data, model, trainer, train, evaluate, save. The model and its processor
+which goes through the phases: checks (options, the checkpoint's config.json, device, output_dir, resume),
+data, model (and every prompt against its tokenizer), trainer, train, save, evaluate. The model and its processor
 are loaded by `loading.load_detector` (hub id or folder, `model_revision`, `trust_remote_code` off unless asked).
-Outputs in `output_dir`: `log.jsonl` (one line per logged step), `metrics.json` (COCO metrics
-per eval file, mean step time), and the fine-tuned model + processor when `save_model`.
+Outputs in `output_dir`: `log.jsonl` (one line per logged step), `checkpoint-N` folders every `save_steps`
+(`checkpointing.py`), the fine-tuned model + processor when `save_model` (written before the final
+evaluation), and `metrics.json` (COCO metrics per eval file, mean step time).
 """
 
 from __future__ import annotations
@@ -17,24 +19,52 @@ from pathlib import Path
 
 import torch
 
+from vlm_r1.grqo.checkpointing import continue_log, load_checkpoint, save_checkpoint, settle_start
 from vlm_r1.grqo.coco_eval import evaluate
-from vlm_r1.grqo.config import GRQOConfig, check_config
-from vlm_r1.grqo.data import check_classes, class_names, load_detection_examples, make_batch
-from vlm_r1.grqo.loading import load_detector
+from vlm_r1.grqo.config import GRQOConfig, check_config, check_model_config
+from vlm_r1.grqo.data import check_classes, check_prompt, class_names, load_detection_examples, make_batch
+from vlm_r1.grqo.loading import detector_config, load_detector
 from vlm_r1.grqo.trainer import GRQOTrainer
 
 
-def _batches(n_examples: int, batch_size: int, seed: int):
-    """Endless index batches: reshuffled every epoch, deterministic given the seed."""
-    rng = random.Random(seed)
-    order: list[int] = []
-    while True:
-        while len(order) < batch_size:
-            epoch = list(range(n_examples))
-            rng.shuffle(epoch)
-            order += epoch
-        yield order[:batch_size]
-        order = order[batch_size:]
+class BatchOrder:
+    """Endless index batches: reshuffled every epoch, deterministic given the seed; `state()` / `load_state()`
+    carry the RNG and the rest of the current epoch across a resume."""
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int):
+        self.n_examples, self.batch_size = n_examples, batch_size
+        self.rng = random.Random(seed)
+        self.order: list[int] = []
+
+    def next(self) -> list[int]:
+        while len(self.order) < self.batch_size:
+            epoch = list(range(self.n_examples))
+            self.rng.shuffle(epoch)
+            self.order += epoch
+        batch, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return batch
+
+    def state(self) -> dict:
+        return {"rng": self.rng.getstate(), "order": list(self.order), "n_examples": self.n_examples}
+
+    def load_state(self, state: dict) -> None:
+        from vlm_r1.checkpoints import CheckpointError
+
+        if state["n_examples"] != self.n_examples:
+            raise CheckpointError(f"the checkpoint was trained on {state['n_examples']} rows, this run has "
+                                  f"{self.n_examples}: resume with the same train_data and max_train_samples")
+        self.rng.setstate(state["rng"])
+        self.order = list(state["order"])
+
+
+def pick_device(name: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; ValueError for 'cuda' without one."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: no GPU is visible (torch.cuda.is_available() is false): use --device cpu or "
+                         "auto")
+    return name
 
 
 def _evaluate_all(model, processor, eval_sets, classes, batch_size) -> dict:
@@ -46,44 +76,64 @@ def run(cfg: GRQOConfig) -> dict:
     """Train (and evaluate) as configured.
 
     Returns {"metrics": {eval file stem: COCO metrics}, "mean_step_time_s" (wall), "train_cpu_s"
-    (process CPU time of the training loop, evaluation excluded), "eval_time_s", "history", "classes", "steps"}.
+    (process CPU time of the training loop, evaluation excluded), "eval_time_s", "history", "classes", "steps",
+    "resumed_from"}; step times are of the steps this call ran.
     """
-    from ..recipe import refusing_options
+    from ..recipe import check_output_dir, refusing_options
 
+    # ---------------- options, model config, device, output_dir: before any data is read ----------------
     with refusing_options():
         check_config(cfg)
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        check_model_config(cfg, detector_config(cfg.model_name_or_path, cfg.model_revision, cfg.trust_remote_code))
+        device = pick_device(cfg.device)
+        check_output_dir(cfg.output_dir)
+    resume = settle_start(cfg)
 
     # ---------------- data ----------------
     train = load_detection_examples(cfg.train_data, cfg.image_root)
     if cfg.max_train_samples:
         train = train[: cfg.max_train_samples]
-    if not train:
-        raise ValueError(f"{cfg.train_data}: no training rows")
-    classes = check_classes(list(cfg.classes) or class_names(train))
-    unlisted = sorted({lab for e in train for lab in e.labels} - set(classes))
-    if unlisted:
-        raise ValueError(f"{cfg.train_data}: labels {unlisted} are not among classes {classes}")
-    eval_sets = {Path(p).stem: load_detection_examples(p, cfg.image_root) for p in cfg.eval_data}
+    eval_files = {Path(p).stem: p for p in cfg.eval_data}
+    eval_sets = {name: load_detection_examples(path, cfg.image_root) for name, path in eval_files.items()}
+    with refusing_options():
+        classes = check_classes(list(cfg.classes) or class_names(train))
+        unlisted = sorted({lab for e in train for lab in e.labels} - set(classes))
+        if unlisted:
+            raise ValueError(f"{cfg.train_data}: labels {unlisted} are not among classes {classes}")
 
-    # ---------------- model ----------------
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
+    # ---------------- model, and every prompt checked with its tokenizer ----------------
     torch.manual_seed(cfg.seed)
     model, processor = load_detector(cfg.model_name_or_path, cfg.model_revision, cfg.trust_remote_code)
     model = model.to(device)
+    with refusing_options():
+        check_prompt(classes, processor, model.config.max_text_len)
+        for name, examples in eval_sets.items():
+            try:
+                check_prompt(class_names(examples, classes), processor, model.config.max_text_len)
+            except ValueError as e:
+                where = f"eval_data {eval_files[name]} (its unseen labels are added to the prompt)"
+                raise ValueError(f"{where}: {e}") from e
 
-    # ---------------- trainer ----------------
+    # ---------------- trainer, resumed from a checkpoint when asked ----------------
     trainer = GRQOTrainer(model, cfg)
+    order = BatchOrder(len(train), cfg.batch_size, cfg.seed)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "log.jsonl"
+    history = {}
+    if resume is not None:
+        load_checkpoint(trainer, order, resume)
+        history = continue_log(log_path, trainer.step)
+        print(f"resumed from {resume} at step {trainer.step}", flush=True)
 
     # ---------------- train ----------------
-    log_path = out_dir / "log.jsonl"
-    step_times, history = [], {}
+    step_times = []
     cpu_start = time.process_time()
-    with log_path.open("w") as log_file:
-        for step, index in zip(range(1, cfg.max_steps + 1), _batches(len(train), cfg.batch_size, cfg.seed)):
-            batch = make_batch([train[i] for i in index], processor, classes, model.config.max_text_len)
+    with log_path.open("a" if resume is not None else "w") as log_file:
+        while trainer.step < cfg.max_steps:
+            batch = make_batch([train[i] for i in order.next()], processor, classes, model.config.max_text_len)
             logs = trainer.training_step(batch)
+            step = trainer.step
             step_times.append(logs["step_time_s"])
             if cfg.eval_every and step % cfg.eval_every == 0 and eval_sets:
                 logs["eval"] = history[step] = _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
@@ -91,19 +141,22 @@ def run(cfg: GRQOConfig) -> dict:
                 log_file.write(json.dumps(logs) + "\n")
                 log_file.flush()
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}), flush=True)
+            if cfg.save_steps and step % cfg.save_steps == 0:
+                save_checkpoint(trainer, processor, order, out_dir)
 
     train_cpu_s = time.process_time() - cpu_start
 
-    # ---------------- evaluate & save ----------------
-    start = time.perf_counter()
-    metrics = _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
-    result = {"metrics": metrics, "eval_time_s": time.perf_counter() - start, "history": history,
-              "mean_step_time_s": sum(step_times) / len(step_times), "train_cpu_s": train_cpu_s,
-              "classes": classes, "steps": cfg.max_steps}  # fmt: skip
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    # ---------------- save, then evaluate (a failing evaluation leaves the weights) ----------------
     if cfg.save_model:
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
+    start = time.perf_counter()
+    metrics = _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
+    result = {"metrics": metrics, "eval_time_s": time.perf_counter() - start, "history": history,
+              "mean_step_time_s": sum(step_times) / len(step_times) if step_times else 0.0,
+              "train_cpu_s": train_cpu_s, "classes": classes, "steps": cfg.max_steps,
+              "resumed_from": str(resume) if resume is not None else None}  # fmt: skip
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -12,6 +12,9 @@ matching, focal + L1 + GIoU, per decoder layer when `auxiliary_loss`, plus the e
   refreshed (weights copied) every `ref_refresh_steps` optimizer steps; it never trains.
 
 Either term can be switched off; with both off this is plain supervised fine-tuning (the baseline).
+A step whose model outputs (logits, boxes, encoder outputs) hold NaN or +inf is stopped before the
+supervised loss (whose matcher would fail on NaN boxes), and a non-finite total loss before the
+backward pass: both raise FloatingPointError naming the step.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 
 import torch
 
-from vlm_r1.grqo.config import GRQOConfig
+from vlm_r1.grqo.config import GRQOConfig, check_model_config
 from vlm_r1.grqo.costs import CostWeights
 from vlm_r1.grqo.data import MODEL_INPUT_KEYS
 from vlm_r1.grqo.objectives import grqo_loss, objectness_kl
@@ -60,8 +63,7 @@ class GRQOTrainer:
     """Holds policy, reference and optimizer; `training_step(batch)` does one update and returns logs."""
 
     def __init__(self, model, cfg: GRQOConfig):
-        if cfg.use_kl and not model.config.two_stage:
-            raise ValueError("use_kl needs a two-stage model (encoder proposals with objectness); set use_kl=false")
+        check_model_config(cfg, model.config)
         self.cfg = cfg
         self.model = model
         model.config.auxiliary_loss = cfg.auxiliary_loss
@@ -69,11 +71,22 @@ class GRQOTrainer:
         self.ref_model = frozen_copy(model) if cfg.use_kl else None
         self.optimizer = build_optimizer(model, cfg)
         self.weights = CostWeights(cls=cfg.cost_class, l1=cfg.cost_bbox, giou=cfg.cost_giou)
-        if cfg.kl_top_k > model.config.num_queries:
-            raise ValueError(f"kl_top_k ({cfg.kl_top_k}) is more than the model's num_queries "
-                             f"({model.config.num_queries}), the proposals it selects: use at most that, or 0 for all")
         self.kl_top_k = cfg.kl_top_k or model.config.num_queries
         self.step = 0
+        self.reference_step = 0  # the step whose weights the reference holds (0: the starting weights)
+        self._supervised_loss = model.loss_function  # transformers' loss, called by the forward given labels
+        model.loss_function = self._checked_supervised_loss
+
+    def _checked_supervised_loss(self, *args, **kwargs):
+        """The model's supervised loss; FloatingPointError instead when a tensor it is given (logits, boxes, encoder
+        outputs) holds NaN or +inf (text logits are -inf at padding positions, which is expected)."""
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                if torch.isnan(value).any() or torch.isposinf(value).any():
+                    raise FloatingPointError(f"non-finite model output at step {self.step + 1} (NaN or inf logits or "
+                                             "boxes): the weights have diverged; lower learning_rate, or keep "
+                                             "max_grad_norm > 0")  # fmt: skip
+        return self._supervised_loss(*args, **kwargs)
 
     @property
     def device(self):
@@ -83,6 +96,7 @@ class GRQOTrainer:
         """Copy the policy's current weights into the frozen reference."""
         if self.ref_model is not None:
             self.ref_model.load_state_dict(self.model.state_dict())
+            self.reference_step = self.step
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss of a batch (already on the device) and its parts as floats."""
@@ -107,9 +121,12 @@ class GRQOTrainer:
         if cfg.use_kl:
             with torch.no_grad():
                 ref_out = self.ref_model(**inputs)
-            kl = objectness_kl(out.enc_outputs_class, ref_out.enc_outputs_class, self.kl_top_k, cfg.kl_outcomes)
+            policy, reference = out.enc_outputs_class, ref_out.enc_outputs_class
+            kl = objectness_kl(policy, reference, self.kl_top_k, cfg.kl_outcomes)
             loss = loss + cfg.kl_beta * kl
-            logs["kl_objectness"] = kl.item()
+            logs["kl_objectness"] = kl.item()  # the term added, as configured
+            if cfg.kl_outcomes != "exact":  # a k3 penalty: log the exact KL beside it
+                logs["kl_exact"] = objectness_kl(policy.detach(), reference, self.kl_top_k, "exact").item()
         logs["loss"] = loss.item()
         return loss, logs
 
@@ -118,7 +135,7 @@ class GRQOTrainer:
         start = time.perf_counter()
         loss, logs = self.compute_loss(batch_to(batch, self.device))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: {logs}")
+            raise FloatingPointError(f"non-finite loss at step {self.step + 1}: {logs}")
         loss.backward()
         if self.cfg.max_grad_norm > 0:
             logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))

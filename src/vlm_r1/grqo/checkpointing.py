@@ -1,0 +1,124 @@
+"""What a GRQO run keeps in `output_dir`, and resuming it.
+
+* `settle_start(cfg)`, before any data is read: refuses an output_dir that is the model's own folder, and one
+  that holds another GRQO run's outputs unless this run resumes it; returns the checkpoint to resume, or None.
+* `save_checkpoint` writes `checkpoint-N` every `save_steps` steps:
+  - the model and processor (`save_pretrained`: a model folder that `--model_name_or_path` takes);
+  - `grqo_state.pt`: the step, the optimizer, the batch order's RNG state and pending indices, torch's RNG
+    states, and the step whose weights the reference holds;
+  - `reference.safetensors`: the reference's weights, once a refresh has made them differ from the start;
+  - `trainer_state.json` (`{"global_step": N}`), written last.
+  It is written as `checkpoint-N.tmp` and renamed when whole, so a killed save leaves no `checkpoint-N`;
+  `vlm_r1.checkpoints` finds the latest complete one (`resume_from_checkpoint: auto`).
+* `load_checkpoint` puts all of that back; `continue_log` keeps log.jsonl's lines up to the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from vlm_r1.checkpoints import TRAINER_STATE, CheckpointError, list_checkpoints, resolve_resume
+
+STATE_FILE = "grqo_state.pt"
+REFERENCE_FILE = "reference.safetensors"
+RUN_OUTPUTS = ("log.jsonl", "metrics.json", "model.safetensors")  # what a GRQO run writes at its top level
+
+
+def _outputs(folder: Path) -> list[str]:
+    return [name for name in RUN_OUTPUTS if (folder / name).exists()] + [p.name for p in list_checkpoints(folder)]
+
+
+def settle_start(cfg) -> Path | None:
+    """The checkpoint this run resumes (None: a fresh start). OptionError for an output_dir that is the folder
+    of `model_name_or_path`, or that holds another run's outputs when this run does not resume from a checkpoint
+    inside it; CheckpointError for a checkpoint that cannot be resumed."""
+    from vlm_r1.recipe import OptionError
+
+    out, start = Path(cfg.output_dir), Path(cfg.model_name_or_path)
+    if start.is_dir() and out.resolve() == start.resolve():
+        raise OptionError(f"output_dir {cfg.output_dir} is the folder of the model the run starts from: the run "
+                          "would overwrite that checkpoint; write to another folder")  # fmt: skip
+    resume = resolve_resume(cfg.resume_from_checkpoint, out)
+    found = _outputs(out) if out.is_dir() else []
+    if resume is None or Path(resume).resolve().parent != out.resolve():
+        if found:
+            hint = (f" (this run resumes {resume}, outside it)" if resume is not None
+                    else " (resume_from_checkpoint found no complete checkpoint in it)" if cfg.resume_from_checkpoint
+                    else ", or continue it with --resume_from_checkpoint auto" if list_checkpoints(out) else "")
+            raise OptionError(f"output_dir {out} already holds another GRQO run's outputs ({', '.join(found[:4])}): "
+                              f"give a new output_dir, or delete that folder{hint}")  # fmt: skip
+    if resume is None:
+        return None
+    resume = Path(resume)
+    if not (resume / STATE_FILE).is_file():
+        raise CheckpointError(f"resume_from_checkpoint: {resume} has no {STATE_FILE}: not a GRQO checkpoint")
+    step = json.loads((resume / TRAINER_STATE).read_text())["global_step"]
+    if step > cfg.max_steps:
+        raise OptionError(f"resume_from_checkpoint: {resume} is at step {step}, past max_steps {cfg.max_steps}")
+    return resume
+
+
+def save_checkpoint(trainer, processor, batch_order, output_dir) -> Path:
+    """Write `output_dir/checkpoint-<step>` (see the module docstring) and return it."""
+    from safetensors.torch import save_model
+
+    final = Path(output_dir) / f"checkpoint-{trainer.step}"
+    folder = final.with_name(final.name + ".tmp")
+    shutil.rmtree(folder, ignore_errors=True)  # left by a save that was killed
+    trainer.model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    state = {"step": trainer.step, "optimizer": trainer.optimizer.state_dict(), "batch_order": batch_order.state(),
+             "reference_step": trainer.reference_step, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}  # fmt: skip
+    torch.save(state, folder / STATE_FILE)
+    if trainer.reference_step:
+        save_model(trainer.ref_model, str(folder / REFERENCE_FILE))
+    (folder / TRAINER_STATE).write_text(json.dumps({"global_step": trainer.step}))
+    if final.exists():  # a checkpoint of an earlier attempt, past the one this run resumed from
+        shutil.rmtree(final)
+    folder.rename(final)
+    return final
+
+
+def load_checkpoint(trainer, batch_order, folder) -> None:
+    """Restore what `save_checkpoint` wrote into a trainer built from the run's starting model."""
+    from safetensors.torch import load_model
+
+    folder = Path(folder)
+    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    saved = type(trainer.model).from_pretrained(folder, dtype="auto")
+    trainer.model.load_state_dict(saved.state_dict())
+    del saved
+    configured = [{k: v for k, v in group.items() if k != "params"} for group in trainer.optimizer.param_groups]
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    for group, settings in zip(trainer.optimizer.param_groups, configured):
+        group.update(settings)  # learning rates and weight decay come from this run's options
+    trainer.step, trainer.reference_step = state["step"], state["reference_step"]
+    if trainer.reference_step and trainer.ref_model is not None:
+        load_model(trainer.ref_model, str(folder / REFERENCE_FILE), device=str(trainer.device))
+    batch_order.load_state(state["batch_order"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def continue_log(path, step: int) -> dict[int, dict]:
+    """Keep the lines of log.jsonl up to `step` (later ones are redone after a resume; a line cut short by a kill is
+    dropped) and return their evaluations, {step: metrics}."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("step", step + 1) <= step:
+            kept.append(entry)
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in kept), encoding="utf-8")
+    return {entry["step"]: entry["eval"] for entry in kept if "eval" in entry}
