@@ -97,6 +97,14 @@ def can_share_prefill(model: nn.Module, inputs: dict[str, torch.Tensor], generat
     return None
 
 
+def cache_keyword(model: nn.Module) -> str:
+    """The keyword a model's forward (and ``generate``) takes its key/value cache by: ``cache`` from transformers
+    5.24, ``past_key_values`` before (5.24 still takes the old name, with a FutureWarning on every call)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def generate_from_shared_prefill(
     model: nn.Module, inputs: dict[str, torch.Tensor], row_index: torch.Tensor, generation_config
@@ -119,10 +127,11 @@ def generate_from_shared_prefill(
         input_ids, {"input_ids": input_ids, **per_token, **media}
     )
     cache = DynamicCache(config=model.config)
+    cache_kwarg = cache_keyword(model)
     model(
         input_ids=input_ids[:, :-1],
         position_ids=position_ids[..., :-1],
-        past_key_values=cache,
+        **{cache_kwarg: cache},
         use_cache=True,
         logits_to_keep=1,
         **{k: v[:, :-1] for k, v in per_token.items()},
@@ -135,7 +144,7 @@ def generate_from_shared_prefill(
     expanded = {k: v.index_select(0, row_index) for k, v in per_token.items()}
     return model.generate(
         input_ids=input_ids.index_select(0, row_index),
-        past_key_values=cache,
+        **{cache_kwarg: cache},
         generation_config=generation_config,
         **expanded,
     )
