@@ -85,6 +85,9 @@ def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
     return tasks
 
 
+_SAMPLING_KNOBS = ("num_samples", "temperature", "top_p", "seed")  # what greedy decoding ignores
+
+
 @dataclass
 class GenerationSettings:
     batch_size: int = 32
@@ -105,9 +108,6 @@ class GenerationSettings:
             if changed:
                 raise ValueError(f"{', '.join(changed)} only apply when sampling (greedy decoding ignores them): "
                                  "add --do_sample, or leave them at their defaults")  # fmt: skip
-
-
-_SAMPLING_KNOBS = ("num_samples", "temperature", "top_p", "seed")  # what greedy decoding ignores
 
 
 # The decoding named by the settings and nothing else: a checkpoint's generation_config.json may carry beams, a

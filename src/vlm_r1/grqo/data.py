@@ -138,16 +138,23 @@ def check_prompt(classes, processor, max_text_len: int | None = None) -> list[st
     """`check_classes`, then with the model's tokenizer: ValueError for a name that gives no tokens (the prompt
     would split into fewer phrases than classes, shifting every later class id) and for a prompt longer than
     `max_text_len` tokens (the model would cut it). Returns the normalised names."""
-    classes = check_classes(classes)
+    classes = _check_tokens(check_classes(classes), processor)
+    if max_text_len is not None:
+        _check_prompt_length(classes, len(processor(text=[classes])["input_ids"][0]), max_text_len)
+    return classes
+
+
+def _check_tokens(classes: list[str], processor) -> list[str]:
     tokenless = [c for c in classes if not processor.tokenizer(c, add_special_tokens=False)["input_ids"]]
     if tokenless:
         raise ValueError(f"class names {tokenless} give no tokens (the tokenizer drops their characters): rename them")
-    if max_text_len is not None:
-        length = len(processor(text=[classes])["input_ids"][0])
-        if length > max_text_len:
-            raise ValueError(f"the prompt of {len(classes)} classes is {length} tokens, more than the model's "
-                             f"max_text_len {max_text_len}: use fewer classes or a model with a longer text input")
     return classes
+
+
+def _check_prompt_length(classes: list[str], length: int, max_text_len: int | None) -> None:
+    if max_text_len is not None and length > max_text_len:
+        raise ValueError(f"the prompt of {len(classes)} classes is {length} tokens, more than the model's "
+                         f"max_text_len {max_text_len}: use fewer classes or a model with a longer text input")
 
 
 def make_batch(examples, processor, classes, max_text_len: int | None = None) -> dict:
@@ -161,8 +168,9 @@ def make_batch(examples, processor, classes, max_text_len: int | None = None) ->
     classes = check_classes(classes)
     index = {name: i for i, name in enumerate(classes)}
     images = [image for e in examples for image in load_row_images([e.image], e.source)]
-    check_prompt(classes, processor, max_text_len)
+    _check_tokens(classes, processor)  # check_prompt's checks, the length read from the batch
     inputs = processor(images=images, text=[classes] * len(examples), return_tensors="pt")
+    _check_prompt_length(classes, inputs["input_ids"].shape[1], max_text_len)
     labels = []
     for e in examples:
         names = [normalize_label(lab) for lab in e.labels]
