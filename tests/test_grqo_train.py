@@ -365,3 +365,39 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_dino, shapes, tmp_path):
     assert [e["step"] for e in cut_log] == [1, 2, 3, 4, 5]
     assert [e["loss"] for e in cut_log] == pytest.approx([e["loss"] for e in whole_log], rel=1e-5)
     assert json.loads((cut / "metrics.json").read_text())["resumed_from"] == str(checkpoint)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings_and_prints_a_recovery_change(tiny_dino, shapes, tmp_path,
+                                                                                      capsys):
+    """The checkpoint's run record (every option but where things lie, the length, logging, saving and the device)
+    must match; learning_rate may change on a resume (the way out of a diverged run), and the change is printed."""
+    from vlm_r1.checkpoints import CheckpointError
+    from vlm_r1.grqo.train import main
+
+    out = tmp_path / "run"
+    assert main(_argv(tiny_dino, shapes, out, "--max_steps", "2", "--save_steps", "2")) == 0
+    record = json.loads((out / "checkpoint-2" / "vlm_r1_run.json").read_text())
+    assert record["weight_decay"] == 1e-4 and len(record["train_data_sha256"]) == 64 and record["start_model"]
+    assert "max_steps" not in record and "output_dir" not in record
+    again = ["--max_steps", "3", "--resume_from_checkpoint", "auto", "--save_steps", "3", "--log_every", "2"]
+    with pytest.raises(CheckpointError, match=r"other settings \(weight_decay: 0.0001 -> 0.001\).*delete .*vlm_r1_run"):
+        main(_argv(tiny_dino, shapes, out, *again, "--weight_decay", "1e-3"))
+    changed_rows = tmp_path / "train.jsonl"  # the same number of rows, one label changed
+    lines = Path(shapes[0]).read_text().splitlines()
+    changed_rows.write_text("\n".join([lines[0].replace('"label": "', '"label": "x', 1), *lines[1:]]) + "\n")
+    with pytest.raises(CheckpointError, match="train_data_sha256"):
+        main([*_argv(tiny_dino, shapes, out, *again), "--train_data", str(changed_rows)])
+    capsys.readouterr()
+    assert main(_argv(tiny_dino, shapes, out, *again, "--learning_rate", "5e-5")) == 0
+    assert "with learning_rate: 0.0001 -> 5e-05 (this run's value applies)" in capsys.readouterr().out
+
+
+def test_save_total_limit_keeps_the_latest_checkpoints(tiny_dino, shapes, tmp_path):
+    from vlm_r1.grqo.train import main
+    from vlm_r1.recipe import OptionError
+
+    out = tmp_path / "run"
+    assert main(_argv(tiny_dino, shapes, out, "--max_steps", "4", "--save_steps", "1", "--save_total_limit", "2")) == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    with pytest.raises(OptionError, match="save_total_limit needs save_steps"):
+        main(_argv(tiny_dino, shapes, tmp_path / "other", "--save_total_limit", "2"))

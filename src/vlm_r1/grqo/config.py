@@ -108,7 +108,15 @@ class GRQOConfig:
     save_steps: int = field(
         default=0, metadata={"help": "Write a resumable checkpoint-N folder into output_dir every N steps; 0 = none."}
     )
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": RESUME_HELP})
+    save_total_limit: int = field(
+        default=0, metadata={"help": "Keep only the latest N checkpoint-N folders (older ones are deleted after each "
+                                     "save); 0 = keep all. Needs save_steps."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": RESUME_HELP + " A checkpoint made with other options is refused (learning_rate and "
+                  "max_grad_norm may change)."},
+    )
 
 
 CHOICES = {"grqo_layers": ("all", "last"), "grqo_surrogate": ("logprob", "neg_cost"),
@@ -137,7 +145,7 @@ def check_config(cfg: GRQOConfig) -> None:
             problems.append(f"{name} must be >= 1")
     for name in ("learning_rate", "backbone_lr_scale", "weight_decay", "max_grad_norm", "grqo_alpha", "kl_beta",
                  "advantage_eps", "cost_class", "cost_bbox", "cost_giou", "kl_top_k", "ref_refresh_steps",
-                 "eval_every", "save_steps"):  # fmt: skip
+                 "eval_every", "save_steps", "save_total_limit"):  # fmt: skip
         if not math.isfinite(getattr(cfg, name)) or getattr(cfg, name) < 0:
             problems.append(f"{name} must be a finite number >= 0, got {getattr(cfg, name)}")
     if cfg.advantage_eps == 0:  # equal rewards would give 0 / 0
@@ -147,6 +155,8 @@ def check_config(cfg: GRQOConfig) -> None:
     stems = [Path(path).stem for path in cfg.eval_data]
     if len(set(stems)) != len(stems):  # metrics are keyed by file stem
         problems.append(f"eval_data files need distinct names (metrics are keyed by them): {stems}")
+    if cfg.save_total_limit and not cfg.save_steps:
+        problems.append("save_total_limit needs save_steps > 0 (no checkpoints are written)")
     if cfg.eval_every and not cfg.eval_data:
         problems.append("eval_every > 0 needs eval_data")
     if cfg.eval_every > cfg.max_steps:

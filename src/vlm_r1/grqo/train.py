@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vlm_r1.grqo.checkpointing import continue_log, load_checkpoint, save_checkpoint, settle_start
+from vlm_r1.grqo.checkpointing import continue_log, load_checkpoint, run_record, save_checkpoint, settle_start
 from vlm_r1.grqo.coco_eval import evaluate
 from vlm_r1.grqo.config import GRQOConfig, check_config, check_model_config
 from vlm_r1.grqo.data import check_classes, check_prompt, class_names, load_detection_examples, make_batch
@@ -87,7 +87,8 @@ def run(cfg: GRQOConfig) -> dict:
         check_model_config(cfg, detector_config(cfg.model_name_or_path, cfg.model_revision, cfg.trust_remote_code))
         device = pick_device(cfg.device)
         check_output_dir(cfg.output_dir)
-    resume = settle_start(cfg)
+    record = run_record(cfg)
+    resume = settle_start(cfg, record)
 
     # ---------------- data ----------------
     train = load_detection_examples(cfg.train_data, cfg.image_root)
@@ -142,7 +143,7 @@ def run(cfg: GRQOConfig) -> dict:
                 log_file.flush()
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}), flush=True)
             if cfg.save_steps and step % cfg.save_steps == 0:
-                save_checkpoint(trainer, processor, order, out_dir)
+                save_checkpoint(trainer, processor, order, out_dir, record, cfg.save_total_limit)
 
     train_cpu_s = time.process_time() - cpu_start
 
