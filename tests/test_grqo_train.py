@@ -401,3 +401,19 @@ def test_save_total_limit_keeps_the_latest_checkpoints(tiny_dino, shapes, tmp_pa
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
     with pytest.raises(OptionError, match="save_total_limit needs save_steps"):
         main(_argv(tiny_dino, shapes, tmp_path / "other", "--save_total_limit", "2"))
+
+
+def test_tiny_vocabulary_is_the_same_in_every_process():
+    """It came from `tokenizers`' WordPiece trainer, whose ties fall in a per-process order: each launch of the GRQO
+    benchmark built another vocabulary, so another model, and its numbers moved from launch to launch."""
+    import subprocess
+    import sys
+
+    from vlm_r1.grqo.tiny import build_processor
+
+    code = "import json; from vlm_r1.grqo.tiny import build_vocab; print(json.dumps(build_vocab()))"
+    vocabularies = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+                    for _ in range(2)]  # fmt: skip
+    assert vocabularies[0] == vocabularies[1]
+    tokens = build_processor().tokenizer.tokenize("detect the purple hexagon . zebra")
+    assert tokens == ["detect", "the", "purple", "hexagon", ".", "z", "##e", "##b", "##r", "##a"]

@@ -8,7 +8,7 @@ A sibling of the GRPO trainer, not a branch of it: a query-based detector sample
 * `trainer.py`    one training step: supervised loss + alpha * GRQO + beta * KL, frozen reference
 * `data.py`       detection rows -> Grounding DINO batches; exhaustively labelled synthetic rows
 * `coco_eval.py`  detector outputs -> per-image boxes for the shared COCO evaluator (`vlm_r1.evaluation`)
-* `tiny.py`       an offline tiny Grounding DINO (from config, local WordPiece tokenizer)
+* `tiny.py`       an offline tiny Grounding DINO (from config, a local WordPiece vocabulary)
 * `loading.py`    `load_detector`: the one place a detector and its processor are loaded
 * `checkpointing.py` output_dir checks, checkpoint-N folders and resuming them
 * `config.py`     `GRQOConfig`; `train.py` the entry point (`python -m vlm_r1.grqo.train`, `main(argv)`)

@@ -3,7 +3,7 @@
 `make_tiny_grounding_dino(out_dir)` writes a folder that `GroundingDinoForObjectDetection.from_pretrained`
 and `GroundingDinoProcessor.from_pretrained` load, with nothing downloaded:
 
-* tokenizer: a WordPiece vocabulary trained with `tokenizers` on colour / shape / prompt words,
+* tokenizer: a WordPiece vocabulary of the colour / shape / prompt words, letters and digits,
   laid out at bert-base-uncased's ids for the tokens Grounding DINO hard-codes
   (`[PAD]`=0, `[UNK]`=100, `[CLS]`=101, `[SEP]`=102, `[MASK]`=103, "."=1012, "?"=1029 — the
   model splits a prompt into phrases at these ids), filled with `[unusedN]` elsewhere, wrapped as
@@ -34,23 +34,21 @@ PROMPT_WORDS = ("detect", "find", "locate", "all", "the", "a", "an", "and", "of"
                 "small", "large", "big", "tiny", "left", "right", "top", "bottom", "there", "is", "are")  # fmt: skip
 
 
-def _train_wordpiece(vocab_size: int = 300) -> list[str]:
-    """Tokens of a WordPiece vocabulary trained on the built-in words (alphabet included)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+def _word_pieces() -> list[str]:
+    """The vocabulary's own tokens, sorted: every built-in word whole, and each letter and digit alone and as a
+    `##` continuation, so that any other lower-case word still tokenizes. A fixed list, not WordPiece training:
+    `tokenizers`' WordPiece trainer breaks count ties in an order that changes from one process to the next, so it
+    gave another vocabulary, and so other token ids and another model, at each launch."""
+    import string
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    words = [*COLOURS, *SHAPES, *PROMPT_WORDS]
-    corpus = [f"{c} {s}." for c in COLOURS for s in SHAPES] + [" ".join(PROMPT_WORDS)] * 3 + words
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[UNK]"], min_frequency=1)
-    tok.train_from_iterator(corpus, trainer)
-    return [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]) if t not in FIXED_IDS]
+    characters = string.ascii_lowercase + string.digits
+    pieces = {*COLOURS, *SHAPES, *PROMPT_WORDS, *characters, *(f"##{c}" for c in characters)}
+    return sorted(pieces - set(FIXED_IDS))
 
 
-def build_vocab(vocab_size: int = 300) -> dict[str, int]:
-    """BERT-layout vocabulary: the fixed ids above, learned tokens in the free slots, `[unusedN]` filler."""
-    learned = _train_wordpiece(vocab_size)
+def build_vocab() -> dict[str, int]:
+    """BERT-layout vocabulary: the fixed ids above, the word pieces in the free slots, `[unusedN]` filler."""
+    learned = _word_pieces()
     size = max(max(FIXED_IDS.values()) + 1, len(learned) + len(FIXED_IDS))
     slots = [None] * size
     for token, i in FIXED_IDS.items():
