@@ -58,7 +58,8 @@ def run_grpo(warm: Path, data: Path, out: Path, seed: int, steps: int, overrides
 
     summary = train_main(["--config", str(RECIPES / "rec_grpo.yaml"), "--model_name_or_path", str(warm),
                           "--train_data", str(data), "--output_dir", str(out), "--max_steps", str(steps),
-                          "--seed", str(seed), "--disable_tqdm", "true", *overrides])  # fmt: skip
+                          "--seed", str(seed), "--disable_tqdm", "true", "--save_strategy", "no",  # saves would count as training
+                          *overrides])  # fmt: skip
     return summary["train_seconds"]
 
 

@@ -76,7 +76,7 @@ def test_pipeline_smoke(tmp_path, capsys):
 
     # an interrupted GRPO stage with the same inputs goes on from its latest checkpoint; a damaged cached result is
     # evaluated again
-    saving = grpo + ["save_strategy=steps", "save_steps=1"]
+    saving = grpo + ["save_strategy=steps", "save_steps=1", "save_total_limit=2"]
     main(base + saving + sft)
     grpo_dir = work / "grpo"
     first_checkpoint = (grpo_dir / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns
