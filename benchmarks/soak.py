@@ -70,6 +70,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
+    fit_points = [step for step in range(0, args.steps, args.every) if step >= args.warmup]  # the probe's samples
+    if len(fit_points) < 3:
+        parser.error(f"--steps {args.steps}, --every {args.every} and --warmup {args.warmup} leave {len(fit_points)} "
+                     "RSS samples after the warm-up; the slope needs at least 3: raise --steps, or lower --every or "
+                     "--warmup")  # fmt: skip
 
     os.environ["SOAK_EVERY"] = str(args.every)
     os.environ["SOAK_COLLECT"] = "0" if args.no_collect else "1"
@@ -114,7 +119,7 @@ def main(argv=None) -> int:
         samples = sys.modules["soak_probe"].SAMPLES
 
     fitted = [(s, m) for s, m, _, _ in samples if s >= args.warmup]
-    slope = slope_per_100(fitted) if len(fitted) >= 3 else float("nan")
+    slope = slope_per_100(fitted)
     print("\nstep    rss_mb  python_objects  gc_collected")
     for step, mb, objects, collected in samples:
         print(f"{step:>4}  {mb:8.1f}  {objects:>14,}  {collected:>12,}")
