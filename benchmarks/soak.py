@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.every < 1:
+        parser.error("--steps and --every must be at least 1")
     fit_points = [step for step in range(0, args.steps, args.every) if step >= args.warmup]  # the probe's samples
     if len(fit_points) < 3:
         parser.error(f"--steps {args.steps}, --every {args.every} and --warmup {args.warmup} leave {len(fit_points)} "
