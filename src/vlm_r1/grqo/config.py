@@ -52,8 +52,8 @@ class GRQOConfig:
     batch_size: int = field(default=4, metadata={"help": "Images per step."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (transformer and heads)."})
     backbone_lr_scale: float = field(
-        default=0.1, metadata={"help": "Image backbone (parameters under .backbone.) learning rate = learning_rate * "
-                                       "this (DINO uses 0.1); the text encoder trains at learning_rate."}
+        default=0.1, metadata={"help": "The image backbone (.backbone.) and the text encoder (.text_backbone.) train at "
+                                       "learning_rate * this (Grounding DINO's recipes use 0.1 for both)."}
     )
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=0.1, metadata={"help": "Gradient clipping norm (DINO: 0.1); 0 disables."})

@@ -46,13 +46,16 @@ def frozen_copy(model):
     return ref
 
 
+SLOW_MODULES = (".backbone.", ".text_backbone.")  # the image backbone and the text encoder (BERT)
+
+
 def build_optimizer(model, cfg: GRQOConfig) -> torch.optim.Optimizer:
-    """AdamW with the image backbone (parameters under ``.backbone.``) at learning_rate * backbone_lr_scale; the
-    text encoder and everything else at learning_rate."""
+    """AdamW with the image backbone and the text encoder (parameters under SLOW_MODULES) at learning_rate *
+    backbone_lr_scale, as Grounding DINO's own recipes train them, and everything else at learning_rate."""
     backbone, rest = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (backbone if ".backbone." in f".{name}" else rest).append(p)
+            (backbone if any(module in f".{name}" for module in SLOW_MODULES) else rest).append(p)
     groups = [{"params": rest, "lr": cfg.learning_rate}]
     if backbone:
         groups.append({"params": backbone, "lr": cfg.learning_rate * cfg.backbone_lr_scale})
