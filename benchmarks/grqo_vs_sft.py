@@ -6,7 +6,7 @@ Design (paired): for every seed, a tiny model from config (initialised with the 
 warm start of it (`--warm_steps`), then each arm continues from that warm start for `--steps` steps
 on the same fixed labelled set with the same data order (the seed); arms differ only in their loss.
 The spread over seeds so covers the model's initialisation as well as the data order (the tiny
-detector's supervised start depends strongly on its initialisation: 0.1% to 2.1% test mAP after
+detector's supervised start depends strongly on its initialisation: 0.3% to 1.9% test mAP after
 1,000 steps for three seeds). The arms:
 
 * `sft`:            the model's supervised loss (use_grqo=false, use_kl=false)
