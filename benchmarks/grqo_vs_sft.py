@@ -114,10 +114,10 @@ def main(argv=None) -> int:
 
     lines = ["| arm | test mAP | test AP50 | ood mAP | ood AP50 | Δ test mAP vs sft | Δ ood mAP vs sft | CPU s/step |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    warm = {(split, key): [w[split][key] for w in results["warm_starts"]] for split in names.values()
-            for key in ("mAP", "AP50")}  # fmt: skip
-    lines.append(f"| warm start ({args.warm_steps} sft steps) | {_fmt(warm['test', 'mAP'])} | {_fmt(warm['test', 'AP50'])} | "
-                 f"{_fmt(warm['ood', 'mAP'])} | {_fmt(warm['ood', 'AP50'])} | | | |")  # fmt: skip
+    starts = {(split, key): [w[split][key] for w in results["warm_starts"]] for split in names.values()
+              for key in ("mAP", "AP50")}  # fmt: skip
+    lines.append(f"| warm start ({args.warm_steps} sft steps) | {_fmt(starts['test', 'mAP'])} | "
+                 f"{_fmt(starts['test', 'AP50'])} | {_fmt(starts['ood', 'mAP'])} | {_fmt(starts['ood', 'AP50'])} | | | |")  # fmt: skip
     for arm in arms:
         times = [r["step_cpu_s"] for r in results["runs"] if r["arm"] == arm]
         delta = ("", "") if arm == "sft" else (_fmt(paired(arm, "test", "mAP")), _fmt(paired(arm, "ood", "mAP")))

@@ -130,8 +130,8 @@ def save_checkpoint(trainer, processor, batch_order, output_dir, record: dict, s
     folder.rename(final)
     if save_total_limit:
         # checkpoints past this step are an abandoned attempt's (a resume from an earlier one): this run rewrites them
-        earlier = [path for path in list_checkpoints(output_dir) if int(path.name.split("-")[1]) <= trainer.step]
-        for old in earlier[:-save_total_limit]:
+        checkpoints = list_checkpoints(output_dir)  # by step
+        for old in checkpoints[: checkpoints.index(final) + 1][:-save_total_limit]:
             shutil.rmtree(old)
     return final
 
