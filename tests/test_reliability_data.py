@@ -113,6 +113,9 @@ HOSTILE = [  # (row, expected "line: field")
     (_row("img/link_out.png"), "14: image"),  # a symlink pointing out of the root
     (["not", "an", "object"], "15: row"),
     (_row("img/not_an_image.png"), "16: image"),
+    ({"image": "img/rgb.png", "reward": "counting", "conversations": [  # an exponent beyond Python's Decimal
+        {"from": "human", "value": "<image>How many?"}, {"from": "gpt", "value": '"1e9999999999999999999"'}]},
+     "17: solution"),
 ]
 
 

@@ -165,6 +165,8 @@ def test_classification_all_classes_or_no_answer_is_zero():
     ("2.5", 2.5, 1), ("2.5000001", 2.5, 1), ("2.51", 2.5, 0), ("1e3", 1000, 1), ("-2", -2, 1), ("1e999", 3, 0),
     ("\uff13", 3, 1), ("\u0663", 3, 0),  # NFKC reads fullwidth 3 as 3; Arabic-Indic digits are not read
     (str(10**17 + 1), 10**17 + 1, 1), (str(10**17), 10**17 + 1, 0), ("1e17", 10**17 + 1, 0),  # integers: exact
+    ("1e23", 1e23, 1), (str(10**23), 1e23, 1), ("99999999999999991611392", 1e23, 0),  # a float row reads as written
+    ("1e9999999999999999999", 3, 0), ("-1e-9999999999999999999", 0, 0),  # exponents beyond Decimal: 0, no raise
 ])
 def test_number_match(answer, gt, score):
     assert r("number_match", [ans(answer)], solution=[json.dumps(gt)]) == [float(score)]
@@ -210,6 +212,12 @@ def test_repetition_penalty_leaves_a_correct_list_of_objects_alone(layout):
     assert r("repetition_penalty", [f"<answer>{json.dumps(stuffed)}</answer>"])[0] < -0.9
     boxless = [{"bbox_2d": [1, 2, 30, 40], "label": "a"}] + [{"note": "look here"}] * 300  # no box: stays text
     assert r("repetition_penalty", [f"<answer>{json.dumps(boxless)}</answer>"])[0] < -0.9
+    wrapped = [{"object": o} for o in objects]  # the shells around the box objects go with them
+    assert r("repetition_penalty", [f"<answer>{json.dumps(wrapped, **layout)}</answer>"]) == [0.0]
+    deep = {"result": {"objects": [{"a": {"b": o}} for o in objects]}}
+    assert r("repetition_penalty", [f"<answer>{json.dumps(deep, **layout)}</answer>"]) == [0.0]
+    noted = [{"object": o, "note": "the same words"} for o in objects]  # a shell with words of its own stays
+    assert r("repetition_penalty", [f"<answer>{json.dumps(noted, **layout)}</answer>"])[0] < -0.5
 
 
 def test_cosine_length_formula():

@@ -70,7 +70,7 @@ def test_map_boxes():
 
 
 def test_empty_answers():
-    for text in ["", "[]", " none. ", "```json\n[]\n```", "NULL", "[ ]", "[\n]", "```json\n[ ]\n```", "{ }"]:
+    for text in ["", "[]", " none. ", "```json\n[]\n```", "NULL", "[ ]", "[\n]", "```json\n[ ]\n```", "{ }", '""']:
         assert is_empty_answer(text), text
     assert not is_empty_answer(None) and not is_empty_answer("a cat") and not is_empty_answer("[ 1 ]")
 

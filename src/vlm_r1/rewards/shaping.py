@@ -42,16 +42,21 @@ def _text_repetition(text: str, n: int = 3) -> float:
 
 _OBJECT = re.compile(r"\{[^{}]*\}")  # an innermost JSON object
 _NUMBER_LIST = re.compile(r"\[[\d\s.,eE+\-]*\]")  # a box's coordinates
-_EMPTY_LIST = re.compile(r"\[[\s,]*\]")  # the list that held the box objects, once they are taken out
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_TAKEN = "\ue000"  # marks where a box object was taken out (a private-use character, removed from the text first)
+_KEY_TAKEN = r'"(?:[^"\\]|\\.)*"\s*:\s*\ue000\s*'  # "key": <a taken-out box>
+_SHELL_OBJECT = re.compile(rf"\{{\s*(?:{_KEY_TAKEN},\s*)*{_KEY_TAKEN}\}}")  # {"object": <box>}: every value taken
+_SHELL_LIST = re.compile(r"\[[\s,\ue000]*\]")  # a list that held only taken-out boxes (or nothing)
+MAX_SHELL_DEPTH = 8  # wrappers around the box objects taken out with them, up to this depth
 
 
 def _text_and_values(parsed) -> tuple[str, list[str]]:
     """What r_text judges: the completion's text, and the string values of its answer's box objects, each on its own.
 
     When the answer holds boxes, each JSON object holding a list of numbers (a box with its label, score, ...) and
-    each bare list of numbers leaves the text, and so does the list that held them: N distinct objects repeat the
-    same keys N times, and r_box judges the boxes. Their string values (labels) are judged one by one, so a label
+    each bare list of numbers leaves the text, and so do the lists and objects that held only those (up to
+    MAX_SHELL_DEPTH levels: `[{"object": {...}}, ...]`): N distinct objects repeat the same keys N times, and r_box
+    judges the boxes. Their string values (labels) are judged one by one, so a label
     stuffed with repeated words still counts, while one class named on N objects does not. Everything else in the
     answer (objects without a box, other words) stays in the text."""
     if not any(d.box is not None for d in parsed.detections) or not parsed.answer:
@@ -65,9 +70,15 @@ def _text_and_values(parsed) -> tuple[str, list[str]]:
         if not _NUMBER_LIST.search(match.group(0)):
             return match.group(0)
         values.extend(_STRING.findall(match.group(0)))
-        return " "
+        return _TAKEN
 
-    answer = _EMPTY_LIST.sub(" ", _NUMBER_LIST.sub(" ", _OBJECT.sub(take_box_object, parsed.answer)))
+    answer = _NUMBER_LIST.sub(_TAKEN, _OBJECT.sub(take_box_object, parsed.answer.replace(_TAKEN, "")))
+    for _ in range(MAX_SHELL_DEPTH):  # [{"object": {...}}, ...]: the shells left around the boxes go too
+        unwrapped = _SHELL_OBJECT.sub(_TAKEN, _SHELL_LIST.sub(_TAKEN, answer))
+        if unwrapped == answer:
+            break
+        answer = unwrapped
+    answer = answer.replace(_TAKEN, " ")
     return parsed.text[:start] + answer + parsed.text[start + len(parsed.answer):], values
 
 

@@ -5,7 +5,8 @@ must BE the answer; anything hedged or with extra words scores 0:
 - number_match: a single number literal ("3", "-2.5", "1e3") or an English number word zero..twenty, after
   Unicode NFKC normalisation (so fullwidth "３" reads as "3"; digits of other scripts, such as "٣", score 0).
   An integer ground truth needs an exactly equal value ("3" and "3.0" match 3, compared exactly, not as
-  floats); a non-integer one matches within a relative tolerance of 1e-6 (|pred - gt| <= 1e-6 * max(1, |gt|)).
+  floats; a float ground truth is read by its shortest repr, so 1e23 is 10**23); a non-integer one matches within
+  a relative tolerance of 1e-6 (|pred - gt| <= 1e-6 * max(1, |gt|)).
 - choice_match: one letter, optionally bracketed and/or followed by "." or ":" ("B", "(B)", "B.", "[b]");
   "A or B", "B. Paris" and "AB" score 0.
 - yes_no_match: "yes" or "no" (any case, trailing punctuation ignored); "yes and no" scores 0.
@@ -40,7 +41,8 @@ def _clean(answer: str | None) -> str | None:
 
 def _exact_number(value: Any) -> Decimal | None:
     """The exact value of a number, a number literal or an English number word, else None. Exact: floats lose
-    integers beyond 2**53. A value whose float would not be finite ("1e400") is None too."""
+    integers beyond 2**53. A value whose float would not be finite ("1e400"), or whose exponent Decimal cannot
+    hold, is None too."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -52,8 +54,11 @@ def _exact_number(value: Any) -> Decimal | None:
         value = text
     if not isinstance(value, (int, float, str)):
         return None
-    exact = Decimal(value)  # every _NUMBER_RE literal, int and float converts; nan / inf are caught below
-    return exact if exact.is_finite() and math.isfinite(float(exact)) else None
+    try:  # a float by its shortest repr: the 1e23 a JSON row holds is 10**23, not the binary value next to it
+        exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return exact if exact.is_finite() and math.isfinite(float(exact)) else None
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond Decimal's range ("1e99999999999999999999")
+        return None
 
 
 def _as_number(value: Any) -> float | None:
