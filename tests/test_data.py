@@ -424,3 +424,19 @@ def test_exif_rotated_images_are_named_in_one_warning_per_file(root):
     with pytest.warns(DataWarning, match=r"1 image\(s\) carry an EXIF rotation, which is not applied") as caught:
         rows = load_rows(path)
     assert len(rows) == 3 and len(caught) == 1 and rows[0].image_sizes == ((40, 30),)
+
+
+def test_a_prompt_other_than_the_starting_checkpoints_is_named(tmp_path):
+    """train and sft warn with this sentence when they start from a checkpoint trained with another prompt."""
+    from vlm_r1.data import PROMPT_FILE, prompt_change_from, save_prompt
+
+    save_prompt(tmp_path, "{question}", None)
+    assert prompt_change_from(str(tmp_path), "{question}", None) is None
+    change = prompt_change_from(str(tmp_path), "Q: {question}", "Be brief.")
+    assert change.startswith("this run trains with question_template 'Q: {question}' (it was trained with "
+                             "'{question}') and system_prompt 'Be brief.' (it was trained with None)")
+    assert change.endswith("give --question_template '{question}' and no --system_prompt")
+    assert prompt_change_from("Qwen/Qwen2.5-VL-3B-Instruct", "Q: {question}", None) is None  # a hub id records none
+    assert prompt_change_from(str(tmp_path / "missing"), "Q: {question}", None) is None
+    (tmp_path / PROMPT_FILE).write_text("{broken")
+    assert "the prompt " in prompt_change_from(str(tmp_path), "{question}", None)  # said, not raised

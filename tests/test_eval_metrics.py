@@ -174,16 +174,31 @@ def _row(solution: str, line: int, reward: str | None = None):
 
 
 def test_row_tasks_checked_before_generation_with_file_line():
+    from vlm_r1.data import DataError
+
     rows = [_row("[1, 2, 3, 4]", 1), _row('[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]', 2)]
     assert row_tasks(rows) == ["rec", "detection"]
-    with pytest.raises(ValueError, match=r"^rows.jsonl:2: .*task 'rec'"):
+    with pytest.raises(DataError, match=r"(?m)^rows.jsonl:2: solution: .*task 'rec'"):
         row_tasks(rows, "rec")  # a detection row under --task rec
-    with pytest.raises(ValueError, match=r"^rows.jsonl:3: cannot tell the task"):
+    with pytest.raises(DataError, match=r"(?m)^rows.jsonl:3: solution: cannot tell the task"):
         row_tasks(rows + [_row("true", 3)])
-    with pytest.raises(ValueError, match=r"^rows.jsonl:4: REC ground truth must have x2 > x1"):
+    with pytest.raises(DataError, match=r"(?m)^rows.jsonl:4: solution: REC ground truth must have x2 > x1"):
         row_tasks([_row("[3, 2, 1, 4]", 4)])  # inferred REC, validated by the reward's validator
     with pytest.raises(ValueError, match="task must be"):
         row_tasks(rows, "grounding")
+
+
+def test_row_tasks_reports_every_bad_row_at_once():
+    from vlm_r1.data import DataError
+
+    rows = [_row('"maybe"', 1, "yes_no"), _row("[1, 2, 3]", 2, "rec"), _row('{"foo": 1}', 3), _row("[1, 2, 3, 4]", 4),
+            _row('"cat"', 5, "iuo")]  # fmt: skip
+    with pytest.raises(DataError) as e:
+        row_tasks(rows)
+    assert [(p.source, p.field) for p in e.value.problems] == [
+        ("rows.jsonl:1", "solution"), ("rows.jsonl:2", "solution"), ("rows.jsonl:3", "solution"),
+        ("rows.jsonl:5", "reward")]  # fmt: skip
+    assert "unknown accuracy reward 'iuo'" in str(e.value)  # not a guess from the ground truth's shape
 
 
 def test_a_rows_reward_column_decides_its_task():
@@ -194,8 +209,10 @@ def test_a_rows_reward_column_decides_its_task():
     assert row_tasks(rows) == ["multiple_choice", "counting", "yes_no", "rec", "detection", "classification",
                                "classification"]  # fmt: skip
     assert row_tasks(rows[:1], "classification") == ["classification"]  # --task overrides the column
-    with pytest.raises(ValueError, match=r"^rows.jsonl:8: multiple-choice ground truth must be one letter"):
+    with pytest.raises(ValueError, match=r"(?m)^rows.jsonl:8: solution: multiple-choice ground truth must be one"):
         row_tasks([_row('"cat"', 8, "mc")])
+    with pytest.raises(ValueError, match=r"(?m)^rows.jsonl:9: reward: unknown accuracy reward 'iuo'"):
+        row_tasks([_row("[1, 2, 3, 4]", 9, "iuo")], "rec")  # --task does not make an unknown name valid
 
 
 def test_multiple_choice_yes_no_and_number_word_counting_by_their_training_rewards():

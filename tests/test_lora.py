@@ -93,6 +93,11 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     assert torch.equal(disabled_logits, base_logits)
     assert (adapter_logits - base_logits).abs().max() > 1e-3  # the adapters do something
 
+    before = sorted(p.name for p in out.iterdir())
+    for into in (out, base_dir):  # merged over the adapter or over its base: refused before anything is written
+        with pytest.raises(ValueError, match="would be written over it"):
+            merge_main(["--adapter", str(out), "--out", str(into)])
+    assert sorted(p.name for p in out.iterdir()) == before
     merged_dir = tmp_path / "merged"
     assert merge_main(["--adapter", str(out), "--out", str(merged_dir)]) == 0
     assert not (merged_dir / "adapter_config.json").exists()

@@ -116,6 +116,8 @@ HOSTILE = [  # (row, expected "line: field")
     ({"image": "img/rgb.png", "reward": "counting", "conversations": [  # an exponent beyond Python's Decimal
         {"from": "human", "value": "<image>How many?"}, {"from": "gpt", "value": '"1e9999999999999999999"'}]},
      "17: solution"),
+    ({**{k: v for k, v in _row("img/rgb.png").items() if k != "reward"}, "accu_reward_method": "mcq"},
+     "18: accu_reward_method"),  # VLM-R1's key, not read
 ]
 
 
@@ -159,6 +161,19 @@ def run_main(grpo_run, model_dir, data, *cli_args, **fields):
 def assert_no_training(tmp_path):
     out = tmp_path / "out"
     assert not (out / "model.safetensors").exists() and not list(out.glob("checkpoint-*"))
+
+
+def test_fewer_rows_than_one_generation_batch_are_refused(images, tmp_path, grpo_run, tiny_model_dir, monkeypatch):
+    """TRL's sampler keeps only whole batches of distinct prompts: with fewer rows it made none, and the run
+    "trained" 0 steps, saved the starting weights and exited 0."""
+    import vlm_r1.loading
+
+    monkeypatch.setattr(vlm_r1.loading, "load_policy", lambda *a, **k: pytest.fail("refused after the model loaded"))
+    data = write_jsonl(images / f"one_{tmp_path.name}.jsonl", [_row("img/rgb.png")])
+    with pytest.raises(DataError, match=r"1 training rows in .*each generation batch takes 2 distinct prompts .*"
+                                        "would train 0 steps"):
+        run_main(grpo_run, tiny_model_dir("qwen2_vl"), data)  # 4 completions per step, 2 per prompt
+    assert_no_training(tmp_path)
 
 
 def test_training_stops_before_the_first_step_listing_every_problem(
@@ -347,7 +362,7 @@ def test_a_prompt_option_holding_control_tokens_is_refused(images, tmp_path, grp
     from vlm_r1.recipe import OptionError
     from vlm_r1.sft import main as sft
 
-    data = write_jsonl(images / f"plain_{tmp_path.name}.jsonl", [_row("img/rgb.png")])
+    data = write_jsonl(images / f"plain_{tmp_path.name}.jsonl", [_row("img/rgb.png")] * 2)
     model = str(tiny_model_dir("qwen2_vl"))
     with pytest.raises(OptionError, match=r"^--system_prompt holds <\|im_end\|>, which this model's tokenizer"):
         run_main(grpo_run, model, data, system_prompt="Be brief.<|im_end|>")

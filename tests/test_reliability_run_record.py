@@ -47,8 +47,12 @@ def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_
     earlier_list = tmp_path / "out" / "skipped_rows.jsonl"
     earlier_list.write_text('{"source": "a.jsonl:3", "reasons": []}\n')  # as if the first run had skipped a row
     with pytest.raises(CheckpointError, match=r"checkpoint-2 was made by a run with other settings \(learning_rate: "
-                                              r"0.001 -> 0.0001\)"):
+                                              r"0.001 -> 0.0001\).*Use a new output_dir for this one"):
         grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", learning_rate=1e-4,
+                 max_steps=4, save_strategy="steps", save_steps=1)  # fmt: skip
+    named = str(tmp_path / "out" / "checkpoint-2")  # named rather than found: a new output_dir would not help
+    with pytest.raises(CheckpointError, match=r"other settings .*Drop --resume_from_checkpoint to start afresh"):
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", named, learning_rate=1e-4,
                  max_steps=4, save_strategy="steps", save_steps=1)  # fmt: skip
     with pytest.raises(CheckpointError, match="holds checkpoints of another run .checkpoint-1, checkpoint-2; "
                                               "learning_rate: 0.001 -> 0.0001.*Use a new output_dir"):

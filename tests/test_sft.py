@@ -7,6 +7,7 @@ import json
 import pytest
 
 from vlm_r1.modules import get_module
+from vlm_r1.recipe import OptionError
 from vlm_r1.trainer.sft import box_in_model_frame, render_answer, render_completion
 
 
@@ -210,5 +211,5 @@ def test_sft_resumes_exactly_and_refuses_a_batch_cut_to_nothing(tiny_model_dir, 
     assert losses(resumed)[-2:] == pytest.approx(losses(whole)[-2:], rel=1e-5, abs=1e-6)
     tokens = lambda summary: [e["num_tokens"] for e in summary["log_history"] if "num_tokens" in e]  # noqa: E731
     assert tokens(resumed) == tokens(whole) and tokens(whole)[0] > 0  # TRL's own count restarted at 0
-    with pytest.raises(ValueError, match="no completion token is left in this batch"):
+    with pytest.raises(OptionError, match="no completion token is left in this batch"):
         main(common + ["--output_dir", str(tmp_path / "cut"), "--save_strategy", "no", "--max_length", "20"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from trl import GRPOConfig
 
 from .checkpoints import RESUME_HELP
+from .recipe import OptionError
 
 
 @dataclass
@@ -194,6 +195,31 @@ def check_schedule(training_args) -> None:
             f"lr_scheduler_kwargs {training_args.lr_scheduler_kwargs} have no effect with lr_scheduler_type "
             f"{scheduler!r} (it takes none): drop them or choose a schedule that reads them (e.g. cosine)"
         )
+    _check_scheduler_kwargs(scheduler, dict(training_args.lr_scheduler_kwargs or {}))
+
+
+def _check_scheduler_kwargs(scheduler: str, kwargs: dict) -> None:
+    """Refuse ``lr_scheduler_kwargs`` the schedule's function does not take (a TypeError at the first step
+    otherwise), and ``cosine_with_min_lr`` without its floor."""
+    import inspect
+
+    from transformers.optimization import TYPE_TO_SCHEDULER_FUNCTION, SchedulerType
+
+    function = TYPE_TO_SCHEDULER_FUNCTION.get(SchedulerType(scheduler))
+    if function is None:
+        return
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # reduce_lr_on_plateau, greedy: their kwargs go to another class
+    taken = [name for name in parameters if name not in ("optimizer", "num_warmup_steps", "num_training_steps",
+                                                          "last_epoch")]
+    unknown = sorted(set(kwargs) - set(taken))
+    if unknown:
+        raise ValueError(f"lr_scheduler_kwargs {', '.join(unknown)} are not taken by lr_scheduler_type {scheduler!r} "
+                         f"(it takes {', '.join(taken) or 'none'})")
+    if scheduler.endswith("with_min_lr") and kwargs.get("min_lr") is None and kwargs.get("min_lr_rate") is None:
+        raise ValueError(f"lr_scheduler_type {scheduler!r} needs its floor: add --lr_scheduler_kwargs "
+                         "'{\"min_lr_rate\": 0.1}' (a fraction of learning_rate) or '{\"min_lr\": 1e-6}'")
 
 
 def _has_cuda() -> bool:
@@ -214,6 +240,8 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
                          "run would overwrite that checkpoint; write to another folder")
     if data_args.eval_data and training_args.eval_strategy == "no":
         raise ValueError("eval_data is set but eval_strategy is 'no': set --eval_strategy steps (and eval_steps)")
+    if not data_args.eval_data:
+        _refuse_evaluation_without_data(training_args)
     if training_args.remove_unused_columns:
         raise ValueError("remove_unused_columns would drop the columns vlm-r1 reads (images, solution, reward, the "
                          "prompt's parts): leave it false")
@@ -241,9 +269,98 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
             raise ValueError(f"default_reward: {e}") from None
 
 
+EVALUATION_OPTIONS = ("eval_steps", "eval_delay", "per_device_eval_batch_size", "eval_accumulation_steps",
+                      "num_generations_eval", "load_best_model_at_end", "metric_for_best_model")
+
+
+def _refuse_evaluation_without_data(training_args) -> None:
+    """Evaluation options are refused when there is no ``eval_data`` to evaluate on: the trainer would fail at the
+    first evaluation (eval_strategy, eval_on_start), or never read them."""
+    strategy = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy))
+    if strategy != "no":
+        raise ValueError(f"eval_strategy {strategy!r} needs eval_data (a JSONL file to "
+                         "evaluate on): add --eval_data FILE, or drop eval_strategy")
+    if getattr(training_args, "eval_greedy", False):
+        raise ValueError("eval_greedy decodes eval_data greedily during training: set eval_data and eval_strategy "
+                         "(e.g. --eval_strategy steps --eval_steps 100)")
+    if training_args.eval_on_start:
+        raise ValueError("eval_on_start needs eval_data and an eval_strategy: add --eval_data FILE --eval_strategy "
+                         "steps, or drop eval_on_start")
+    defaults = type(training_args).__dataclass_fields__
+    changed = [name for name in EVALUATION_OPTIONS if name in defaults
+               and getattr(training_args, name) != _field_default(defaults[name])]
+    if changed:
+        raise ValueError(f"{', '.join(changed)} only apply when the run evaluates, and it has no eval_data: add "
+                         "--eval_data FILE --eval_strategy steps, or drop them")
+
+
+def _field_default(field):
+    return field.default if field.default is not MISSING else field.default_factory()
+
+
+def check_installed(training_args) -> None:
+    """Refuse, before the data and model load, what this machine lacks: a ``report_to`` integration or vLLM that is
+    not installed (transformers and TRL would fail only at the trainer's start). Not part of the option checks, so
+    a recipe parses anywhere."""
+    import importlib.util
+
+    from transformers.integrations import get_available_reporting_integrations
+
+    if getattr(training_args, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
+        raise OptionError("use_vllm: vLLM is not installed here (pip install vllm, on a machine with a GPU), or drop "
+                          "use_vllm")
+    report_to = training_args.report_to
+    asked = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    available = get_available_reporting_integrations()
+    missing = [name for name in asked if name not in ("all", "none", *available)]
+    if missing:
+        raise OptionError(f"report_to {', '.join(missing)}: not installed here (pip install {' '.join(missing)}); "
+                         f"installed: {', '.join(available) or 'none'}")
+
+
+def check_sampling(data_args: DataArguments, training_args: VLMGRPOConfig) -> None:
+    """Refuse sampling and reward settings that fail only once training has started, or that leave GRPO nothing to
+    learn from (identical completions in every group)."""
+    if training_args.temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {training_args.temperature:g}: GRPO samples each group "
+                         "(greedy decoding makes its completions identical and their advantages zero)")
+    if (training_args.generation_kwargs or {}).get("do_sample") is False:
+        raise ValueError("generation_kwargs do_sample false makes every completion of a group the same (no advantage "
+                         "to learn from): drop it; use temperature / top_k / top_p to sharpen the sampling")
+    if training_args.top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 keeps every token), got {training_args.top_k}")
+    if not 0 < training_args.top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {training_args.top_p:g}")
+    if training_args.min_p is not None and not 0 <= training_args.min_p <= 1:
+        raise ValueError(f"min_p must be in [0, 1], got {training_args.min_p:g}")
+    if training_args.max_completion_length < 1:
+        raise ValueError(f"max_completion_length must be >= 1, got {training_args.max_completion_length}")
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(data_args.reward_funcs):
+        raise ValueError(f"reward_weights has {len(weights)} values for {len(data_args.reward_funcs)} reward_funcs "
+                         f"({', '.join(data_args.reward_funcs)}): give one weight per reward")
+    from .rewards import get_reward
+
+    for name in data_args.reward_funcs:
+        if "," in name:
+            raise ValueError(f"reward_funcs {name!r}: separate the names with spaces (--reward_funcs "
+                             f"{' '.join(n.strip() for n in name.split(','))}), or list them in the recipe")
+        try:
+            get_reward(name)
+        except (KeyError, ValueError, ImportError, AttributeError) as e:
+            raise ValueError(f"reward_funcs: {e}") from None
+    if training_args.sync_ref_model and training_args.beta == 0:
+        raise ValueError("sync_ref_model updates the reference model, and beta 0 has none (no KL term): set beta > 0, "
+                         "or drop sync_ref_model")
+
+
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
     """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
     check_training_args(data_args, model_args, training_args)
+    check_sampling(data_args, training_args)
+    if training_args.sync_ref_model and model_args.use_peft:
+        raise ValueError("sync_ref_model does not apply with use_peft: the reference is the base model under the "
+                         "adapter, which does not change; drop one of them")
     if training_args.data_seed is not None:
         raise ValueError("data_seed has no effect in GRPO: TRL's prompt sampler is seeded by `seed`; set that instead")
     if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) != "random":
@@ -283,10 +400,7 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
                          f"{precision} on the accelerate command line)")
     if training_args.gallery_every < 0:
         raise ValueError("gallery_every must be >= 0")
-    if training_args.eval_greedy:
-        if training_args.eval_strategy == "no" or not data_args.eval_data:
-            raise ValueError("eval_greedy decodes eval_data greedily during training: set eval_data and eval_strategy "
-                             "(e.g. --eval_strategy steps --eval_steps 100)")
+    if training_args.eval_greedy:  # (without eval_data or eval_strategy it is refused by check_training_args)
         if training_args.load_best_model_at_end and training_args.metric_for_best_model in (None, "loss", "eval_loss"):
             raise ValueError("eval_greedy logs no eval loss (one completion per prompt has no advantage): set "
                              "metric_for_best_model to a reward, e.g. eval_reward with greater_is_better true")

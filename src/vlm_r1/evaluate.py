@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import ModelArguments, check_model_args
 from .data import check_question_template
 from .evaluation.runner import TASKS, GenerationSettings
-from .recipe import RecipeParser, check_output_dir, refusing_options
+from .recipe import OptionError, RecipeParser, check_output_dir, refusing_options
 
 logger = logging.getLogger("vlm_r1")
 
@@ -147,34 +147,73 @@ def eval_prompt(checkpoint: str, question_template: str | None, system_prompt: s
                            name, given, recorded[name], checkpoint)
     template = recorded["question_template"] if question_template is None else question_template
     system = recorded["system_prompt"] if system_prompt is None else system_prompt
-    logger.info("prompt: question_template %r, system_prompt %r (trained with, from %s)", template, system, PROMPT_FILE)
+    trained = f"trained with, from {PROMPT_FILE}"
+    logger.info("prompt: question_template %r (%s), system_prompt %r (%s)",
+                template, trained if question_template is None else "from --question_template",
+                system, trained if system_prompt is None else "from --system_prompt")  # fmt: skip
     return template, system
+
+
+def pick_device(name: str) -> str:
+    """The torch device to evaluate on: "auto" is cuda when one is available, else cpu. :class:`OptionError` for a
+    name torch does not know, or a device this machine does not have (found before anything is loaded)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise OptionError(f"--device {name} is not a device torch knows: use cpu, cuda, cuda:0, mps ...") from None
+    backend = getattr(torch, device.type, None)
+    if device.type != "cpu" and not getattr(backend, "is_available", lambda: False)():
+        raise OptionError(f"--device {name}: no {device.type.upper()} device is available here")
+    count = getattr(backend, "device_count", None)
+    if device.type != "cpu" and device.index is not None and count is not None and device.index >= count():
+        raise OptionError(f"--device {name}: this machine has {count()} {device.type.upper()} device(s), "
+                          f"{device.type}:0 to {device.type}:{count() - 1}")
+    return name
+
+
+def read_data(paths: list[str], task: str, image_root: str | None, allow_outside_root: bool) -> dict[str, list]:
+    """Every row of every file, checked as :func:`vlm_r1.data.load_rows` checks them and with each row's task and
+    ground truth (:func:`vlm_r1.evaluation.runner.row_task`); one :class:`DataError` lists every problem of every
+    file."""
+    from .data import DataError, check_rows
+    from .evaluation.runner import row_task
+
+    def check(reward, value):
+        row_task(reward, value, task)
+
+    reports = [check_rows(path, image_root, allow_outside_root=allow_outside_root, validate_solution=check)
+               for path in paths]  # fmt: skip
+    bad = [r for r in reports if r.problems]
+    if bad:
+        header = "; ".join(f"{r.path}: {r.n_rows - len(r.samples)} of {r.n_rows} rows are invalid" for r in bad)
+        raise DataError.from_problems([p for r in bad for p in r.problems], f"{header} (nothing was evaluated):")
+    return {path: r.samples for path, r in zip(paths, reports)}
 
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, args, settings = parse_args(argv)
+    device = pick_device(args.device)
 
-    import torch
     from tqdm.auto import tqdm
 
-    from .data import load_rows
-    from .evaluation.runner import evaluate_samples, row_tasks, write_json
+    from .evaluation.runner import evaluate_samples, write_json
     from .loading import check_model_options, load_policy
 
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     if args.output_dir:
         check_output_dir(args.output_dir)
-    rows = {}  # read and check every file before the model loads
-    for path in args.data:
-        samples = list(load_rows(path, args.image_root, allow_outside_root=args.allow_images_outside_root))
-        rows[path] = samples[: args.max_samples] if args.max_samples is not None else samples
-        row_tasks(rows[path], args.task)
+    rows = read_data(args.data, args.task, args.image_root, args.allow_images_outside_root)  # before the model loads
+    if args.max_samples is not None:
+        rows = {path: samples[: args.max_samples] for path, samples in rows.items()}
 
     template, system_prompt = eval_prompt(model_args.model_name_or_path, args.question_template, args.system_prompt,
                                           args.use_recorded_prompt)
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model.to(device)
     results = {}
     for path, samples in rows.items():

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from .checkpoints import ADAPTER_CONFIG, is_adapter_folder, refuse_broken_weights
-from .recipe import check_output_dir
+from .recipe import OptionError, check_output_dir
 
 
 def adapter_base(adapter_dir) -> tuple[str, str]:
@@ -57,6 +57,10 @@ def merge_lora(
         base, recorded_revision = adapter_base(adapter_dir)
         revision = revision or recorded_revision
     revision = revision or "main"
+    for name, folder in (("--adapter", adapter_dir), ("the base", Path(base))):
+        if folder.is_dir() and Path(out_dir).resolve() == folder.resolve():
+            raise OptionError(f"--out {out_dir} is {name} folder: the merged model would be written over it; "
+                              "choose another --out")
     if revision != "main" and Path(base).is_dir():
         raise ValueError(f"--revision {revision} only applies to a hub id, and the base {base} is a local folder, "
                          "loaded as it is: check out that revision there, or drop --revision")

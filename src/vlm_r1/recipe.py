@@ -164,6 +164,21 @@ def check_recipe_value(name: str, value, hint, recipe: str):
     return _scalar(value, plain | ({list} if element is not None else set()), where)
 
 
+GONE_OPTIONS = {  # options of older transformers / TRL that users still write
+    "warmup_ratio": "warmup_steps: a value below 1 is a fraction of the run, e.g. 0.1",
+    "max_prompt_length": "nothing: TRL 1.x does not cut prompts; shorten the questions or the system prompt",
+    "evaluation_strategy": "eval_strategy",
+}
+
+
+def _with_suggestion(name: str, options: list[str]) -> str:
+    """``name`` with what to use instead: the option that replaced it, or the closest spelling."""
+    if name.replace("-", "_") in GONE_OPTIONS:
+        return f"{name} (gone; use {GONE_OPTIONS[name.replace('-', '_')]})"
+    close = difflib.get_close_matches(name, options, 1)
+    return f"{name} (did you mean {close[0]}?)" if close else name
+
+
 class RecipeParser(TrlParser):
     """TrlParser whose ``--config`` recipe is read strictly (see the module docstring)."""
 
@@ -187,6 +202,7 @@ class RecipeParser(TrlParser):
                 self._recipe_keys = set(recipe) if isinstance(recipe, dict) else set()
             except (ValueError, yaml.YAMLError) as e:
                 raise ValueError(f"{self._recipe}: {e}") from None
+        self._refuse_unknown_flags(args)
         try:
             parsed = super().parse_args_and_config(args, **kwargs)
         except ValueError as e:
@@ -201,6 +217,15 @@ class RecipeParser(TrlParser):
             if dataclasses.is_dataclass(obj) and hasattr(obj, "max_steps") and hasattr(obj, "num_train_epochs"):
                 self._settle_run_length(obj, command_line)
         return parsed
+
+    def _refuse_unknown_flags(self, args: list[str]) -> None:
+        """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it)."""
+        unknown = [a.partition("=")[0] for a in args if a.startswith("--") and a not in ("--", "--config")
+                   and " " not in a and a.partition("=")[0] not in self._option_string_actions]  # a space: a value
+        if unknown:
+            options = [a.dest for a in self._actions]
+            raise ValueError(f"{', '.join(_with_suggestion(flag[2:], options) for flag in unknown)}: no such option "
+                             f"of {self.prog} (see {self.prog} --help)")
 
     def _settle_run_length(self, training_args, command_line: set[str]) -> None:
         """Keep the one of ``max_steps`` / ``num_train_epochs`` given last (command line over recipe)."""
@@ -229,8 +254,7 @@ class RecipeParser(TrlParser):
         options = [a.dest for a in self._actions]
         unknown = [key for key in checked if key not in options]
         if unknown:
-            named = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, options, 1)) else key
-                     for key in unknown]
+            named = [_with_suggestion(key, options) for key in unknown]
             verb = "is no option" if len(unknown) == 1 else "are no options"
             raise ValueError(f"{self._recipe}: {', '.join(named)} {verb} of {self.prog} (see {self.prog} --help)")
         return super().set_defaults_with_config(**checked)

@@ -111,11 +111,12 @@ def read_run_record(folder) -> dict | None:
 
 
 def differences(recorded: dict, record: dict, limit: int = 12) -> list[str]:
-    """``name: recorded -> now`` for each setting both records hold that differs (at most ``limit``, then a count).
+    """``name: recorded -> now`` for each setting both records hold that differs (at most ``limit``, then a count;
+    each value cut at 80 characters, which keeps a sha256 whole).
     A setting only one of them holds is not a difference: a record written by an older vlm-r1, or under a TRL that
     had fewer fields, lacks some."""
     names = sorted(k for k in set(recorded) & set(record) if recorded[k] != record[k])
-    shown = [f"{k}: {json.dumps(recorded.get(k))[:60]} -> {json.dumps(record.get(k))[:60]}" for k in names[:limit]]
+    shown = [f"{k}: {json.dumps(recorded.get(k))[:80]} -> {json.dumps(record.get(k))[:80]}" for k in names[:limit]]
     return shown + ([f"... and {len(names) - limit} more"] if len(names) > limit else [])
 
 
@@ -144,10 +145,12 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     if recorded is not None and (unrecorded := sorted(set(record) - set(recorded))):
         logger.info("%s records no %s (an older vlm-r1 or TRL): not compared", resume, ", ".join(unrecorded))
     if recorded is not None and differences(recorded, record):
+        named = str(resume_value).lower() not in ("auto", "true")  # the checkpoint was named, not found in output_dir
+        fresh = "Drop --resume_from_checkpoint to start afresh" if named else "Use a new output_dir for this one"
         raise CheckpointError(
             f"{resume} was made by a run with other settings ({'; '.join(differences(recorded, record))}): resuming "
-            f"it would continue that run. Use a new output_dir for this one; to continue {resume} with these settings "
-            f"anyway, delete {Path(resume) / RUN_RECORD_FILE}")  # fmt: skip
+            f"it would continue that run. {fresh}; to continue {resume} with these settings anyway, delete "
+            f"{Path(resume) / RUN_RECORD_FILE}")  # fmt: skip
     if lora_base is not None:
         from .base_record import check_base
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from trl import SFTConfig
 
 from .checkpoints import RESUME_HELP
-from .config import DataArguments, ModelArguments, check_training_args
+from .config import DataArguments, ModelArguments, check_installed, check_training_args
 from .recipe import RecipeParser, check_output_dir, refusing_options
 from .train import RunRows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
@@ -157,10 +157,12 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
+    from .data import prompt_change_from
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
     from .run_record import settle_start
     from .trainer.sft import to_sft_dataset
 
+    check_installed(args)
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     check_output_dir(args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
@@ -180,6 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
     samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     template = data_args.question_template or module.question_template
+    if change := prompt_change_from(model_args.model_name_or_path, template, data_args.system_prompt):
+        logger.warning(change)
     train_dataset = to_sft_dataset(samples, module, processor, template, data_args.system_prompt, args.think)
     eval_dataset = (
         to_sft_dataset(eval_samples, module, processor, template, data_args.system_prompt, args.think)

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args
+from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args, check_installed
 from .recipe import RecipeParser, check_output_dir, refusing_options
 
 logger = logging.getLogger("vlm_r1")
@@ -73,12 +73,14 @@ class RunRows:
     then their image sizes and question text against the loaded model's processor (:meth:`keep_rows_the_model_takes`).
     Without ``skip_invalid_rows`` any problem raises a ``DataError``; with it the rows are dropped and listed in
     ``output_dir/skipped_rows.jsonl``, one ``{"source": "file:line", "reasons": [...]}`` each. A run left with no
-    training row, or with no eval row when ``eval_data`` is given, is refused either way.
+    training row, or with no eval row when ``eval_data`` is given, is refused either way, and so is a GRPO run with
+    fewer training rows than the distinct prompts of one generation batch (``prompts_per_batch``).
     """
 
-    def __init__(self, data_args: DataArguments, output_dir: str | None):
+    def __init__(self, data_args: DataArguments, output_dir: str | None, prompts_per_batch: int = 1):
         self.data_args = data_args
         self.output_dir = output_dir
+        self.prompts_per_batch = prompts_per_batch  # GRPO: the distinct prompts each generation batch takes
         self.skipped = []
         self.train = self._load(data_args.train_data)
         if data_args.max_train_samples is not None:
@@ -141,6 +143,11 @@ class RunRows:
                 skipped = sum(s.source.rsplit(":", 1)[0] in files for s in self.skipped)
                 why = f"all {skipped} were skipped{self._listed_in()}" if skipped else "they hold none"
                 raise DataError(f"no {kind} rows are left in {', '.join(files)}: {why}")
+        if 0 < len(self.train) < self.prompts_per_batch:  # TRL's sampler keeps only whole batches: none, 0 steps
+            raise DataError(f"{len(self.train)} training rows in {', '.join(self.data_args.train_data)}, and each "
+                            f"generation batch takes {self.prompts_per_batch} distinct prompts (per_device_train_"
+                            "batch_size x steps_per_generation x processes / num_generations): the run would train "
+                            "0 steps. Add rows, or lower per_device_train_batch_size or steps_per_generation")
 
     def _listed_in(self) -> str:
         return f", listed in {Path(self.output_dir) / SKIPPED_ROWS_FILE}" if self.output_dir else ""
@@ -191,9 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ data
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
+    from .data import prompt_change_from
     from .run_record import settle_start
     from .trainer.dataset import to_hf_dataset
 
+    check_installed(training_args)
     check_model_options(model_args, training_args.trust_remote_code)  # before the data: a refused option costs nothing
     check_output_dir(training_args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
@@ -203,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         from accelerate import PartialState
 
         return summarise(finished["log_history"], training_args.output_dir, 0.0, PartialState().is_main_process)
-    rows = RunRows(data_args, training_args.output_dir)  # writes into output_dir: after the start is settled
+    prompts_per_batch = training_args.generation_batch_size // training_args.num_generations
+    rows = RunRows(data_args, training_args.output_dir, prompts_per_batch)  # writes into output_dir: after the start
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
@@ -213,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
     peft_config = apply_training_mode(model, module, model_args)
     reference_at_revision(training_args, model_args.model_revision)
     template = data_args.question_template or module.question_template
+    if change := prompt_change_from(model_args.model_name_or_path, template, data_args.system_prompt):
+        logger.warning(change)
     train_dataset = to_hf_dataset(samples, template, data_args.system_prompt)
     eval_dataset = to_hf_dataset(eval_samples, template, data_args.system_prompt) if eval_samples else None
 

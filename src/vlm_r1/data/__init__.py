@@ -3,7 +3,8 @@ errors, image loading to RGB, and TRL conversational prompts. See docs/data.md."
 
 from .errors import DataError, DataWarning, ImageError, Problem
 from .images import DEFAULT_MAX_PIXELS, load_image, load_row_images, probe_image, to_rgb
-from .prompts import PROMPT_FILE, check_question_template, read_prompt, save_prompt, to_conversation
+from .prompts import (PROMPT_FILE, check_question_template, prompt_change_from, read_prompt, save_prompt,
+                      to_conversation)
 from .rows import (
     IMAGE_PLACEHOLDER,
     LoadReport,

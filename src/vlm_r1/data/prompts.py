@@ -40,6 +40,30 @@ def read_prompt(folder) -> dict | None:
     return {"question_template": prompt["question_template"], "system_prompt": prompt["system_prompt"]}
 
 
+def prompt_change_from(checkpoint: str, question_template: str, system_prompt: str | None) -> str | None:
+    """A sentence saying how the prompt a run trains with differs from the one ``checkpoint`` was trained with (its
+    ``PROMPT_FILE``), or None when they agree or the checkpoint records none (a hub id, a foreign folder)."""
+    from ..checkpoints import CheckpointError
+
+    if not Path(checkpoint).is_dir():
+        return None
+    try:
+        recorded = read_prompt(checkpoint)
+    except CheckpointError as e:  # a broken record does not stop a run that does not need it
+        return f"{e}: the prompt {checkpoint} was trained with is unknown"
+    if recorded is None:
+        return None
+    given = {"question_template": question_template, "system_prompt": system_prompt}
+    changed = [f"{name} {given[name]!r} (it was trained with {recorded[name]!r})" for name in given
+               if given[name] != recorded[name]]
+    if not changed:
+        return None
+    keep = [f"--{name} {recorded[name]!r}" if recorded[name] is not None else f"no --{name}"
+            for name in given if given[name] != recorded[name]]
+    return (f"this run trains with {' and '.join(changed)}, from {checkpoint}'s {PROMPT_FILE}; to keep the "
+            f"prompt it knows, give {' and '.join(keep)}")
+
+
 def check_question_template(question_template: str) -> None:
     """ValueError unless the template holds ``{question}`` exactly once and no ``<image>``."""
     if question_template.count(QUESTION_SLOT) != 1:

@@ -1,7 +1,8 @@
 """JSONL rows -> validated :class:`Sample` objects, with every problem reported as ``file:line: field: message``.
 
 A row is ``{"image": str | [str] (optional), "conversations": [{"from": "human", "value": text},
-{"from": "gpt", "value": ground truth}], "reward": str (optional)}``; unknown keys are ignored.
+{"from": "gpt", "value": ground truth}], "reward": str (optional)}``; unknown keys are ignored, except VLM-R1's
+``accu_reward_method`` on a row without ``reward`` (refused: the row would be scored by another reward).
 :func:`check_rows` validates every line and returns a :class:`LoadReport` (it raises only for a
 missing or empty file); :func:`load_rows` raises :class:`DataError` listing all problems, or with
 ``skip_invalid=True`` drops the bad rows, warns with their count and keeps them in ``.report``.
@@ -289,6 +290,10 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
         sizes.append(size)
     # reward
     reward = row.get("reward")
+    if reward is None and "accu_reward_method" in row:  # VLM-R1's key: scoring the row by another reward is wrong
+        problems.append(("accu_reward_method", "VLM-R1's per-row reward key is not read here: name the row's reward in "
+                         "`reward` instead (mcq -> multiple_choice, yes_no -> yes_no, od_ap or map -> detection, "
+                         "default -> rec for a box); see docs/data.md"))
     if reward is None:
         reward = default_reward
     elif not isinstance(reward, str) or not reward.strip():

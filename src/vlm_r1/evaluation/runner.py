@@ -3,9 +3,9 @@
 1. Rows (:class:`vlm_r1.data.Sample`) become the same chat prompts GRPO and SFT use (question template of the VLM
    module unless given), and are generated in batches with ``model.generate`` — greedy by default; with
    ``num_samples > 1`` (and sampling) every row gets k completions and best-of-k is reported as well.
-   Before anything is generated, every row's task is read from its ground truth's shape (REC box, detection
-   list, number, class name) or taken from ``task``, and its ground truth is validated for that task; an error
-   names the row (``file:line``).
+   Before anything is generated, every row's task is taken from ``task``, else from its ``reward`` column, else
+   read from its ground truth's shape (REC box, detection list, number, class name), and its reward name and
+   ground truth are validated for that task; one error lists every bad row (``file:line: field: message``).
 2. Each completion is parsed once (:func:`vlm_r1.rewards.parsing.parse_answer`) and its boxes are converted from the
    model's frame to pixels of the row's first original image by ``VLMModule.answer_to_original`` (the one
    conversion the GRPO trainer uses too).
@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from ..data import DataError, Sample, load_row_images, to_conversation
+from ..data import DataError, Problem, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
-from ..rewards.dispatch import task_validator, validate_solution
+from ..rewards.dispatch import TASK_REWARDS, task_validator, validate_solution
 from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
 from .answers import ANSWER_TASKS, answer_metrics, answer_scores
 from .counting import counting_metrics
@@ -55,7 +55,8 @@ def infer_task(solution: Any) -> str:
         return "counting"
     if isinstance(value, str) or (isinstance(value, dict) and "label" in value):
         return "classification"
-    raise ValueError(f"cannot tell the task of ground truth {value!r:.120}; pass task explicitly")
+    raise ValueError(f"cannot tell the task of ground truth {value!r:.120}: add a `reward` field naming its task, or "
+                     "pass task explicitly")
 
 
 def reward_task(reward: str | None) -> str | None:
@@ -66,22 +67,37 @@ def reward_task(reward: str | None) -> str | None:
     return next((t for t in TASKS if validator is not None and task_validator(t) is validator), None)
 
 
-def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
-    """Each row's task (``task``; with "auto" the one its ``reward`` column names, else the one its ground truth's
-    shape says), its ground truth validated for that task.
+def row_task(reward: str | None, value: Any, task: str = "auto") -> str:
+    """One row's task (``task``; with "auto" the one its ``reward`` column names, else the one its ground truth's
+    shape says), its ``reward`` and ground truth checked as a training run checks them: a reward name that is no
+    accuracy reward is refused (:class:`~vlm_r1.rewards.dispatch.RewardNameError`, whose ``field`` is "reward"),
+    and the ground truth must suit the row's reward and the task. A 'package.module:function' reward is not
+    imported (evaluation never runs it). ``value`` is the decoded ground truth. Raises ValueError; the signature
+    is the ``validate_solution`` callback of :func:`vlm_r1.data.load_rows`."""
+    if reward is not None and ":" not in TASK_REWARDS.get(reward, reward):
+        validate_solution(reward, value)
+    chosen = task if task != "auto" else reward_task(reward) or infer_task(value)
+    try:
+        validate_solution(chosen, value)
+    except ValueError as e:
+        raise ValueError(f"{e} (task {task!r})" if task != "auto" else str(e)) from e
+    return chosen
 
-    Raises ValueError prefixed with the row's ``file:line`` (called before any generation)."""
+
+def row_tasks(samples: Sequence[Sample], task: str = "auto") -> list[str]:
+    """Each row's task (:func:`row_task`), called before any generation.
+
+    Raises :class:`~vlm_r1.data.DataError` listing every bad row as ``file:line: field: message``."""
     if task != "auto" and task not in TASKS:
         raise ValueError(f"task must be auto or one of {TASKS}, got {task!r}")
-    tasks = []
+    tasks, problems = [], []
     for s in samples:
-        value = load_solution(s.solution)
         try:
-            row_task = task if task != "auto" else reward_task(s.reward) or infer_task(value)
-            validate_solution(row_task, value)
+            tasks.append(row_task(s.reward, load_solution(s.solution), task))
         except ValueError as e:
-            raise ValueError(f"{s.source}: {e}" + ("" if task == "auto" else f" (task {task!r})")) from e
-        tasks.append(row_task)
+            problems.append(Problem(s.source, getattr(e, "field", "solution"), str(e)))
+    if problems:
+        raise DataError.from_problems(problems, f"{len(problems)} of {len(samples)} rows cannot be evaluated:")
     return tasks
 
 

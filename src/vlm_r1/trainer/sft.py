@@ -31,6 +31,7 @@ from trl import SFTTrainer
 from ..checkpoints import SFT_STATE, ResumeWeightsMixin
 from ..data import IMAGE_PLACEHOLDER, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
+from ..recipe import OptionError
 from ..rewards.boxes import is_four_numbers
 
 DEFAULT_THINK = "Find it."
@@ -154,7 +155,7 @@ class VLMSFTTrainer(ResumeWeightsMixin, SFTTrainer):
     def compute_loss(self, model, inputs, *args, **kwargs):
         labels = inputs.get("labels")
         if labels is not None and not bool((labels != -100).any()):
-            raise ValueError(f"no completion token is left in this batch to train on: max_length "
+            raise OptionError(f"no completion token is left in this batch to train on: max_length "
                              f"({self.args.max_length}) cut them all (the prompt, image tokens included, comes first); "
                              "raise max_length or leave it unset")
         return super().compute_loss(model, inputs, *args, **kwargs)
