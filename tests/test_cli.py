@@ -93,7 +93,9 @@ def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_fr
     for argv, message in ((["make-data", "--out", str(tmp_path / "d"), "--image_size", "20"], "--image_size must be"),
                           (["make-data", "--out", str(tmp_path / "d"), "--seed", "-1"], "--seed must be"),
                           (["make-tiny", "--out", str(tmp_path / "t"), "--model_type", "llava"], "invalid choice"),
-                          (["pipeline", "--work_dir", str(tmp_path / "w"), "--data_seed", "-1"], "data_seed must be")):
+                          (["pipeline", "--work_dir", str(tmp_path / "w"), "--data_seed", "-1"], "data_seed must be"),
+                          *((["pipeline", "--work_dir", str(tmp_path / "w"), f"--{name}", "0"], f"--{name} must be >= 1")
+                            for name in ("n_train", "n_test", "eval_batch_size", "max_new_tokens", "grpo_max_steps"))):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -105,6 +107,12 @@ def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_fr
         main(["pipeline", "--work_dir", str(mine)])
     assert "holds files the pipeline did not write" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    with pytest.raises(SystemExit):  # make-tiny over a folder that holds anything: a run, data, another model
+        main(["make-tiny", "--out", str(mine)])
+    assert "is not empty" in capsys.readouterr().err and [p.name for p in mine.iterdir()] == ["notes.txt"]
+    for command in ("make-tiny", "make-data"):  # a file where the folder should go
+        assert main([command, "--out", str(mine / "notes.txt")]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_a_checkpoint_with_custom_code_is_refused_without_running_it(tmp_path, capsys, rec_rows):

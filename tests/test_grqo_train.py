@@ -258,6 +258,37 @@ def test_user_mistakes_print_one_line_and_exit_2(tiny_dino, shapes, tmp_path, ca
     assert not out.exists()  # nothing was written
 
 
+def test_rows_without_labels_and_no_classes_are_refused(shapes, tiny_dino, tmp_path, capsys):
+    rows = [json.loads(line) for line in shapes[0].read_text().splitlines()][:4]
+    empty = shapes[0].parent / "no_labels.jsonl"
+    empty.write_text("".join(json.dumps({**row, "conversations": [row["conversations"][0], {"from": "gpt", "value": []}]})
+                             + "\n" for row in rows))
+    code, err = _cli(_argv(tiny_dino, (empty, shapes[1]), tmp_path / "out"), capsys)
+    assert code == 2 and "no row holds a labelled object and classes is empty" in err and "--classes" in err
+
+
+def test_absolute_image_paths_need_allow_images_outside_root(shapes, tiny_dino, tmp_path, capsys):
+    rows = [json.loads(line) for line in shapes[0].read_text().splitlines()][:4]
+    absolute = tmp_path / "absolute.jsonl"
+    absolute.write_text("".join(json.dumps({**row, "image": str(shapes[0].parent / row["image"])}) + "\n" for row in rows))
+    code, err = _cli(_argv(tiny_dino, (absolute, shapes[1]), tmp_path / "refused"), capsys)
+    assert code == 2 and "resolves outside the image root" in err and "--allow_images_outside_root true" in err
+    assert _cli(_argv(tiny_dino, (absolute, shapes[1]), tmp_path / "allowed", "--allow_images_outside_root", "true"),
+                capsys)[0] == 0
+
+
+def test_the_last_step_is_evaluated_once(tiny_dino, shapes, tmp_path, monkeypatch):
+    import vlm_r1.grqo.train as train
+
+    calls = []
+    real = train.evaluate
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = train.run(train.GRQOConfig(model_name_or_path=str(tiny_dino), train_data=str(shapes[0]),
+                                        eval_data=[str(shapes[1])], output_dir=str(tmp_path / "run"), max_steps=2,
+                                        batch_size=2, eval_every=1, save_model=False))  # fmt: skip
+    assert len(calls) == 2 and result["metrics"] == result["history"][2]  # steps 1 and 2; the end reuses step 2's
+
+
 def test_model_type_and_device_are_refused_before_the_data_is_read(tiny_dino, shapes, tmp_path, capsys):
     from transformers import BertConfig
 

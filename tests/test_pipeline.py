@@ -13,7 +13,7 @@ def test_pipeline_smoke(tmp_path, capsys):
     from vlm_r1.pipeline import main
 
     work = tmp_path / "job"
-    sft = ["--sft_args", "--max_steps", "3", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
+    sft = ["--sft_args", "--max_steps", "3", "--warmup_steps", "0", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
     grpo = ["--grpo_args", "per_device_train_batch_size=8", "num_generations=4", "max_completion_length=16",
             "logging_steps=1", "disable_tqdm=true"]  # fmt: skip
     common = ["--work_dir", str(work), "--warm_start", "build", "--n_train", "16", "--n_test", "8",
@@ -129,6 +129,8 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
         (["--warm_start", "build", "--sft_args", "--train_data=x"], "the pipeline sets train_data itself"),
         (["--warm_start", "build", "--sft_args", "--max_steps", "5", "--num_train_epochs", "2"], "max_steps and num_train_epochs"),
         (["--warm_start", "build", "--model_type", "foo"], "invalid choice: 'foo'"),
+        (["--warm_start", "build", "--sft_args", "--max_steps", "3", "--grpo_max_steps", "2"],
+         "--sft_args takes every argument after it, so --grpo_max_steps went to vlm-r1 sft"),
     ):  # fmt: skip
         with pytest.raises(SystemExit) as refused:  # one line on stderr, exit status 2, no traceback
             main(base + extra)

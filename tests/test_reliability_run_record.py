@@ -40,7 +40,8 @@ def test_a_finished_run_restarted_with_auto_trains_nothing(tiny_model_dir, rec_r
     assert set(untouched) >= set(final_files) - {"skipped_rows.jsonl"}
 
 
-def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_dir, rec_rows, tmp_path, grpo_run):
+def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_dir, rec_rows, tmp_path, grpo_run,
+                                                                      caplog):
     run = dict(max_steps=2, save_strategy="steps", save_steps=1)
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, **run)
     assert (tmp_path / "out" / "checkpoint-2" / RUN_RECORD_FILE).is_file() and (tmp_path / "out" / RUN_RECORD_FILE).is_file()
@@ -58,10 +59,15 @@ def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_
                                               "learning_rate: 0.001 -> 0.0001.*Use a new output_dir"):
         grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-4, **run)  # a fresh run in the used folder
     assert earlier_list.is_file()  # a refused run writes nothing into the folder it was refused
-    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, **run)  # the same run again, from scratch
+    with pytest.raises(CheckpointError, match="holds checkpoints of this run .checkpoint-1, checkpoint-2.: pass "
+                                              "--resume_from_checkpoint auto"):  # a fresh start would leave them
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, learning_rate=1e-3, max_steps=1, save_strategy="steps",
+                 save_steps=1)  # fmt: skip
     longer = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", learning_rate=1e-3,
                       max_steps=3, save_strategy="steps", save_steps=1)  # its length may change on a restart
     assert longer["log_history"][-2]["step"] == 3
+    assert "was written by a run of 2 steps, and this one has max_steps 3: its linear learning-rate schedule" in (
+        caplog.text)  # said, since the rates then differ from a 3-step run's
 
 
 def test_sft_stopped_early_saves_where_it_stopped(tiny_model_dir, rec_rows, tmp_path):

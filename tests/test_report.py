@@ -7,6 +7,7 @@ import logging
 import math
 from types import SimpleNamespace
 
+import pytest
 from PIL import Image
 
 from vlm_r1.report import Gallery, draw_answer, ground_truth_boxes, main, pick_groups, write_curves
@@ -182,7 +183,17 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     assert main([str(run)]) == 0
     assert (run / "report" / "curves.png").stat().st_size > 0
     assert "checkpoint-10" in capsys.readouterr().out
-    assert main([str(tmp_path / "missing")]) == 1
+    for folder, message in ((tmp_path / "missing", "no such folder or file"),
+                            (tmp_path / "grqo_run", "is a GRQO run: its losses and evaluations are in"),
+                            (tmp_path / "work", "is a pipeline work dir: its GRPO run is")):
+        if folder.name == "grqo_run":
+            folder.mkdir()
+            (folder / "log.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+        elif folder.name == "work":
+            (folder / "grpo").mkdir(parents=True)
+        with pytest.raises(SystemExit) as refused:
+            main([str(folder)])
+        assert refused.value.code == 2 and message in capsys.readouterr().err
     (run / "checkpoint-12").mkdir()
     (run / "checkpoint-12" / "trainer_state.json").write_text('{"log_history": [{"step": 1, "lo')  # save cut short
     assert main([str(run)]) == 0 and "checkpoint-10" in capsys.readouterr().out  # the readable history is used
@@ -192,7 +203,7 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     (moved / "log_history.json").write_text(json.dumps({"log_history": _history(5)}))
     (tmp_path / "bare_run").mkdir()
     assert main([str(tmp_path / "bare_run")]) == 1
-    assert "pass --out REPORT_DIR" in capsys.readouterr().out
+    assert "pass --out REPORT_DIR" in capsys.readouterr().err
     assert main([str(tmp_path / "bare_run"), "--out", str(moved)]) == 0
     assert (moved / "curves.png").stat().st_size > 0
 

@@ -50,8 +50,11 @@ def test_sft_targets_use_the_module_input_size():
     ]
     boxed = Sample(images=(), image_sizes=(), problem="Where?", solution="[1200, 5, 1300, 50]", reward=None,
                    source="r.jsonl:3")  # fmt: skip
-    with pytest.raises(ValueError, match="r.jsonl:3: a box ground truth needs an image"):
-        sft_targets([boxed], get_module("qwen2_vl"), _FakeProcessor())
+    from vlm_r1.data import DataError
+
+    with pytest.raises(DataError, match="r.jsonl:3: solution: a box ground truth needs an image") as err:
+        sft_targets([boxed, text_only, boxed], get_module("qwen2_vl"), _FakeProcessor())
+    assert len(err.value.problems) == 2  # every such row at once
 
 
 def test_other_task_targets():
@@ -125,6 +128,15 @@ def test_options_sft_would_ignore_are_refused(parse_only_argv):
     parse_args(base + ["--eval_data", "b.jsonl", "--eval_strategy", "steps", "--eval_steps", "10"])
     with pytest.raises(ValueError, match="dataset_num_proc, shuffle_dataset only apply to TRL's text dataset"):
         parse_args(base + ["--dataset_num_proc", "4", "--shuffle_dataset", "true"])
+    for extra, message in ((["--think", "a</think><answer>[1,2,3,4]</answer><think>"], "holds <think>, </think>, <answer>, </answer>: it is the text inside"),
+                           (["--think", "Find {Question}"], r"holds \{Question\}: the only placeholder"),
+                           (["--max_steps", "0"], "max_steps 0 would still train one step"),
+                           (["--max_steps", "3", "--warmup_steps", "50", "--lr_scheduler_type", "cosine"],
+                            r"warmup_steps \(50\) is not below max_steps \(3\)")):
+        with pytest.raises(ValueError, match=message):
+            parse_args(base + extra)
+    assert parse_args(base + ["--think", "Look for {question}.", "--max_steps", "3", "--warmup_steps", "0.5",
+                              "--lr_scheduler_type", "cosine"])[2].think == "Look for {question}."  # fmt: skip
 
 
 

@@ -57,6 +57,14 @@ def _make_tiny(argv: list[str]) -> int:
                         help=f"one of {', '.join(MODEL_TYPES)} (default: qwen2_vl)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from .recipe import check_output_dir
+
+    check_output_dir(args.out, "out")
+    if Path(args.out).is_dir() and any(Path(args.out).iterdir()):  # a trained run, a data folder, another model
+        parser.error(f"--out {args.out} is not empty: a new model's files would replace some of what it holds; "
+                     "choose a new folder")
     path = make_tiny(args.out, model_type=args.model_type, seed=args.seed)
     print(f"tiny {args.model_type} checkpoint written to {path}")
     return 0
@@ -78,6 +86,9 @@ def _make_data(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.n < 1 or args.n_test is not None and args.n_test < 1:
         parser.error("--n and --n_test must be >= 1 (an empty JSONL file is refused when loaded)")
+    from .recipe import check_output_dir
+
+    check_output_dir(args.out, "out")
     try:
         check_image_size_and_seed(args.image_size, args.seed)
     except ValueError as e:

@@ -196,6 +196,13 @@ def check_schedule(training_args) -> None:
             f"{scheduler!r} (it takes none): drop them or choose a schedule that reads them (e.g. cosine)"
         )
     _check_scheduler_kwargs(scheduler, dict(training_args.lr_scheduler_kwargs or {}))
+    if training_args.max_steps == 0:
+        raise ValueError("max_steps 0 would still train one step: give max_steps >= 1, or -1 to let "
+                         "num_train_epochs set the run's length")
+    if 1 <= training_args.warmup_steps and 0 < training_args.max_steps <= training_args.warmup_steps:
+        raise ValueError(f"warmup_steps ({training_args.warmup_steps:g}) is not below max_steps "
+                         f"({training_args.max_steps}): the whole run would be warm-up; lower warmup_steps (a value "
+                         "below 1 is a fraction of the run)")
 
 
 def _check_scheduler_kwargs(scheduler: str, kwargs: dict) -> None:

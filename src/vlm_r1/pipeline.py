@@ -89,6 +89,11 @@ def check_sft_args(args, work: Path) -> None:
     before the first stage runs."""
     from .sft import parse_args
 
+    ours = set(build_parser()._option_string_actions) - {"-h", "--help"}
+    swallowed = [arg for arg in args.sft_args if arg.partition("=")[0] in ours]
+    if swallowed:
+        raise ValueError(f"--sft_args takes every argument after it, so {' '.join(swallowed)} went to vlm-r1 sft: "
+                         "put the pipeline's own options before --sft_args")
     keys = [arg[2:].partition("=")[0] for arg in args.sft_args if arg.startswith("--")]
     for key in keys:
         if key in SFT_OWNED:
@@ -438,6 +443,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         check_image_size_and_seed(args.image_size, args.data_seed, seed_name="data_seed")
+        for name in ("n_train", "n_test", "eval_batch_size", "max_new_tokens", "grpo_max_steps"):
+            if getattr(args, name) is not None and getattr(args, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
         if args.skip_grpo:
             refuse_grpo_only_options(args)
         warm, build = choose_warm_start(args, work)

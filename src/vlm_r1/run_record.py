@@ -125,7 +125,9 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     """Where a run starts: ``(checkpoint to resume from or None, None)``, or ``(checkpoint, its trainer state)`` when
     that checkpoint already reached ``max_steps`` and nothing is left to train.
 
-    Raises ``CheckpointError`` when the checkpoint to resume from was made with other settings or, for a LoRA run
+    Raises ``CheckpointError`` when a fresh run would write beside checkpoints already in ``output_dir`` (of this run:
+    resume them; of another run: use another folder), when the checkpoint to resume from was made with other settings
+    or, for a LoRA run
     (``lora_base``: the base it loads), on another base (``vlm_r1.base_record``; checked here, before any model
     loads, so that DeepSpeed's resume path is covered too), or when a fresh run would write into a folder holding
     checkpoints of a run with other settings."""
@@ -133,13 +135,19 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
 
     resume = resolve_resume(resume_value, output_dir)
     if resume is None:
-        others = [(c, r) for c in list_checkpoints(output_dir)
-                  if (r := read_run_record(c)) is not None and differences(r, record)]  # fmt: skip
+        found = list_checkpoints(output_dir)
+        others = [(c, r) for c in found if (r := read_run_record(c)) is not None and differences(r, record)]
         if others:
             raise CheckpointError(
                 f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c, _ in others)}; "
                 f"{'; '.join(differences(others[-1][1], record))}): a fresh run there would mix its "
                 "checkpoints with them, and save_total_limit would delete theirs. Use a new output_dir, or delete them")
+        if found:  # this run's own: a fresh start would leave the later ones, which `auto` would resume later
+            raise CheckpointError(
+                f"{output_dir} holds checkpoints of this run ({', '.join(c.name for c in found)}): pass "
+                "--resume_from_checkpoint auto to continue from the latest, or use a new output_dir (or delete them) "
+                "to start afresh. A fresh start there would leave the checkpoints it does not reach, and a later "
+                "resume would pick one of them")
         return None, None
     recorded = read_run_record(resume)
     if recorded is not None and (unrecorded := sorted(set(record) - set(recorded))):
@@ -160,6 +168,12 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
         logger.warning("%s is at step %d, and max_steps is %d: nothing is left to train (raise max_steps to train "
                        "on)", resume, state["global_step"], max_steps)  # fmt: skip
         return resume, state
+    laid_out, schedule = state.get("max_steps"), str(record.get("lr_scheduler_type", "linear"))
+    if max_steps > 0 and laid_out and laid_out != max_steps and schedule not in ("constant", "constant_with_warmup"):
+        logger.warning("%s was written by a run of %d steps, and this one has max_steps %d: its %s learning-rate "
+                       "schedule follows the new length from here on (its first resumed step keeps the last rate of "
+                       "the old schedule), so the rates differ from an uninterrupted run of %d steps", resume,
+                       laid_out, max_steps, schedule, max_steps)  # fmt: skip
     return resume, None
 
 

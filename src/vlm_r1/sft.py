@@ -66,6 +66,20 @@ SKIPPED_PREPARATION_OPTIONS = ("dataset_num_proc", "eval_packing", "shuffle_data
                                "packing_strategy", "eos_token", "dataset_text_field")  # fmt: skip
 
 
+def check_think(think: str) -> None:
+    """Refuse a ``--think`` text that would break the target's format (a tag of its own) or that holds a placeholder
+    other than ``{question}``, which would be written into every target literally."""
+    import re
+
+    tags = [tag for tag in ("<think>", "</think>", "<answer>", "</answer>") if tag in think]
+    if tags:
+        raise ValueError(f"think {think!r:.120} holds {', '.join(tags)}: it is the text inside <think>...</think>, "
+                         "and the tags around it and the answer are written for it")
+    others = sorted(set(re.findall(r"\{[^{}]*\}", think)) - {"{question}"})
+    if others:
+        raise ValueError(f"think {think!r:.120} holds {', '.join(others)}: the only placeholder is {{question}}")
+
+
 def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: VLMSFTConfig) -> None:
     """Refuse options that SFT would otherwise ignore (the checks shared with GRPO:
     :func:`vlm_r1.config.check_training_args`)."""
@@ -87,6 +101,7 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
     if unused:
         raise ValueError(f"{', '.join(unused)} only apply to TRL's text dataset preparation, which vision datasets "
                          "skip: leave them unset")  # fmt: skip
+    check_think(args.think)
     if args.max_train_seconds is not None and args.max_train_seconds <= 0:
         raise ValueError("max_train_seconds must be > 0")
     if args.stop_at_step is not None and args.max_steps <= 0:

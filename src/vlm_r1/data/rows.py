@@ -210,7 +210,8 @@ def _check_image(ctx: _Context, rel) -> tuple[str, tuple[int, int] | None, str |
         except (OSError, ValueError) as e:
             return full, None, f"{rel!r:.200} is not a usable path ({type(e).__name__}: {str(e)[:200]})"
         if os.path.commonpath([ctx.root_real, real]) != ctx.root_real:
-            return full, None, f"{rel!r} resolves outside the image root {ctx.root} (allow_outside_root=False)"
+            return full, None, (f"{rel!r} resolves outside the image root {ctx.root} (--allow_images_outside_root "
+                                "true lets it through)")
     if full not in ctx.cache:
         try:
             if ctx.decode:

@@ -39,6 +39,7 @@ RUN_OUTPUTS = ("log.jsonl", "metrics.json", "model.safetensors")  # what a GRQO 
 # recorded by content instead), the run's length, logging, evaluation, saving and the device.
 SETTINGS_THAT_MAY_CHANGE = frozenset((
     "model_name_or_path", "model_revision", "trust_remote_code", "train_data", "eval_data", "image_root",
+    "allow_images_outside_root",
     "output_dir", "resume_from_checkpoint", "max_steps", "device", "log_every", "eval_every", "eval_batch_size",
     "save_model", "save_steps", "save_total_limit",
 ))  # fmt: skip

@@ -33,6 +33,9 @@ class GRQOConfig:
     image_root: str | None = field(
         default=None, metadata={"help": "Folder image paths are relative to. Default: each JSONL's folder."}
     )
+    allow_images_outside_root: bool = field(
+        default=False, metadata={"help": "Allow image paths that resolve outside image_root (../, absolute, symlinks)."}
+    )
     classes: list[str] = field(
         default_factory=list,
         metadata={"help": "Class names prompted for every image, in order. Default: sorted labels of train_data. "

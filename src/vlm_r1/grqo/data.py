@@ -80,11 +80,12 @@ def examples_from_samples(samples) -> list[DetectionExample]:
     return out
 
 
-def load_detection_examples(jsonl_path, image_root=None) -> list[DetectionExample]:
+def load_detection_examples(jsonl_path, image_root=None, allow_outside_root: bool = False) -> list[DetectionExample]:
     """Read a detection JSONL through the project's row loader (`vlm_r1.data.load_rows`)."""
     from vlm_r1.data import load_rows
 
-    return examples_from_samples(load_rows(jsonl_path, image_root, validate_solution=_validate_detections))
+    return examples_from_samples(load_rows(jsonl_path, image_root, validate_solution=_validate_detections,
+                                           allow_outside_root=allow_outside_root))
 
 
 def write_synthetic_detection(out_dir, split: str, n: int, seed: int = 0, image_size: int = 112) -> Path:

@@ -91,13 +91,17 @@ def run(cfg: GRQOConfig) -> dict:
     resume = settle_start(cfg, record)
 
     # ---------------- data ----------------
-    train = load_detection_examples(cfg.train_data, cfg.image_root)
+    train = load_detection_examples(cfg.train_data, cfg.image_root, cfg.allow_images_outside_root)
     if cfg.max_train_samples:
         train = train[: cfg.max_train_samples]
     eval_files = {Path(p).stem: p for p in cfg.eval_data}
-    eval_sets = {name: load_detection_examples(path, cfg.image_root) for name, path in eval_files.items()}
+    eval_sets = {name: load_detection_examples(path, cfg.image_root, cfg.allow_images_outside_root)
+                 for name, path in eval_files.items()}
     with refusing_options():
         classes = check_classes(list(cfg.classes) or class_names(train))
+        if not classes:
+            raise ValueError(f"{cfg.train_data}: no row holds a labelled object and classes is empty, so the prompt "
+                             "would name nothing: give --classes (the class names to prompt)")
         unlisted = sorted({lab for e in train for lab in e.labels} - set(classes))
         if unlisted:
             raise ValueError(f"{cfg.train_data}: labels {unlisted} are not among classes {classes}")
@@ -152,7 +156,7 @@ def run(cfg: GRQOConfig) -> dict:
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
     start = time.perf_counter()
-    metrics = _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
+    metrics = history.get(cfg.max_steps) or _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
     result = {"metrics": metrics, "eval_time_s": time.perf_counter() - start, "history": history,
               "mean_step_time_s": sum(step_times) / len(step_times) if step_times else 0.0,
               "train_cpu_s": train_cpu_s, "classes": classes, "steps": cfg.max_steps,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from ..checkpoints import TRAINER_STATE, list_checkpoints
@@ -91,10 +92,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="report folder (default: OUTPUT_DIR/report; for a run trained with report_dir, "
                              "that folder)")
     args = parser.parse_args(argv)
+    root = Path(args.output_dir)
+    if not root.exists():
+        parser.error(f"{root}: no such folder or file")
+    if (root / "log.jsonl").is_file():  # what `vlm-r1 grqo` writes: its own log, no trainer log history
+        parser.error(f"{root} is a GRQO run: its losses and evaluations are in {root / 'log.jsonl'}; this command "
+                     "draws the reports of `vlm-r1 train` and `vlm-r1 sft` runs")
+    if (root / "grpo").is_dir() and not (root / "report").exists():  # a `vlm-r1 pipeline` work dir
+        parser.error(f"{root} is a pipeline work dir: its GRPO run is {root / 'grpo'}")
     try:
         history, source = find_log_history(args.output_dir, args.out)
     except (FileNotFoundError, ValueError) as e:
-        print(f"vlm-r1 report: {e}")
+        print(f"vlm-r1 report: {e}", file=sys.stderr)
         return 1
     base = Path(args.output_dir)
     out = Path(args.out) if args.out else (base.parent if base.is_file() else base) / "report"

@@ -29,7 +29,7 @@ from datasets import Dataset
 from trl import SFTTrainer
 
 from ..checkpoints import SFT_STATE, ResumeWeightsMixin
-from ..data import IMAGE_PLACEHOLDER, Sample, load_row_images, to_conversation
+from ..data import IMAGE_PLACEHOLDER, DataError, Problem, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..recipe import OptionError
 from ..rewards.boxes import is_four_numbers
@@ -88,19 +88,23 @@ def question_text(problem: str) -> str:
 
 
 def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: str = DEFAULT_THINK) -> list[str]:
-    """One completion text per sample (boxes refer to the first image of a row)."""
-    out = []
+    """One completion text per sample (boxes refer to the first image of a row). A row whose ground truth holds
+    boxes but which has no image is refused (every such row in one :class:`DataError`)."""
+    out, problems = [], []
     for s in samples:
         if s.image_sizes:
             original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1]))
             input_size = module.model_input_size(processor, original)
         elif _holds_boxes(s.solution):  # pixels of no image: there is no frame to write the box in
-            raise ValueError(f"{s.source}: a box ground truth needs an image (its pixels are the box's frame), "
-                             "and this row has none")
+            problems.append(Problem(s.source, "solution", "a box ground truth needs an image (its pixels are the "
+                                    "box's frame), and this row has none"))
+            continue
         else:
             original = input_size = (1, 1)  # no box to convert: the sizes are never read
         answer = render_answer(s.solution, module, original, input_size)
         out.append(render_completion(answer, think.replace("{question}", question_text(s.problem))))
+    if problems:
+        raise DataError.from_problems(problems, f"{len(problems)} row(s) SFT cannot write a target for:")
     return out
 
 
