@@ -126,11 +126,9 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     that checkpoint already reached ``max_steps`` and nothing is left to train.
 
     Raises ``CheckpointError`` when a fresh run would write beside checkpoints already in ``output_dir`` (of this run:
-    resume them; of another run: use another folder), when the checkpoint to resume from was made with other settings
-    or, for a LoRA run
-    (``lora_base``: the base it loads), on another base (``vlm_r1.base_record``; checked here, before any model
-    loads, so that DeepSpeed's resume path is covered too), or when a fresh run would write into a folder holding
-    checkpoints of a run with other settings."""
+    resume them; of another run: use another folder), or when the checkpoint to resume from was made with other
+    settings or, for a LoRA run (``lora_base``: the base it loads), on another base (``vlm_r1.base_record``; checked
+    here, before any model loads, so that DeepSpeed's resume path is covered too)."""
     from .checkpoints import TRAINER_STATE, CheckpointError, list_checkpoints, resolve_resume
 
     resume = resolve_resume(resume_value, output_dir)

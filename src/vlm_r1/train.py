@@ -144,10 +144,11 @@ class RunRows:
                 why = f"all {skipped} were skipped{self._listed_in()}" if skipped else "they hold none"
                 raise DataError(f"no {kind} rows are left in {', '.join(files)}: {why}")
         if 0 < len(self.train) < self.prompts_per_batch:  # TRL's sampler keeps only whole batches: none, 0 steps
-            raise DataError(f"{len(self.train)} training rows in {', '.join(self.data_args.train_data)}, and each "
-                            f"generation batch takes {self.prompts_per_batch} distinct prompts (per_device_train_"
-                            "batch_size x steps_per_generation x processes / num_generations): the run would train "
-                            "0 steps. Add rows, or lower per_device_train_batch_size or steps_per_generation")
+            raise DataError(
+                f"{len(self.train)} training rows in {', '.join(self.data_args.train_data)}, and each generation batch "
+                f"takes {self.prompts_per_batch} distinct prompts "
+                "(per_device_train_batch_size x steps_per_generation x processes / num_generations): the run would "
+                "train 0 steps. Add rows, or lower per_device_train_batch_size or steps_per_generation")
 
     def _listed_in(self) -> str:
         return f", listed in {Path(self.output_dir) / SKIPPED_ROWS_FILE}" if self.output_dir else ""
@@ -197,8 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, training_args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
-    from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
     from .data import prompt_change_from
+    from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
     from .run_record import settle_start
     from .trainer.dataset import to_hf_dataset
 
