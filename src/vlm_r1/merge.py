@@ -57,7 +57,7 @@ def merge_lora(
         base, recorded_revision = adapter_base(adapter_dir)
         revision = revision or recorded_revision
     revision = revision or "main"
-    for name, folder in (("--adapter", adapter_dir), ("the base", Path(base))):
+    for name, folder in (("the --adapter", adapter_dir), ("the base", Path(base))):
         if folder.is_dir() and Path(out_dir).resolve() == folder.resolve():
             raise OptionError(f"--out {out_dir} is {name} folder: the merged model would be written over it; "
                               "choose another --out")
