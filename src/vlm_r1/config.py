@@ -302,6 +302,7 @@ def _refuse_evaluation_without_data(training_args) -> None:
 
 
 def _field_default(field):
+    """A dataclass field's default value (its default_factory called when it has one)."""
     return field.default if field.default is not MISSING else field.default_factory()
 
 
@@ -387,7 +388,7 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         )
     if not training_args.use_vllm:
         unused = [f.name for f in fields(training_args) if f.name.startswith("vllm_")
-                  and getattr(training_args, f.name) != (f.default if f.default is not MISSING else f.default_factory())]
+                  and getattr(training_args, f.name) != _field_default(f)]
         if unused:
             raise ValueError(f"{', '.join(unused)} only apply with use_vllm true (it is false here): set use_vllm, or "
                              "drop them")

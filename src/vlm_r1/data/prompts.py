@@ -54,12 +54,11 @@ def prompt_change_from(checkpoint: str, question_template: str, system_prompt: s
     if recorded is None:
         return None
     given = {"question_template": question_template, "system_prompt": system_prompt}
-    changed = [f"{name} {given[name]!r} (it was trained with {recorded[name]!r})" for name in given
-               if given[name] != recorded[name]]
-    if not changed:
+    differ = [name for name in given if given[name] != recorded[name]]
+    if not differ:
         return None
-    keep = [f"--{name} {recorded[name]!r}" if recorded[name] is not None else f"no --{name}"
-            for name in given if given[name] != recorded[name]]
+    changed = [f"{name} {given[name]!r} (it was trained with {recorded[name]!r})" for name in differ]
+    keep = [f"--{name} {recorded[name]!r}" if recorded[name] is not None else f"no --{name}" for name in differ]
     return (f"this run trains with {' and '.join(changed)}, from {checkpoint}'s {PROMPT_FILE}; to keep the "
             f"prompt it knows, give {' and '.join(keep)}")
 
