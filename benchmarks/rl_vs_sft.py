@@ -29,7 +29,7 @@ from vlm_r1.pipeline import (  # noqa: E402
     SHIPPED_WARM_START,
     build_warm_start,
     check_shipped_image_size,
-    eval_setup,
+    grpo_setup,
     evaluate_checkpoint,
     key_value_args,
     make_data,
@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
         warm = SHIPPED_WARM_START
     else:
         warm = build_warm_start(out, "qwen2_vl", paths["train"], str(RECIPES / "rec_sft.yaml"), [])
-    setup = eval_setup(
+    setup = grpo_setup(
         ["--config", str(RECIPES / "rec_grpo.yaml"), "--model_name_or_path", str(warm), "--train_data", str(paths["train"]),
          *key_value_args(args.grpo_args)]
     )

@@ -123,6 +123,8 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
         (["--skip_grpo", "--grpo_max_steps", "5", "--grpo_args", "learning_rate=1e-5", "max_pixels=12544"],
          "--grpo_max_steps, --grpo_args learning_rate: --skip_grpo runs no GRPO"),
         (["--grpo_args", "resume_from_checkpoint=auto"], "the pipeline sets resume_from_checkpoint itself"),
+        # fewer rows than one generation batch's prompts: refused before the data stage, not at the GRPO stage
+        (["--n_train", "3"], "--n_train 3 is below the 4 distinct prompts each GRPO generation batch takes"),
         # the warm start's SFT: its options are checked too, and those the pipeline sets are refused (an --output_dir
         # there left the stage stamped done on an empty folder)
         (["--warm_start", "build", "--sft_args", "--output_dir", "x"], "the pipeline sets output_dir itself; use --work_dir"),

@@ -132,6 +132,12 @@ class VLMGRPOConfig(GRPOConfig):
             self.num_generations_eval = 1  # greedy copies of one prompt would all be the same completion
         super().__post_init__()
 
+    @property
+    def prompts_per_batch(self) -> int:
+        """Distinct prompts in one generation batch. TRL's sampler keeps whole batches only, so fewer training rows
+        than this train 0 steps."""
+        return self.generation_batch_size // self.num_generations
+
 
 _TRAINING_ONLY_MODEL_FIELDS = (
     "freeze_vision", "freeze_projector", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",

@@ -311,30 +311,32 @@ LOADING_OPTIONS = ("dtype", "attn_implementation", "min_pixels", "max_pixels", "
 
 
 @dataclass(frozen=True)
-class EvalSetup:
-    """What the evaluations take from the GRPO command line, so they see what GRPO trained on, and where its report
-    goes."""
+class GRPOSetup:
+    """What the pipeline takes from the parsed GRPO command line: the prompt and loading options, so the evaluations
+    see what GRPO trained on; where its report goes; and how many training rows one generation batch takes."""
 
     question_template: str | None = None
     system_prompt: str | None = None
     model_options: dict = field(default_factory=dict)  # LOADING_OPTIONS set away from their defaults
     report_dir: str | None = None  # GRPO's report_dir, where the training reward is read from afterwards
+    prompts_per_batch: int = 1  # distinct prompts in one generation batch: fewer training rows train 0 steps
 
 
-def eval_setup(train_argv: list[str]) -> EvalSetup:
-    """The prompt (question_template, system_prompt), loading options (image resolution, dtype, attention) and
-    report_dir of the GRPO run, parsed (recipe + overrides) as `vlm-r1 train` parses them."""
+def grpo_setup(train_argv: list[str]) -> GRPOSetup:
+    """The GRPO run's prompt (question_template, system_prompt), loading options (image resolution, dtype, attention),
+    report_dir and prompts per generation batch, parsed (recipe + overrides) as `vlm-r1 train` parses them."""
     from .config import ModelArguments
     from .train import parse_args
 
     data_args, model_args, training_args = parse_args(train_argv)
     defaults = ModelArguments()
     options = {n: getattr(model_args, n) for n in LOADING_OPTIONS if getattr(model_args, n) != getattr(defaults, n)}
-    return EvalSetup(data_args.question_template, data_args.system_prompt, options, training_args.report_dir)
+    return GRPOSetup(data_args.question_template, data_args.system_prompt, options, training_args.report_dir,
+                     training_args.prompts_per_batch)
 
 
 def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path, batch_size: int, max_new_tokens: int,
-                        setup: EvalSetup = EvalSetup(), force: bool = False) -> dict[str, dict]:  # fmt: skip
+                        setup: GRPOSetup = GRPOSetup(), force: bool = False) -> dict[str, dict]:  # fmt: skip
     """Greedy evaluation on every EVAL_SPLITS split, cached as <out_dir>/<split>.json with its stamp <split>.stamp.json."""
     from .config import ModelArguments
     from .data import load_rows
@@ -456,7 +458,11 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"--warm_start {warm} lies in {grpo_dir}, which the GRPO stage deletes and rewrites: "
                              "copy it elsewhere first, or use another --work_dir")
         train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
-        setup = eval_setup(train_argv)
+        setup = grpo_setup(train_argv)
+        if not args.skip_grpo and args.n_train < setup.prompts_per_batch:
+            raise ValueError(f"--n_train {args.n_train} is below the {setup.prompts_per_batch} distinct prompts each GRPO "
+                             "generation batch takes: GRPO would train 0 steps. Raise --n_train, or lower "
+                             "per_device_train_batch_size or steps_per_generation through --grpo_args")
         refuse_foreign_work_dir(work)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))  # one line (and the usage), exit status 2

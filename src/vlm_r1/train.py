@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
         from accelerate import PartialState
 
         return summarise(finished["log_history"], training_args.output_dir, 0.0, PartialState().is_main_process)
-    prompts_per_batch = training_args.generation_batch_size // training_args.num_generations
-    rows = RunRows(data_args, training_args.output_dir, prompts_per_batch)  # writes into output_dir: after the start
+    rows = RunRows(data_args, training_args.output_dir, training_args.prompts_per_batch)  # writes into output_dir: after the start
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
