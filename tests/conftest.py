@@ -110,3 +110,20 @@ def rec_rows(tmp_path_factory):
 def parse_only_argv(tmp_path):
     """The smallest `vlm-r1 train` / `vlm-r1 sft` command line that parses (nothing is loaded): for option checks."""
     return ["--model_name_or_path", "x", "--train_data", "a.jsonl", "--output_dir", str(tmp_path), "--use_cpu", "true"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dino(tmp_path_factory):
+    """A tiny offline Grounding DINO checkpoint folder (`vlm_r1.grqo.tiny`); tests must not write into it."""
+    from vlm_r1.grqo.tiny import make_tiny_grounding_dino
+
+    return make_tiny_grounding_dino(tmp_path_factory.mktemp("tiny_gdino"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """Exhaustively labelled synthetic detection rows: (train jsonl of 8 rows, test jsonl of 4)."""
+    from vlm_r1.grqo.data import write_synthetic_detection
+
+    root = tmp_path_factory.mktemp("shapes")
+    return write_synthetic_detection(root, "train", 8, seed=0), write_synthetic_detection(root, "test", 4, seed=0)

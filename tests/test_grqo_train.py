@@ -15,22 +15,6 @@ from vlm_r1.grqo.data import DetectionExample, class_names, load_detection_examp
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_dino(tmp_path_factory):
-    from vlm_r1.grqo.tiny import make_tiny_grounding_dino
-
-    return make_tiny_grounding_dino(tmp_path_factory.mktemp("tiny_gdino"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    """Exhaustively labelled synthetic detection rows: (train jsonl, test jsonl)."""
-    from vlm_r1.grqo.data import write_synthetic_detection
-
-    root = tmp_path_factory.mktemp("shapes")
-    return write_synthetic_detection(root, "train", 8, seed=0), write_synthetic_detection(root, "test", 4, seed=0)
-
-
 def _load(path):
     from vlm_r1.grqo.loading import load_detector
 
@@ -300,7 +284,7 @@ def test_model_type_and_device_are_refused_before_the_data_is_read(tiny_dino, sh
     assert code == 2 and "model_type 'bert' is not a Grounding DINO checkpoint" in err
     if not torch.cuda.is_available():
         code, err = _cli([*argv, "--device", "cuda"], capsys)
-        assert code == 2 and "device cuda: no GPU is visible" in err
+        assert code == 2 and "--device cuda: no CUDA device is available here" in err
     code, err = _cli([*argv, "--kl_top_k", "31"], capsys)  # from config.json, before the data too
     assert code == 2 and "kl_top_k (31)" in err
 

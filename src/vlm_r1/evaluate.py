@@ -3,7 +3,9 @@
 Every row of every file is scored (no caps unless ``--max_samples`` is given): REC Acc@0.5 and mean IoU, detection
 COCO mAP / AP50 (pycocotools), classification, multiple-choice, yes/no and counting accuracy. Greedy decoding by
 default, batched; boxes are converted from the model's frame through its VLM module. With ``--output_dir`` each
-file's metrics and per-row predictions go to ``<output_dir>/<file stem>.json``. See docs/evaluation.md.
+file's metrics and per-row predictions go to ``<output_dir>/<file stem>.json``. A Grounding DINO checkpoint (zero-shot,
+or trained by ``vlm-r1 grqo``) is scored on detection rows instead (:mod:`vlm_r1.grqo.detector_eval`). See
+docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class EvalArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run a checkpoint's own Python code (only for checkpoints you trust)."}
     )
+    classes: list[str] = field(default_factory=list, metadata={
+        "help": "Detector checkpoints only: the class names prompted for every image, in order. Default: the ones "
+                "the checkpoint was trained with (its vlm_r1_classes.json), else none; each file's other labels are "
+                "appended, sorted."})  # fmt: skip
 
 
 def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> GenerationSettings:
@@ -175,17 +181,12 @@ def pick_device(name: str) -> str:
     return name
 
 
-def read_data(paths: list[str], task: str, image_root: str | None, allow_outside_root: bool) -> dict[str, list]:
-    """Every row of every file, checked as :func:`vlm_r1.data.load_rows` checks them and with each row's task and
-    ground truth (:func:`vlm_r1.evaluation.runner.row_task`); one :class:`DataError` lists every problem of every
-    file."""
+def read_data(paths: list[str], image_root: str | None, allow_outside_root: bool, validate_solution) -> dict[str, list]:
+    """Every row of every file, checked as :func:`vlm_r1.data.load_rows` checks them and with
+    ``validate_solution(reward, ground_truth)``; one :class:`DataError` lists every problem of every file."""
     from .data import DataError, check_rows
-    from .evaluation.runner import row_task
 
-    def check(reward, value):
-        row_task(reward, value, task)
-
-    reports = [check_rows(path, image_root, allow_outside_root=allow_outside_root, validate_solution=check)
+    reports = [check_rows(path, image_root, allow_outside_root=allow_outside_root, validate_solution=validate_solution)
                for path in paths]  # fmt: skip
     bad = [r for r in reports if r.problems]
     if bad:
@@ -201,13 +202,24 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tqdm.auto import tqdm
 
-    from .evaluation.runner import evaluate_samples, write_json
+    from .evaluation.runner import evaluate_samples, row_task, write_json
+    from .grqo.loading import is_detector_checkpoint
     from .loading import check_model_options, load_policy
 
+    if is_detector_checkpoint(model_args.model_name_or_path, model_args.model_revision, args.trust_remote_code):
+        from .grqo.detector_eval import evaluate_detector
+
+        results = evaluate_detector(model_args, args, device)
+        print(format_table(results))
+        return results
+    if args.classes:
+        raise OptionError("classes only apply to a detector checkpoint (Grounding DINO); a VLM reads each row's "
+                          "question: drop --classes")
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     if args.output_dir:
         check_output_dir(args.output_dir)
-    rows = read_data(args.data, args.task, args.image_root, args.allow_images_outside_root)  # before the model loads
+    rows = read_data(args.data, args.image_root, args.allow_images_outside_root,
+                     lambda reward, value: row_task(reward, value, args.task))  # before the model loads
     if args.max_samples is not None:
         rows = {path: samples[: args.max_samples] for path, samples in rows.items()}
 

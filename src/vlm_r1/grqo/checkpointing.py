@@ -5,8 +5,10 @@
 * `settle_start(cfg, record)`, before any data is read: refuses an output_dir that is the model's own folder, and
   one that holds another GRQO run's outputs unless this run resumes it, and a checkpoint made with other settings
   (`RECOVERY_SETTINGS` may change, and the change is printed); returns the checkpoint to resume, or None.
+* `save_detector` writes a model folder that `--model_name_or_path` and `vlm-r1 eval` take: the model, its processor
+  and `vlm_r1_classes.json`, the class names the run prompted with, in prompt order (`read_classes` reads it back).
 * `save_checkpoint` writes `checkpoint-N` every `save_steps` steps, and keeps the latest `save_total_limit`:
-  - the model and processor (`save_pretrained`: a model folder that `--model_name_or_path` takes);
+  - a model folder (`save_detector`);
   - `grqo_state.pt`: the step, the optimizer, the batch order's RNG state and pending indices, torch's RNG
     states, and the step whose weights the reference holds;
   - `reference.safetensors`: the reference's weights, once a refresh has made them differ from the start;
@@ -32,6 +34,7 @@ from vlm_r1.checkpoints import TRAINER_STATE, CheckpointError, list_checkpoints,
 from vlm_r1.run_record import RUN_RECORD_FILE, differences, read_run_record, save_run_record
 
 STATE_FILE = "grqo_state.pt"
+CLASSES_FILE = "vlm_r1_classes.json"
 REFERENCE_FILE = "reference.safetensors"
 RUN_OUTPUTS = ("log.jsonl", "metrics.json", "model.safetensors")  # what a GRQO run writes at its top level
 
@@ -108,7 +111,32 @@ def settle_start(cfg, record: dict) -> Path | None:
     return resume
 
 
-def save_checkpoint(trainer, processor, batch_order, output_dir, record: dict, save_total_limit: int = 0) -> Path:
+def save_detector(model, processor, folder, classes: list[str]) -> None:
+    """The model, its processor and the class names it was prompted with (CLASSES_FILE), in `folder`."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (Path(folder) / CLASSES_FILE).write_text(json.dumps({"classes": list(classes)}, indent=1) + "\n", encoding="utf-8")
+
+
+def read_classes(folder) -> list[str] | None:
+    """The class names a detector folder was trained to be prompted with (its CLASSES_FILE), None when it has none
+    (a hub id, or a checkpoint not made here); CheckpointError for an unreadable file."""
+    from .data import check_classes
+
+    path = Path(folder) / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("'classes' is not a list of strings")
+        return check_classes(classes)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {e}); fix or delete it, or pass --classes") from e
+
+
+def save_checkpoint(trainer, processor, batch_order, output_dir, record: dict, classes: list[str],
+                    save_total_limit: int = 0) -> Path:  # fmt: skip
     """Write `output_dir/checkpoint-<step>` (see the module docstring) and return it. With `save_total_limit`, delete
     the older checkpoints (up to this step) beyond the latest `save_total_limit`."""
     from safetensors.torch import save_model
@@ -116,8 +144,7 @@ def save_checkpoint(trainer, processor, batch_order, output_dir, record: dict, s
     final = Path(output_dir) / f"checkpoint-{trainer.step}"
     folder = final.with_name(final.name + ".tmp")
     shutil.rmtree(folder, ignore_errors=True)  # left by a save that was killed
-    trainer.model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    save_detector(trainer.model, processor, folder, classes)
     state = {"step": trainer.step, "optimizer": trainer.optimizer.state_dict(), "batch_order": batch_order.state(),
              "reference_step": trainer.reference_step, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}  # fmt: skip

@@ -26,8 +26,10 @@ def class_scores(logits: torch.Tensor, label_maps: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def predict_detections(model, processor, examples, classes, batch_size: int = 8, max_dets: int = 100) -> list[ScoredBoxes]:
-    """Per-image detections ([x1, y1, x2, y2] original pixels, class names, scores), in example order."""
+def predict_detections(model, processor, examples, classes, batch_size: int = 8, max_dets: int = 100,
+                       progress=None) -> list[ScoredBoxes]:  # fmt: skip
+    """Per-image detections ([x1, y1, x2, y2] original pixels, class names, scores), in example order.
+    `progress(done, total)` is called after each batch."""
     from transformers.models.grounding_dino.modeling_grounding_dino import build_label_maps
 
     was_training = model.training
@@ -48,6 +50,8 @@ def predict_detections(model, processor, examples, classes, batch_size: int = 8,
             scale = torch.tensor([example.width, example.height] * 2, dtype=torch.float32, device=device)
             xyxy = box_convert(out.pred_boxes[i][query].float(), "cxcywh", "xyxy") * scale
             predictions.append(ScoredBoxes(xyxy.tolist(), [classes[c] for c in cls.tolist()], top.values.tolist()))
+        if progress is not None:
+            progress(len(predictions), len(examples))
     model.train(was_training)
     return predictions
 

@@ -44,7 +44,7 @@ class DetectionExample:
     prompt: str = ""  # the row's human text
 
 
-def _validate_detections(_reward, value) -> None:
+def check_detection_truth(_reward, value) -> None:
     """`load_rows`' validate_solution: every row must be detection ground truth, whatever its reward column, and
     every label must be usable as a class name of the prompt (the error's `field` names the object)."""
     validate_solution("det_map", value)
@@ -69,7 +69,7 @@ def examples_from_samples(samples) -> list[DetectionExample]:
             raise DataError(f"{s.source}: image: a detection row needs exactly one image, got {len(s.images)}")
         objects = json.loads(s.solution)
         try:
-            _validate_detections(None, objects)
+            check_detection_truth(None, objects)
         except ValueError as e:
             raise DataError(f"{s.source}: {getattr(e, 'field', 'solution')}: {e}") from None
         width, height = s.image_sizes[0]
@@ -84,7 +84,7 @@ def load_detection_examples(jsonl_path, image_root=None, allow_outside_root: boo
     """Read a detection JSONL through the project's row loader (`vlm_r1.data.load_rows`)."""
     from vlm_r1.data import load_rows
 
-    return examples_from_samples(load_rows(jsonl_path, image_root, validate_solution=_validate_detections,
+    return examples_from_samples(load_rows(jsonl_path, image_root, validate_solution=check_detection_truth,
                                            allow_outside_root=allow_outside_root))
 
 

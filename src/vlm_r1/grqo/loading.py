@@ -26,6 +26,17 @@ def detector_config(name_or_path: str, revision: str = "main", trust_remote_code
     return config
 
 
+def is_detector_checkpoint(name_or_path: str, revision: str = "main", trust_remote_code: bool = False) -> bool:
+    """Whether config.json says Grounding DINO. False when it cannot be read: the caller's own loading says why."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return False
+    return config.model_type == "grounding-dino"
+
+
 def load_detector(name_or_path: str, revision: str = "main", trust_remote_code: bool = False):
     """Return `(model, processor)`, the model on the CPU in its saved dtype (float32 unless the checkpoint says otherwise)."""
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from vlm_r1.grqo.checkpointing import continue_log, load_checkpoint, run_record, save_checkpoint, settle_start
+from vlm_r1.evaluate import pick_device
+from vlm_r1.grqo.checkpointing import (continue_log, load_checkpoint, run_record, save_checkpoint, save_detector,
+                                       settle_start)  # fmt: skip
 from vlm_r1.grqo.coco_eval import evaluate
 from vlm_r1.grqo.config import GRQOConfig, check_config, check_model_config
 from vlm_r1.grqo.data import check_classes, check_prompt, class_names, load_detection_examples, make_batch
@@ -55,16 +57,6 @@ class BatchOrder:
                                   f"{self.n_examples}: resume with the same train_data and max_train_samples")
         self.rng.setstate(state["rng"])
         self.order = list(state["order"])
-
-
-def pick_device(name: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; ValueError for 'cuda' without one."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda: no GPU is visible (torch.cuda.is_available() is false): use --device cpu or "
-                         "auto")
-    return name
 
 
 def _evaluate_all(model, processor, eval_sets, classes, batch_size) -> dict:
@@ -147,14 +139,13 @@ def run(cfg: GRQOConfig) -> dict:
                 log_file.flush()
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}), flush=True)
             if cfg.save_steps and step % cfg.save_steps == 0:
-                save_checkpoint(trainer, processor, order, out_dir, record, cfg.save_total_limit)
+                save_checkpoint(trainer, processor, order, out_dir, record, classes, cfg.save_total_limit)
 
     train_cpu_s = time.process_time() - cpu_start
 
     # ---------------- save, then evaluate (a failing evaluation leaves the weights) ----------------
     if cfg.save_model:
-        model.save_pretrained(out_dir)
-        processor.save_pretrained(out_dir)
+        save_detector(model, processor, out_dir, classes)
     start = time.perf_counter()
     metrics = history.get(cfg.max_steps) or _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
     result = {"metrics": metrics, "eval_time_s": time.perf_counter() - start, "history": history,
