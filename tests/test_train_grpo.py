@@ -535,3 +535,27 @@ def test_output_dir_may_not_be_the_starting_model(tiny_model_dir, parse_only_arg
     for parse in (parse_args, sft_args):
         with pytest.raises(ValueError, match="is the folder of the model the run starts from"):
             parse(argv)
+
+
+def test_load_best_model_at_end_loads_the_best_checkpoints_weights(tiny_model_dir, rec_rows, grpo_run, tmp_path):
+    """Qwen2-VL checkpoints hold legacy key names that transformers' own best-model loading matched to no weight,
+    so the run ended on its last step's weights, with a warning. The best checkpoint must not be the last one, so
+    "best" here is the lowest eval reward (greater_is_better false), which the run reaches at step 2."""
+    from safetensors.torch import load_file
+
+    from varying_rewards import VARYING_GRPO_FIELDS
+
+    summary = grpo_run(
+        tiny_model_dir("qwen2_vl"), rec_rows, **VARYING_GRPO_FIELDS, eval_data=[str(rec_rows)], eval_strategy="steps",
+        eval_steps=1, save_strategy="steps", save_steps=1, max_steps=3, load_best_model_at_end=True,
+        metric_for_best_model="eval_reward", greater_is_better=False, per_device_eval_batch_size=8, num_generations_eval=4,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    rewards = {e["step"]: e["eval_reward"] for e in summary["log_history"] if "eval_reward" in e}
+    best = min(rewards, key=rewards.get)
+    assert best != 3, rewards  # otherwise the last step's weights would pass for the best's
+    final = load_file(str(out / "model.safetensors"))
+    for step in rewards:
+        saved = load_file(str(out / f"checkpoint-{step}" / "model.safetensors"))
+        same = all(torch.equal(final[k], saved[k]) for k in final)
+        assert same == (step == best), (step, best, rewards)

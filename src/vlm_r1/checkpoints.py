@@ -311,11 +311,8 @@ class ResumeWeightsMixin:
         its weights are then copied in with ``strict=True``. Used for a full (non-PEFT) model in one process or
         DDP; FSDP, SageMaker, adapters and DeepSpeed keep transformers' own path.
         """
-        from transformers import PreTrainedModel
-
         target = model if model is not None else self.model
-        full_weights = any(os.path.isfile(os.path.join(resume_from_checkpoint, name))
-                           for name in (_SAFETENSORS_WEIGHTS[0], _INDEX))  # fmt: skip
+        full_weights = _holds_full_weights(resume_from_checkpoint)
         adapter = is_adapter_folder(resume_from_checkpoint)
         lora_run = hasattr(target, "peft_config")
         if adapter and not lora_run:
@@ -324,9 +321,34 @@ class ResumeWeightsMixin:
         if full_weights and lora_run and not adapter:
             raise CheckpointError(f"{resume_from_checkpoint} holds full weights but this run trains LoRA adapters: "
                                   "drop --use_peft (or start the LoRA run from it with --model_name_or_path)")
-        if not (full_weights and isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled):
+        if not self._copies_full_weights(resume_from_checkpoint, target):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        logger.info("loading weights of %s through from_pretrained", resume_from_checkpoint)
-        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype="auto")
-        target.load_state_dict(loaded.state_dict(), strict=True)
-        del loaded
+        _copy_weights(resume_from_checkpoint, target)
+
+    def _load_best_model(self):
+        """``load_best_model_at_end``: the best checkpoint's full weights through ``from_pretrained`` too (transformers'
+        own path has the bug above: it kept the last step's weights, with a warning listing every key)."""
+        folder, target = self.state.best_model_checkpoint, self.model
+        if self.is_deepspeed_enabled or not self._copies_full_weights(folder, target):
+            return super()._load_best_model()
+        logger.info("loading the best model, %s (%s %s)", folder, self.args.metric_for_best_model, self.state.best_metric)
+        _copy_weights(folder, target)
+
+    def _copies_full_weights(self, folder, target) -> bool:
+        """Whether ``folder``'s weights go through :func:`_copy_weights`: full weights, into a plain model, not FSDP."""
+        from transformers import PreTrainedModel
+
+        return _holds_full_weights(folder) and isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled
+
+
+def _holds_full_weights(folder) -> bool:
+    return any(os.path.isfile(os.path.join(folder, name)) for name in (_SAFETENSORS_WEIGHTS[0], _INDEX))
+
+
+def _copy_weights(folder, target) -> None:
+    """``target``'s weights from ``folder``, read by ``from_pretrained`` (which maps legacy key names) and copied in
+    with ``strict=True``."""
+    logger.info("loading weights of %s through from_pretrained", folder)
+    loaded = type(target).from_pretrained(folder, dtype="auto")
+    target.load_state_dict(loaded.state_dict(), strict=True)
+    del loaded
