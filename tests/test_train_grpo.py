@@ -177,6 +177,23 @@ IGNORED_WITHOUT_EVAL_DATA = [  # (flags, message): each was parsed and then neve
      "load_best_model_at_end, metric_for_best_model only apply when the run evaluates"),
     (["--generation_kwargs", '{"do_sample": false}'], "do_sample false makes every completion of a group the same"),
 ]
+READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and never read (TRL reads it only under another)
+    (["--ref_model_sync_steps", "64"], "ref_model_sync_steps only apply with sync_ref_model true"),
+    (["--entropy_target", "0.3"], "entropy_target only apply with use_adaptive_entropy true"),
+    (["--sapo_temperature_pos", "2"], "sapo_temperature_pos only apply with loss_type sapo"),
+    (["--vespo_k_pos", "3"], "vespo_k_pos only apply with loss_type vespo"),
+    (["--loss_type", "sapo", "--epsilon_high", "0.28"], r"epsilon_high only apply with a clipped loss_type \(not sapo"),
+    (["--loss_type", "cispo", "--delta", "2"], "delta only apply with loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
+    (["--num_completions_to_print", "2"], "num_completions_to_print only apply with log_completions true"),
+    (["--use_bias_correction_kl", "false"], r"use_bias_correction_kl only apply with beta > 0"),
+    (["--max_tool_calling_iterations", "3"], "max_tool_calling_iterations has no effect in vlm-r1's GRPO"),
+    (["--bf16_full_eval", "true"], "bf16_full_eval has no effect in vlm-r1's GRPO"),
+    (["--eval_data", "e.jsonl", "--eval_strategy", "steps", "--eval_steps", "1", "--eval_accumulation_steps", "2"],
+     "eval_accumulation_steps has no effect in vlm-r1's GRPO"),
+    (["--length_column_name", "n"], "length_column_name has no effect"),
+    (["--use_peft", "true", "--disable_dropout", "true", "--lora_dropout", "0.1"],
+     "disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout 0.1 would be ignored"),
+]
 MISSPELT_FLAGS = [
     (["--learning_rat", "1e-5"], r"learning_rat \(did you mean learning_rate\?\): no such option of vlm-r1 train"),
     (["--warmup_ratio", "0.1"], r"warmup_ratio \(gone; use warmup_steps: a value below 1 is a fraction"),
@@ -184,7 +201,8 @@ MISSPELT_FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("extra,message", FAILING_LATE + IGNORED_WITHOUT_EVAL_DATA + MISSPELT_FLAGS,
+@pytest.mark.parametrize("extra,message", FAILING_LATE + IGNORED_WITHOUT_EVAL_DATA + READ_ONLY_UNDER_ANOTHER_SETTING
+                         + MISSPELT_FLAGS,
                          ids=lambda v: v if isinstance(v, str) and not v.startswith("--") else None)
 def test_options_that_would_fail_late_or_be_ignored_are_refused_when_parsed(parse_only_argv, extra, message):
     from vlm_r1.recipe import OptionError
@@ -210,6 +228,26 @@ def test_what_this_machine_lacks_is_refused_before_anything_loads(parse_only_arg
                                           "tensorboard"):
         check_installed(parse_args(parse_only_argv + ["--report_to", "wandb"])[2])
     check_installed(parse_args(parse_only_argv + ["--report_to", "tensorboard"])[2])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real_find_spec(name, *a))
+    with pytest.raises(OptionError, match=r"use_liger_kernel: liger-kernel is not installed here"):
+        check_installed(parse_args(parse_only_argv + ["--use_liger_kernel", "true"])[2])
+
+
+def test_options_the_checkpoints_architecture_cannot_honour_are_refused_before_it_loads(tiny_model_dir, tmp_path,
+                                                                                        monkeypatch):  # fmt: skip
+    import vlm_r1.loading
+    from vlm_r1.recipe import OptionError
+    from vlm_r1.train import main
+
+    monkeypatch.setattr(vlm_r1.loading, "load_policy", lambda *a, **k: pytest.fail("the model was loaded"))
+    base = ["--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--train_data", str(tmp_path / "missing.jsonl"),
+            "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"]  # fmt: skip
+    for extra, message in ((["--cast_lm_head_to_fp32", "true"], "cast_lm_head_to_fp32 is not supported for a qwen2_vl "
+                            "checkpoint with tied word embeddings"),
+                           (["--router_aux_loss_coef", "0.01"], "router_aux_loss_coef applies to Mixture-of-Experts "
+                            "models, and this qwen2_vl checkpoint is not one")):  # fmt: skip
+        with pytest.raises(OptionError, match=message):
+            main(base + extra)
 
 
 RECIPE_MISTAKES = [  # (recipe text, message)

@@ -312,6 +312,46 @@ def _field_default(field):
     return field.default if field.default is not MISSING else field.default_factory()
 
 
+# GRPO options TRL reads only under another setting: set away from their defaults without it, they would be ignored.
+_READ_ONLY_WHEN = (  # (option names, whether the run reads them, the setting that makes it read them)
+    (("ref_model_sync_steps", "ref_model_mixup_alpha"), lambda a: a.sync_ref_model, "sync_ref_model true"),
+    (("entropy_target", "entropy_coef_min", "entropy_coef_max", "entropy_coef_delta"),
+     lambda a: a.use_adaptive_entropy, "use_adaptive_entropy true"),
+    (("sapo_temperature_pos", "sapo_temperature_neg"), lambda a: a.loss_type == "sapo", "loss_type sapo"),
+    (("vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"), lambda a: a.loss_type == "vespo",
+     "loss_type vespo"),
+    (("epsilon_high",), lambda a: a.loss_type not in ("sapo", "vespo"), "a clipped loss_type (not sapo or vespo)"),
+    (("delta",), lambda a: a.loss_type in ("grpo", "bnpo", "dr_grpo", "dapo", "luspo"),
+     "loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
+    (("num_completions_to_print", "log_unique_prompts"), lambda a: a.log_completions, "log_completions true"),
+    (("use_bias_correction_kl",), lambda a: a.beta != 0, "beta > 0 (a KL term)"),
+)  # fmt: skip
+# Options vlm-r1's GRPO never reads, with the reason
+_NEVER_READ = {
+    "max_tool_calling_iterations": "vlm-r1 gives the trainer no tools",
+    "transformers_continuous_batching_config": "continuous batching is refused for models with images",
+    "length_column_name": "TRL's prompt sampler orders the rows (there is no length grouping)",
+    "bf16_full_eval": "evaluations run inside training, on the training model in its training precision",
+    "fp16_full_eval": "evaluations run inside training, on the training model in its training precision",
+    **dict.fromkeys(("prediction_loss_only", "eval_accumulation_steps", "include_for_metrics", "batch_eval_metrics",
+                     "label_names"), "GRPO's evaluation logs rewards, not metrics computed from predictions"),
+}  # fmt: skip
+
+
+def check_conditional_options(training_args) -> None:
+    """Refuse GRPO options set away from their defaults that this run would not read (:data:`_READ_ONLY_WHEN`,
+    :data:`_NEVER_READ`)."""
+    changed = {f.name for f in fields(training_args) if getattr(training_args, f.name) != _field_default(f)}
+    for names, reads, setting in _READ_ONLY_WHEN:
+        unread = [n for n in names if n in changed]
+        if unread and not reads(training_args):
+            raise ValueError(f"{', '.join(unread)} only apply with {setting}, which this run does not have: "
+                             "drop them, or set that")
+    for name, reason in _NEVER_READ.items():
+        if name in changed:
+            raise ValueError(f"{name} has no effect in vlm-r1's GRPO ({reason}): drop it")
+
+
 def check_installed(training_args) -> None:
     """Refuse, before the data and model load, what this machine lacks: a ``report_to`` integration or vLLM that is
     not installed (transformers and TRL would fail only at the trainer's start). Not part of the option checks, so
@@ -320,6 +360,9 @@ def check_installed(training_args) -> None:
 
     from transformers.integrations import get_available_reporting_integrations
 
+    if getattr(training_args, "use_liger_kernel", False) and importlib.util.find_spec("liger_kernel") is None:
+        raise OptionError("use_liger_kernel: liger-kernel is not installed here (pip install liger-kernel), or drop "
+                          "use_liger_kernel")
     if getattr(training_args, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
         raise OptionError("use_vllm: vLLM is not installed here (pip install vllm, on a machine with a GPU), or drop "
                           "use_vllm")
@@ -330,6 +373,17 @@ def check_installed(training_args) -> None:
     if missing:
         raise OptionError(f"report_to {', '.join(missing)}: not installed here (pip install {' '.join(missing)}); "
                          f"installed: {', '.join(available) or 'none'}")
+
+
+def check_architecture_options(training_args, model_config) -> None:
+    """Refuse GRPO options the checkpoint's architecture (its config) cannot honour: TRL would fail only after the
+    policy and reference have loaded."""
+    if training_args.cast_lm_head_to_fp32 and getattr(model_config, "tie_word_embeddings", False):
+        raise OptionError(f"cast_lm_head_to_fp32 is not supported for a {model_config.model_type} checkpoint with tied "
+                          "word embeddings (TRL hooks an embedding layer VLMs keep elsewhere): drop it")
+    if training_args.router_aux_loss_coef and not hasattr(model_config.get_text_config(), "output_router_logits"):
+        raise OptionError(f"router_aux_loss_coef applies to Mixture-of-Experts models, and this {model_config.model_type} "
+                          "checkpoint is not one: drop it")
 
 
 def check_sampling(data_args: DataArguments, training_args: VLMGRPOConfig) -> None:
@@ -372,6 +426,10 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
     check_training_args(data_args, model_args, training_args)
     check_sampling(data_args, training_args)
+    check_conditional_options(training_args)
+    if model_args.use_peft and training_args.disable_dropout and model_args.lora_dropout:
+        raise ValueError(f"disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout "
+                         f"{model_args.lora_dropout:g} would be ignored: drop one of them")
     if training_args.sync_ref_model and model_args.use_peft:
         raise ValueError("sync_ref_model does not apply with use_peft: the reference is the base model under the "
                          "adapter, which does not change; drop one of them")

@@ -10,7 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from .config import DataArguments, ModelArguments, VLMGRPOConfig, check_args, check_installed
+from .config import (DataArguments, ModelArguments, VLMGRPOConfig, check_architecture_options, check_args,
+                     check_installed)  # fmt: skip
 from .recipe import RecipeParser, check_output_dir, refusing_options
 
 logger = logging.getLogger("vlm_r1")
@@ -200,11 +201,15 @@ def main(argv: list[str] | None = None) -> dict:
     # ------------------------------------------------------------------ data
     from .data import prompt_change_from
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
+    from .modules import checkpoint_config
     from .run_record import settle_start
     from .trainer.dataset import to_hf_dataset
 
     check_installed(training_args)
     check_model_options(model_args, training_args.trust_remote_code)  # before the data: a refused option costs nothing
+    check_architecture_options(training_args, checkpoint_config(model_args.model_name_or_path,
+                                                                training_args.trust_remote_code,
+                                                                model_args.model_revision))  # fmt: skip
     check_output_dir(training_args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run

@@ -34,6 +34,11 @@ def get_module(model_type: str) -> VLMModule:
 
 def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False, revision: str = "main") -> VLMModule:
     """Read ``config.json`` of a hub id or local folder and return its module."""
+    return get_module(checkpoint_config(name_or_path, trust_remote_code, revision).model_type)
+
+
+def checkpoint_config(name_or_path: str, trust_remote_code: bool = False, revision: str = "main"):
+    """The ``config.json`` of a hub id or local folder (no weights); errors that say what is wrong."""
     from transformers import AutoConfig
 
     try:
@@ -53,7 +58,7 @@ def module_for_checkpoint(name_or_path: str, trust_remote_code: bool = False, re
             raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such local folder, and the Hugging Face "
                                     f"Hub did not give it ({reason})") from e
         raise
-    return get_module(config.model_type)
+    return config
 
 
 def _looks_like_a_path(name: str) -> bool:
@@ -61,4 +66,5 @@ def _looks_like_a_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
-__all__ = ["THINK_ANSWER_TEMPLATE", "VLMModule", "get_module", "module_for_checkpoint", "supported_model_types"]
+__all__ = ["THINK_ANSWER_TEMPLATE", "VLMModule", "checkpoint_config", "get_module", "module_for_checkpoint",
+           "supported_model_types"]
