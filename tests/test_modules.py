@@ -62,3 +62,24 @@ def test_modules_know_their_vision_parameters(tiny_model_dir):
 
 def test_supported_model_types():
     assert {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "internvl"} <= set(supported_model_types())
+
+
+def test_qwen2_vl_native_box_answer_reaches_the_rewards_in_pixels(tiny_model_dir):
+    """Qwen2-VL grounds as <|box_start|>(x1,y1),(x2,y2)<|box_end|> in its 0-1000 frame. Decoded without special
+    tokens, as TRL and the evaluator decode, that is "(x1,y1),(x2,y2)": parsed, converted, and scored as a hit."""
+    from transformers import AutoProcessor
+
+    from vlm_r1.rewards import get_reward
+    from vlm_r1.rewards.parsing import parse_answer
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir("qwen2_vl"))
+    written = ("<think>it is there</think><answer><|object_ref_start|>the dog<|object_ref_end|>"
+               "<|box_start|>(100,200),(500,1000)<|box_end|></answer>")  # fmt: skip
+    ids = processor.tokenizer(written, add_special_tokens=False)["input_ids"]
+    decoded = processor.tokenizer.decode(ids, skip_special_tokens=True)
+    assert "<|box_start|>" not in decoded
+    parsed = parse_answer(decoded)
+    module = get_module("qwen2_vl")
+    in_pixels = parsed.map_boxes(lambda box: module.to_original(box, (200, 100), (224, 112)))
+    assert in_pixels.detections[0].box == pytest.approx((20.0, 20.0, 100.0, 100.0))
+    assert get_reward("iou")([decoded], solution=["[20, 20, 100, 100]"], answers=[in_pixels]) == [1.0]

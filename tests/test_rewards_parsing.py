@@ -49,6 +49,12 @@ def test_answer_is_the_last_complete_one():
     ("<answer>[1, 2, 3]</answer>", []),
     ('<answer>["1", "2", "3", "4"]</answer>', []),
     ("[1, 2, 3, 4]", []),  # outside <answer>: not looked at
+    # Qwen2-VL's own format, its <|box_start|> / <|box_end|> decoded away: the text GRPO and evaluation see
+    ("<answer>the dog(125,300),(500,820)</answer>", [(125.0, 300.0, 500.0, 820.0)]),
+    ("<answer>(1, 2) (3.5, 4)</answer>", [(1.0, 2.0, 3.5, 4.0)]),
+    ("<answer>(3,4),(1,2)</answer>", [None]),  # reversed: rejected, still counted
+    ("<answer>[1, 2, 3, 4] and (5,6),(7,8)</answer>", [(1.0, 2.0, 3.0, 4.0)]),  # the first form found wins
+    ("<answer>(1, 2)</answer>", []),
 ])
 def test_box_forms(text, expected):
     assert boxes(text) == expected
@@ -85,6 +91,7 @@ def test_answers_column_is_used_when_given():
 @pytest.mark.parametrize("body", [
     "[" * 150_000, "[" * 90_000 + "]" * 90_000, '{"a":' * 30_000, "{" * 190_000, "[1" + " " * 190_000,
     ("{" + "a" * 3000) * 60, "[" + "1" * 190_000, "1," * 90_000, "[1,2,3,4]" * 20_000, '{"bbox_2d":[1,2,3,4]}' * 9_000,
+    "(1,2)," * 30_000, "(" * 190_000, "(1," + " " * 190_000, "(1,2),(3,4)" * 15_000,
 ])
 def test_adversarial_answers_are_fast_and_safe(body):
     t = time.perf_counter()

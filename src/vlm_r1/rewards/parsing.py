@@ -17,7 +17,9 @@ Boxes are looked for inside the last `<answer>...</answer>` only, in this order:
    interpreter's recursion limit yields no detection at all);
 2. if that is not valid JSON (prose around a fence included): each flat `{...}` object in the text that is
    valid JSON;
-3. if no object held a box: every `[n, n, n, n]` in the text.
+3. if no object held a box: every `[n, n, n, n]` in the text;
+4. if there was none: every `(n, n), (n, n)` in the text, Qwen2-VL's own box format once the special tokens around it
+   (`<|box_start|>`, `<|box_end|>`) are decoded away, as TRL and the evaluator decode.
 At most MAX_DETECTIONS detections are kept (the rest are dropped), and an answer longer than
 MAX_ANSWER_CHARS is not searched at all (no model answer is that long: it has no detections).
 """
@@ -46,6 +48,7 @@ LABEL_KEYS = ("label", "category", "class")
 
 _NUM = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _BOX_RE = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.ASCII)
+_PAIR_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)", re.ASCII)
 _OBJECT_RE = re.compile(r"\{[^{}]{0,%d}\}" % MAX_OBJECT_CHARS)
 _EMPTY_ANSWERS = {"", '""', "[]", "{}", "none", "null", "nothing", "no objects", "no object"}  # '""': JSON's empty string
 
@@ -239,8 +242,10 @@ def detections_in(answer: str) -> tuple[Detection, ...]:
             _walk(obj, out, 0)
         if len(out) >= MAX_DETECTIONS:
             break
-    if not out:
-        for match in _BOX_RE.finditer(answer):
+    for pattern in (_BOX_RE, _PAIR_BOX_RE):  # the first form that gives any box
+        if out:
+            break
+        for match in pattern.finditer(answer):
             try:
                 nums = [float(g) for g in match.groups()]
             except (ValueError, OverflowError):
