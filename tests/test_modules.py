@@ -83,3 +83,21 @@ def test_qwen2_vl_native_box_answer_reaches_the_rewards_in_pixels(tiny_model_dir
     in_pixels = parsed.map_boxes(lambda box: module.to_original(box, (200, 100), (224, 112)))
     assert in_pixels.detections[0].box == pytest.approx((20.0, 20.0, 100.0, 100.0))
     assert get_reward("iou")([decoded], solution=["[20, 20, 100, 100]"], answers=[in_pixels]) == [1.0]
+
+
+def test_an_original_internvl_checkpoint_is_pointed_to_its_hf_conversion(tmp_path):
+    """Its config names its own code: suggesting --trust_remote_code led to a second refusal. Both ways now say to
+    use the -hf conversion."""
+    import json
+
+    from vlm_r1.checkpoints import CheckpointError
+
+    folder = tmp_path / "InternVL3-1B"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "internvl_chat", "architectures": ["InternVLChatModel"],
+        "auto_map": {"AutoConfig": "configuration_internvl_chat.InternVLChatConfig"}}))  # fmt: skip
+    with pytest.raises(CheckpointError, match="'internvl_chat': an original InternVL checkpoint.*named with -hf"):
+        module_for_checkpoint(str(folder))
+    with pytest.raises(CheckpointError, match="'internvl_chat': an original InternVL checkpoint.*named with -hf"):
+        get_module("internvl_chat")

@@ -15,6 +15,13 @@ _MODULES: dict[str, type[VLMModule]] = {
 }
 
 
+# model types of checkpoints that have a transformers-native conversion vlm-r1 runs instead
+_USE_A_CONVERSION = {
+    "internvl_chat": "an original InternVL checkpoint, run by its own modelling code; vlm-r1 runs the "
+                     "transformers-native conversion of it, named with -hf (e.g. OpenGVLab/InternVL3-1B-hf)",
+}  # fmt: skip
+
+
 def supported_model_types() -> list[str]:
     return sorted(_MODULES)
 
@@ -26,6 +33,8 @@ def get_module(model_type: str) -> VLMModule:
     except KeyError:
         from ..checkpoints import CheckpointError
 
+        if model_type in _USE_A_CONVERSION:
+            raise CheckpointError(f"model_type {model_type!r}: {_USE_A_CONVERSION[model_type]}") from None
         raise CheckpointError(
             f"model_type {model_type!r} has no VLM module; supported: {', '.join(supported_model_types())}. "
             "Add one in vlm_r1/modules/ (see docs/architecture.md)."
@@ -45,8 +54,12 @@ def checkpoint_config(name_or_path: str, trust_remote_code: bool = False, revisi
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as e:  # a mistyped folder reads as a malformed hub id ("Repo id must use ...")
         if not trust_remote_code and "trust_remote_code" in str(e):
+            from ..checkpoints import CheckpointError
             from ..recipe import OptionError
 
+            raw = _raw_model_type(name_or_path, revision)
+            if raw in _USE_A_CONVERSION:  # its own code would load, and then no module would serve it
+                raise CheckpointError(f"{name_or_path}: model_type {raw!r}: {_USE_A_CONVERSION[raw]}") from e
             raise OptionError(f"{name_or_path} needs its own Python code to load (its config names custom classes); "
                               "nothing of it was run. If you trust it, add --trust_remote_code true") from e
         if os.path.exists(name_or_path):
@@ -59,6 +72,16 @@ def checkpoint_config(name_or_path: str, trust_remote_code: bool = False, revisi
                                     f"Hub did not give it ({reason})") from e
         raise
     return config
+
+
+def _raw_model_type(name_or_path: str, revision: str) -> str | None:
+    """``model_type`` as ``config.json`` writes it, read without running any of the checkpoint's code."""
+    from transformers import PretrainedConfig
+
+    try:
+        return PretrainedConfig.get_config_dict(name_or_path, revision=revision)[0].get("model_type")
+    except (OSError, ValueError):
+        return None
 
 
 def _looks_like_a_path(name: str) -> bool:
