@@ -22,5 +22,5 @@ $PY -m vlm_r1.sft --config recipes/tiny/rec_sft.yaml --model_name_or_path "$WORK
   --learning_rate 5e-4 --warmup_steps 20 --max_steps 6000 --logging_steps 50
 mkdir -p "$OUT"
 echo '{"image_size": 112}' > "$OUT/warm_start.json"  # vlm-r1 pipeline refuses other image sizes with this checkpoint
-cp "$WORK"/stage2/{config.json,generation_config.json,model.safetensors,processor_config.json,tokenizer.json,tokenizer_config.json,chat_template.jinja} "$OUT"/
+cp "$WORK"/stage2/{config.json,generation_config.json,model.safetensors,processor_config.json,tokenizer.json,tokenizer_config.json,chat_template.jinja,vlm_r1_prompt.json} "$OUT"/
 echo "warm start written to $OUT"

@@ -177,6 +177,13 @@ IGNORED_WITHOUT_EVAL_DATA = [  # (flags, message): each was parsed and then neve
      "load_best_model_at_end, metric_for_best_model only apply when the run evaluates"),
     (["--generation_kwargs", '{"do_sample": false}'], "do_sample false makes every completion of a group the same"),
 ]
+OUTSIDE_THEIR_VALUES = [  # (flags, message): each passed, loaded the model and failed at the first step
+    (["--loss_type", "gspo"], r"loss_type 'gspo' is not one of grpo, dr_grpo, .* \(GSPO is importance_sampling_level"),
+    (["--loss_type", "DAPO"], "loss_type 'DAPO' is not one of"),
+    (["--scale_rewards", "foo"], "scale_rewards 'foo' is not one of group, batch, none"),
+    (["--importance_sampling_level", "seq"], "importance_sampling_level 'seq' is not one of token, sequence"),
+    (["--multi_objective_aggregation", "mean"], "multi_objective_aggregation 'mean' is not one of"),
+]
 READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and never read (TRL reads it only under another)
     (["--ref_model_sync_steps", "64"], "ref_model_sync_steps only apply with sync_ref_model true"),
     (["--entropy_target", "0.3"], "entropy_target only apply with use_adaptive_entropy true"),
@@ -201,8 +208,8 @@ MISSPELT_FLAGS = [
 ]
 
 
-@pytest.mark.parametrize("extra,message", FAILING_LATE + IGNORED_WITHOUT_EVAL_DATA + READ_ONLY_UNDER_ANOTHER_SETTING
-                         + MISSPELT_FLAGS,
+@pytest.mark.parametrize("extra,message", FAILING_LATE + IGNORED_WITHOUT_EVAL_DATA + OUTSIDE_THEIR_VALUES
+                         + READ_ONLY_UNDER_ANOTHER_SETTING + MISSPELT_FLAGS,
                          ids=lambda v: v if isinstance(v, str) and not v.startswith("--") else None)
 def test_options_that_would_fail_late_or_be_ignored_are_refused_when_parsed(parse_only_argv, extra, message):
     from vlm_r1.recipe import OptionError
@@ -210,6 +217,25 @@ def test_options_that_would_fail_late_or_be_ignored_are_refused_when_parsed(pars
 
     with pytest.raises(OptionError, match=message):
         parse_args(parse_only_argv + extra)
+
+
+def test_the_fixed_value_sets_are_trls_own_and_its_boolean_scale_rewards_are_read(parse_only_argv):
+    """Every value the check lets through is one TRL's loss computes with (so the set cannot refuse a valid value
+    TRL documents, nor pass one it fails on), and `--scale_rewards false` means TRL's False: none."""
+    import inspect
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    from vlm_r1.config import _CHOICES
+    from vlm_r1.train import parse_args
+
+    source = inspect.getsource(GRPOTrainer)
+    loss_help = GRPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    for value in _CHOICES["loss_type"]:
+        assert f'"{value}"' in source and f"'{value}'" in loss_help, value
+    assert parse_args(parse_only_argv + ["--scale_rewards", "false"])[2].scale_rewards == "none"
+    assert parse_args(parse_only_argv + ["--scale_rewards", "True"])[2].scale_rewards == "group"
+    assert parse_args(parse_only_argv + ["--loss_type", "cispo"])[2].loss_type == "cispo"
 
 
 def test_what_this_machine_lacks_is_refused_before_anything_loads(parse_only_argv, monkeypatch):

@@ -128,6 +128,8 @@ class VLMGRPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        if isinstance(self.scale_rewards, str) and self.scale_rewards.lower() in ("true", "false"):  # from a flag
+            self.scale_rewards = self.scale_rewards.lower() == "true"  # TRL reads the booleans as group / none
         if self.eval_greedy and self.num_generations_eval is None:
             self.num_generations_eval = 1  # greedy copies of one prompt would all be the same completion
         super().__post_init__()
@@ -338,6 +340,24 @@ _NEVER_READ = {
 }  # fmt: skip
 
 
+# TRL options with a fixed set of values (TRL 1.16), which TRL itself checks only at the first step
+_CHOICES = {
+    "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+    "scale_rewards": ("group", "batch", "none"),
+    "importance_sampling_level": ("token", "sequence"),
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+}
+
+
+def check_choices(training_args) -> None:
+    """Refuse a value outside an option's fixed set (:data:`_CHOICES`), naming the set."""
+    for name, values in _CHOICES.items():
+        value = getattr(training_args, name)
+        if value not in values:
+            hint = " (GSPO is importance_sampling_level sequence)" if name == "loss_type" else ""
+            raise ValueError(f"{name} {value!r} is not one of {', '.join(values)}{hint}")
+
+
 def check_conditional_options(training_args) -> None:
     """Refuse GRPO options set away from their defaults that this run would not read (:data:`_READ_ONLY_WHEN`,
     :data:`_NEVER_READ`)."""
@@ -426,6 +446,7 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
     check_training_args(data_args, model_args, training_args)
     check_sampling(data_args, training_args)
+    check_choices(training_args)
     check_conditional_options(training_args)
     if model_args.use_peft and training_args.disable_dropout and model_args.lora_dropout:
         raise ValueError(f"disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout "
