@@ -125,6 +125,12 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
         (["--grpo_args", "resume_from_checkpoint=auto"], "the pipeline sets resume_from_checkpoint itself"),
         # fewer rows than one generation batch's prompts: refused before the data stage, not at the GRPO stage
         (["--n_train", "3"], "--n_train 3 is below the 4 distinct prompts each GRPO generation batch takes"),
+        # the parsers take dashed spellings too: the checks on the pipeline's own keys must see them
+        (["--grpo_args", "output-dir=elsewhere"], "the pipeline sets output_dir itself; use --work_dir"),
+        (["--grpo_max_steps", "5", "--grpo_args", "max-steps=6"], "max_steps is given twice"),
+        (["--grpo_args", "max_steps=1", "max-steps=2"], "max_steps is given twice"),
+        (["--warm_start", "build", "--sft_args", "--output-dir", "x"], "the pipeline sets output_dir itself"),
+        (["--warm_start", "build", "--sft_args", "--train-data=x"], "the pipeline sets train_data itself"),
         # the warm start's SFT: its options are checked too, and those the pipeline sets are refused (an --output_dir
         # there left the stage stamped done on an empty folder)
         (["--warm_start", "build", "--sft_args", "--output_dir", "x"], "the pipeline sets output_dir itself; use --work_dir"),

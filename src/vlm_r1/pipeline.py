@@ -94,12 +94,18 @@ def check_sft_args(args, work: Path) -> None:
     if swallowed:
         raise ValueError(f"--sft_args takes every argument after it, so {' '.join(swallowed)} went to vlm-r1 sft: "
                          "put the pipeline's own options before --sft_args")
-    keys = [arg[2:].partition("=")[0] for arg in args.sft_args if arg.startswith("--")]
+    keys = [option_key(arg) for arg in args.sft_args if arg.startswith("--")]
     for key in keys:
         if key in SFT_OWNED:
             raise ValueError(f"--sft_args --{key}: the pipeline sets {key} itself; use {SFT_OWNED[key]}")
     parse_args(["--config", args.sft_recipe, "--model_name_or_path", "tiny", "--train_data", "train.jsonl",
                 "--output_dir", str(built_warm_start_dir(work)), *args.sft_args])  # fmt: skip
+
+
+def option_key(arg: str) -> str:
+    """The option an argument names, as its field is spelt: ``--max-steps=5`` and ``max_steps`` are ``max_steps`` (the
+    parsers take both spellings, so a check on one must see the other)."""
+    return arg.lstrip("-").partition("=")[0].replace("-", "_")
 
 
 def list_fields() -> set[str]:
@@ -118,7 +124,7 @@ def key_value_args(pairs: list[str]) -> list[str]:
     out, seen, several = [], set(), None
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        key = key.lstrip("-")
+        key = option_key(key)
         if not sep or not key:
             raise ValueError(f"--grpo_args takes KEY=VALUE pairs, got {pair!r}")
         if key in PIPELINE_OWNED:
