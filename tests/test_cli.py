@@ -93,6 +93,9 @@ def test_make_data_make_tiny_and_the_pipeline_refuse_sizes_seeds_and_types_up_fr
     for argv, message in ((["make-data", "--out", str(tmp_path / "d"), "--image_size", "20"], "--image_size must be"),
                           (["make-data", "--out", str(tmp_path / "d"), "--seed", "-1"], "--seed must be"),
                           (["make-tiny", "--out", str(tmp_path / "t"), "--model_type", "llava"], "invalid choice"),
+                          (["make-tiny", "--out", str(tmp_path / "t"), "--seed", str(2**64)], "--seed must be in 0 .."),
+                          (["make-data", "--out", str(tmp_path / "d"), "--splits", "train", "--n_test", "5"],
+                           "--n_test sizes the test and ood splits, and --splits asks for none"),
                           (["pipeline", "--work_dir", str(tmp_path / "w"), "--data_seed", "-1"], "data_seed must be"),
                           *((["pipeline", "--work_dir", str(tmp_path / "w"), f"--{name}", "0"], f"--{name} must be >= 1")
                             for name in ("n_train", "n_test", "eval_batch_size", "max_new_tokens", "grpo_max_steps"))):

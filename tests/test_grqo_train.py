@@ -159,6 +159,14 @@ def test_check_config_refuses():
                                              "advantage_eps must be > 0"))  # fmt: skip
     with pytest.raises(ValueError, match=r"eval_every \(50\) is more than max_steps \(10\)"):
         check_config(GRQOConfig(model_name_or_path="m", train_data="t", eval_data=["e"], eval_every=50, max_steps=10))
+    # options that a run would not use (each was accepted and did nothing)
+    for overrides, message in (({"eval_batch_size": 4}, "eval_batch_size needs eval_data"),
+                               ({"save_steps": 20, "max_steps": 10}, r"save_steps \(20\) is more than max_steps"),
+                               ({"ref_refresh_steps": 10, "max_steps": 10}, r"ref_refresh_steps \(10\) is not below"),
+                               ({"model_name_or_path": str(REPO), "model_revision": "v2"},
+                                "model_revision 'v2' only applies to a hub id")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            check_config(GRQOConfig(**{"model_name_or_path": "m", "train_data": "t", **overrides}))
 
 
 def test_load_detector_refuses_other_model_types(tmp_path):

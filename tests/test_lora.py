@@ -186,6 +186,7 @@ def test_an_adapter_refuses_a_base_rebuilt_since_it_was_trained(tiny_model_dir, 
     from vlm_r1.base_record import BASE_RECORD_FILE
     from vlm_r1.checkpoints import CheckpointError
     from vlm_r1.merge import main as merge_main
+    from vlm_r1.recipe import OptionError
     from vlm_r1.tiny import make_tiny
 
     base = make_tiny(tmp_path / "base", "qwen2_vl", seed=0)
@@ -206,7 +207,7 @@ def test_an_adapter_refuses_a_base_rebuilt_since_it_was_trained(tiny_model_dir, 
         _train(grpo_run, base, rec_rows, max_steps=2, resume_from_checkpoint=str(out / "checkpoint-1"))
     (out / BASE_RECORD_FILE).unlink()  # the way to apply the adapter to this model anyway, as the error says
     assert merge_main(["--adapter", str(out), "--out", str(tmp_path / "m3")]) == 0
-    with pytest.raises(ValueError, match="--revision v2 only applies to a hub id, and the base .* is a local folder"):
+    with pytest.raises(OptionError, match="--revision v2 only applies to a hub id, and the base .* is a local folder"):
         merge_main(["--adapter", str(out), "--out", str(tmp_path / "m5"), "--base", str(copy), "--revision", "v2"])
     adapter = out / "adapter_model.safetensors"
     adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])  # its save was interrupted

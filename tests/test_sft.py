@@ -132,7 +132,23 @@ def test_options_sft_would_ignore_are_refused(parse_only_argv):
                            (["--think", "Find {Question}"], r"holds \{Question\}: the only placeholder"),
                            (["--max_steps", "0"], "max_steps 0 would still train one step"),
                            (["--max_steps", "3", "--warmup_steps", "50", "--lr_scheduler_type", "cosine"],
-                            r"warmup_steps \(50\) is not below max_steps \(3\)")):
+                            r"warmup_steps \(50\) is not below max_steps \(3\)"),
+                           # each of these was parsed, then failed after the model loaded or was ignored
+                           (["--pad_to_multiple_of", "8"], "pad_to_multiple_of is not implemented by TRL for vision"),
+                           (["--truncation_mode", "keep_end"], "truncation_mode keep_end is not supported for vision"),
+                           (["--loss_type", "dft", "--label_smoothing_factor", "0.1"],
+                            "label_smoothing_factor applies to loss_type nll only"),
+                           (["--use_peft", "true", "--lora_target_modules", "q_proj", "lm_head"],
+                            "lora_target_modules may not include lm_head"),
+                           (["--activation_offloading", "true"], "this run has no GPU"),
+                           (["--chat_template_path", "no_such.jinja"], "chat_template_path no_such.jinja: give an existing"),
+                           (["--eval_data", "b.jsonl", "--eval_strategy", "steps", "--eval_steps", "1",
+                             "--metric_for_best_model", "eval_reward"], "metric_for_best_model eval_reward: SFT logs no"),
+                           (["--train_sampling_strategy", "batch_rebalance"], "batch_rebalance needs each row's length"),
+                           (["--bf16_full_eval", "true"], "bf16_full_eval has no effect in vlm-r1"),
+                           (["--length_column_name", "n"], "length_column_name has no effect in vlm-r1"),
+                           (["--do_predict", "true"], "do_predict has no effect in vlm-r1"),
+                           (["--eos_token", "<|im_end|>"], "eos_token would replace the checkpoint's end-of-sequence")):
         with pytest.raises(ValueError, match=message):
             parse_args(base + extra)
     assert parse_args(base + ["--think", "Look for {question}.", "--max_steps", "3", "--warmup_steps", "0.5",
@@ -146,6 +162,24 @@ def rec_rows(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("rec")
     return write_split(out, "rec", "train", 16, seed=0)
+
+
+def test_what_the_checkpoint_cannot_take_is_refused_in_one_line(tiny_model_dir, rec_rows, tmp_path, monkeypatch):
+    """router_aux_loss_coef on a model that is no Mixture of Experts (from config.json, before anything loads), and a
+    pad_token the tokenizer lacks (once it has loaded): each failed in TRL's trainer with a traceback."""
+    import vlm_r1.loading
+    from vlm_r1.recipe import OptionError
+    from vlm_r1.sft import main
+
+    base = ["--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--train_data", str(rec_rows), "--max_steps", "1",
+            "--use_cpu", "true", "--bf16", "false"]  # fmt: skip
+    real_load = vlm_r1.loading.load_policy
+    monkeypatch.setattr(vlm_r1.loading, "load_policy", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(OptionError, match="router_aux_loss_coef applies to Mixture-of-Experts models"):
+        main(base + ["--output_dir", str(tmp_path / "a"), "--router_aux_loss_coef", "0.01"])
+    monkeypatch.setattr(vlm_r1.loading, "load_policy", real_load)
+    with pytest.raises(OptionError, match="pad_token 'NOPE' is not a token of"):
+        main(base + ["--output_dir", str(tmp_path / "b"), "--pad_token", "NOPE"])
 
 
 def test_sft_warm_start_answers(tiny_model_dir, rec_rows, tmp_path):
@@ -172,6 +206,16 @@ def test_sft_warm_start_answers(tiny_model_dir, rec_rows, tmp_path):
     from vlm_r1.modules import THINK_ANSWER_TEMPLATE
 
     assert read_prompt(out) == {"question_template": THINK_ANSWER_TEMPLATE, "system_prompt": None}  # the default's
+    # the report: loss curves, and a log history `vlm-r1 report` redraws from (with save_strategy no there is no
+    # trainer_state.json for it to read)
+    from vlm_r1.report import main as report
+
+    history = json.loads((out / "report" / "log_history.json").read_text())["log_history"]
+    assert [e["loss"] for e in history if "loss" in e] == pytest.approx([e["loss"] for e in summary["log_history"]
+                                                                         if "loss" in e])  # fmt: skip
+    assert (out / "report" / "curves.png").stat().st_size > 1000
+    (out / "report" / "curves.png").unlink()
+    assert report([str(out)]) == 0 and (out / "report" / "curves.png").exists()
     model, processor, module = load_policy(ModelArguments(model_name_or_path=str(out)))
     result = evaluate_samples(
         model, processor, module, list(load_rows(rec_rows)), settings=GenerationSettings(batch_size=16, max_new_tokens=40)

@@ -193,11 +193,12 @@ READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and nev
     (["--loss_type", "cispo", "--delta", "2"], "delta only apply with loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
     (["--num_completions_to_print", "2"], "num_completions_to_print only apply with log_completions true"),
     (["--use_bias_correction_kl", "false"], r"use_bias_correction_kl only apply with beta > 0"),
-    (["--max_tool_calling_iterations", "3"], "max_tool_calling_iterations has no effect in vlm-r1's GRPO"),
-    (["--bf16_full_eval", "true"], "bf16_full_eval has no effect in vlm-r1's GRPO"),
+    (["--max_tool_calling_iterations", "3"], "max_tool_calling_iterations has no effect in vlm-r1 "),
+    (["--bf16_full_eval", "true"], "bf16_full_eval has no effect in vlm-r1 "),
     (["--eval_data", "e.jsonl", "--eval_strategy", "steps", "--eval_steps", "1", "--eval_accumulation_steps", "2"],
-     "eval_accumulation_steps has no effect in vlm-r1's GRPO"),
+     "eval_accumulation_steps has no effect in vlm-r1 "),
     (["--length_column_name", "n"], "length_column_name has no effect"),
+    (["--do_train", "true"], "do_train has no effect in vlm-r1 .example scripts read it"),
     (["--use_peft", "true", "--disable_dropout", "true", "--lora_dropout", "0.1"],
      "disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout 0.1 would be ignored"),
 ]
@@ -217,6 +218,13 @@ def test_options_that_would_fail_late_or_be_ignored_are_refused_when_parsed(pars
 
     with pytest.raises(OptionError, match=message):
         parse_args(parse_only_argv + extra)
+
+
+def test_a_liger_kernel_config_without_use_liger_kernel_is_refused(tmp_path):  # a mapping: recipes only
+    from vlm_r1.config import VLMGRPOConfig, check_conditional_options
+
+    with pytest.raises(ValueError, match="liger_kernel_config only apply with use_liger_kernel true"):
+        check_conditional_options(VLMGRPOConfig(output_dir=str(tmp_path), use_cpu=True, liger_kernel_config={"rope": True}))
 
 
 def test_the_fixed_value_sets_are_trls_own_and_its_boolean_scale_rewards_are_read(parse_only_argv):

@@ -57,6 +57,8 @@ def _make_tiny(argv: list[str]) -> int:
                         help=f"one of {', '.join(MODEL_TYPES)} (default: qwen2_vl)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not 0 <= args.seed < 2**64:  # what torch.manual_seed takes
+        parser.error(f"--seed must be in 0 .. 2**64 - 1, got {args.seed}")
     from pathlib import Path
 
     from .recipe import check_output_dir
@@ -86,6 +88,8 @@ def _make_data(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.n < 1 or args.n_test is not None and args.n_test < 1:
         parser.error("--n and --n_test must be >= 1 (an empty JSONL file is refused when loaded)")
+    if args.n_test is not None and set(args.splits) <= {"train"}:
+        parser.error("--n_test sizes the test and ood splits, and --splits asks for none: drop it, or add a split")
     from .recipe import check_output_dir
 
     check_output_dir(args.out, "out")

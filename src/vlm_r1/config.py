@@ -247,6 +247,10 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
     """The checks GRPO (:func:`check_args`) and SFT (``vlm_r1.sft.check_sft_args``) share; raise ValueError."""
     check_model_args(model_args, training=True)
     check_schedule(training_args)
+    check_conditional_options(training_args)
+    if model_args.use_peft and "lm_head" in model_args.lora_target_modules:
+        raise ValueError("lora_target_modules may not include lm_head: TRL refuses an adapter there (in GRPO it "
+                         "computes the log-probabilities from lm_head.weight directly, so one would never train)")
     if not data_args.train_data:
         raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
     start = Path(model_args.model_name_or_path)
@@ -314,8 +318,10 @@ def _field_default(field):
     return field.default if field.default is not MISSING else field.default_factory()
 
 
-# GRPO options TRL reads only under another setting: set away from their defaults without it, they would be ignored.
+# Options (TRL's GRPO and SFT configs, transformers' TrainingArguments) read only under another setting: set away from
+# their defaults without it, they would be ignored. A name the run's config class lacks is never checked.
 _READ_ONLY_WHEN = (  # (option names, whether the run reads them, the setting that makes it read them)
+    (("liger_kernel_config",), lambda a: a.use_liger_kernel, "use_liger_kernel true"),
     (("ref_model_sync_steps", "ref_model_mixup_alpha"), lambda a: a.sync_ref_model, "sync_ref_model true"),
     (("entropy_target", "entropy_coef_min", "entropy_coef_max", "entropy_coef_delta"),
      lambda a: a.use_adaptive_entropy, "use_adaptive_entropy true"),
@@ -328,15 +334,17 @@ _READ_ONLY_WHEN = (  # (option names, whether the run reads them, the setting th
     (("num_completions_to_print", "log_unique_prompts"), lambda a: a.log_completions, "log_completions true"),
     (("use_bias_correction_kl",), lambda a: a.beta != 0, "beta > 0 (a KL term)"),
 )  # fmt: skip
-# Options vlm-r1's GRPO never reads, with the reason
+# Options vlm-r1 train and sft never read, with the reason
 _NEVER_READ = {
     "max_tool_calling_iterations": "vlm-r1 gives the trainer no tools",
     "transformers_continuous_batching_config": "continuous batching is refused for models with images",
-    "length_column_name": "TRL's prompt sampler orders the rows (there is no length grouping)",
+    "length_column_name": "no sampler here groups rows by length",
     "bf16_full_eval": "evaluations run inside training, on the training model in its training precision",
     "fp16_full_eval": "evaluations run inside training, on the training model in its training precision",
     **dict.fromkeys(("prediction_loss_only", "eval_accumulation_steps", "include_for_metrics", "batch_eval_metrics",
-                     "label_names"), "GRPO's evaluation logs rewards, not metrics computed from predictions"),
+                     "label_names"), "the evaluation logs losses and rewards, not metrics computed from predictions"),
+    **dict.fromkeys(("do_train", "do_predict"), "example scripts read it, the Trainer does not: the command trains, "
+                                                "and evaluates when given eval_data"),
 }  # fmt: skip
 
 
@@ -359,8 +367,8 @@ def check_choices(training_args) -> None:
 
 
 def check_conditional_options(training_args) -> None:
-    """Refuse GRPO options set away from their defaults that this run would not read (:data:`_READ_ONLY_WHEN`,
-    :data:`_NEVER_READ`)."""
+    """Refuse options set away from their defaults that this run would not read (:data:`_READ_ONLY_WHEN`,
+    :data:`_NEVER_READ`); used by train and sft."""
     changed = {f.name for f in fields(training_args) if getattr(training_args, f.name) != _field_default(f)}
     for names, reads, setting in _READ_ONLY_WHEN:
         unread = [n for n in names if n in changed]
@@ -369,7 +377,7 @@ def check_conditional_options(training_args) -> None:
                              "drop them, or set that")
     for name, reason in _NEVER_READ.items():
         if name in changed:
-            raise ValueError(f"{name} has no effect in vlm-r1's GRPO ({reason}): drop it")
+            raise ValueError(f"{name} has no effect in vlm-r1 ({reason}): drop it")
 
 
 def check_installed(training_args) -> None:
@@ -396,9 +404,9 @@ def check_installed(training_args) -> None:
 
 
 def check_architecture_options(training_args, model_config) -> None:
-    """Refuse GRPO options the checkpoint's architecture (its config) cannot honour: TRL would fail only after the
-    policy and reference have loaded."""
-    if training_args.cast_lm_head_to_fp32 and getattr(model_config, "tie_word_embeddings", False):
+    """Refuse options the checkpoint's architecture (its config) cannot honour: TRL would fail only after the
+    model has loaded (train and sft)."""
+    if getattr(training_args, "cast_lm_head_to_fp32", False) and getattr(model_config, "tie_word_embeddings", False):
         raise OptionError(f"cast_lm_head_to_fp32 is not supported for a {model_config.model_type} checkpoint with tied "
                           "word embeddings (TRL hooks an embedding layer VLMs keep elsewhere): drop it")
     if training_args.router_aux_loss_coef and not hasattr(model_config.get_text_config(), "output_router_logits"):
@@ -447,7 +455,6 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     check_training_args(data_args, model_args, training_args)
     check_sampling(data_args, training_args)
     check_choices(training_args)
-    check_conditional_options(training_args)
     if model_args.use_peft and training_args.disable_dropout and model_args.lora_dropout:
         raise ValueError(f"disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout "
                          f"{model_args.lora_dropout:g} would be ignored: drop one of them")
@@ -461,9 +468,6 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     if training_args.use_transformers_continuous_batching:
         raise ValueError("use_transformers_continuous_batching is for text-only models (TRL refuses it for a model with "
                          "images): use use_vllm for faster generation")
-    if model_args.use_peft and "lm_head" in model_args.lora_target_modules:
-        raise ValueError("lora_target_modules may not include lm_head in GRPO: TRL computes the log-probabilities from "
-                         "lm_head.weight directly, so an adapter there would never train")
     if training_args.label_smoothing_factor:
         raise ValueError("label_smoothing_factor has no effect in GRPO (the loss is the policy gradient, not cross-entropy)")
     if training_args.use_vllm and any(v is not None for v in (model_args.min_pixels, model_args.max_pixels, model_args.max_tiles)):

@@ -62,7 +62,7 @@ def merge_lora(
             raise OptionError(f"--out {out_dir} is {name} folder: the merged model would be written over it; "
                               "choose another --out")
     if revision != "main" and Path(base).is_dir():
-        raise ValueError(f"--revision {revision} only applies to a hub id, and the base {base} is a local folder, "
+        raise OptionError(f"--revision {revision} only applies to a hub id, and the base {base} is a local folder, "
                          "loaded as it is: check out that revision there, or drop --revision")
     try:
         module = module_for_checkpoint(base, trust_remote_code=trust_remote_code, revision=revision)

@@ -20,7 +20,7 @@ from pathlib import Path
 from trl import SFTConfig
 
 from .checkpoints import RESUME_HELP
-from .config import DataArguments, ModelArguments, check_installed, check_training_args
+from .config import DataArguments, ModelArguments, check_architecture_options, check_installed, check_training_args
 from .recipe import RecipeParser, check_output_dir, refusing_options
 from .train import RunRows, quiet_library_deprecations
 from .trainer.sft import DEFAULT_THINK
@@ -61,9 +61,13 @@ class VLMSFTConfig(SFTConfig):
     )
 
 
+# What an SFT evaluation logs (with the eval_ prefix): the candidates for metric_for_best_model
+SFT_LOGGED_METRICS = ("loss", "entropy", "mean_token_accuracy", "num_tokens")
+
+
 # SFTConfig fields read only by TRL's `_prepare_dataset`, which a dataset with an `images` column skips.
 SKIPPED_PREPARATION_OPTIONS = ("dataset_num_proc", "eval_packing", "shuffle_dataset", "dataset_kwargs",
-                               "packing_strategy", "eos_token", "dataset_text_field")  # fmt: skip
+                               "packing_strategy", "dataset_text_field")  # fmt: skip
 
 
 def check_think(think: str) -> None:
@@ -92,15 +96,40 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError("vlm-r1 sft uses completion_only_loss (prompt-completion data); leave assistant_only_loss off")
     if args.packing or args.padding_free:
         raise ValueError("packing / padding_free are not supported for vision datasets")
-    if str(getattr(args.train_sampling_strategy, "value", args.train_sampling_strategy)) == "group_by_length":
-        raise ValueError("train_sampling_strategy group_by_length needs each row's length, which the vision dataset "
+    strategy = str(getattr(args.train_sampling_strategy, "value", args.train_sampling_strategy))
+    if strategy not in ("random", "sequential"):
+        raise ValueError(f"train_sampling_strategy {strategy} needs each row's length, which the vision dataset "
                          "builds only when a batch is drawn: use random or sequential")
+    if args.pad_to_multiple_of is not None:
+        raise ValueError("pad_to_multiple_of is not implemented by TRL for vision data: drop it")
+    if args.truncation_mode != "keep_start":
+        raise ValueError(f"truncation_mode {args.truncation_mode} is not supported for vision data (an image's tokens "
+                         "would be cut): drop it; max_length keeps the start")
+    if args.label_smoothing_factor and args.loss_type != "nll":
+        raise ValueError(f"label_smoothing_factor applies to loss_type nll only (TRL ignores it under "
+                         f"{args.loss_type}): drop one of them")
+    import torch
+
+    if args.activation_offloading and (args.use_cpu or not torch.cuda.is_available()):
+        raise ValueError("activation_offloading moves activations between a GPU and the CPU, and this run has no GPU: "
+                         "drop it")
+    template = args.chat_template_path
+    if template is not None and not (Path(template).is_file() and Path(template).suffix in (".jinja", ".j2")):
+        raise ValueError(f"chat_template_path {template}: give an existing .jinja (or .j2) file; vlm-r1 sft loads a "
+                         "processor, whose template only a template file can replace")
+    metric = args.metric_for_best_model
+    if metric is not None and metric.removeprefix("eval_") not in SFT_LOGGED_METRICS:
+        raise ValueError(f"metric_for_best_model {metric}: SFT logs no such metric; use one of "
+                         f"{', '.join('eval_' + m for m in SFT_LOGGED_METRICS)}")
     # TRL skips its dataset preparation for datasets with images (ours): these options would do nothing
     defaults = {f.name: f.default for f in fields(VLMSFTConfig)}
     unused = [n for n in SKIPPED_PREPARATION_OPTIONS if getattr(args, n) != defaults[n]]
     if unused:
         raise ValueError(f"{', '.join(unused)} only apply to TRL's text dataset preparation, which vision datasets "
                          "skip: leave them unset")  # fmt: skip
+    if args.eos_token is not None:
+        raise ValueError("eos_token would replace the checkpoint's end-of-sequence token, which GRPO and evaluation "
+                         "stop generating at: drop it")
     check_think(args.think)
     if args.max_train_seconds is not None and args.max_train_seconds <= 0:
         raise ValueError("max_train_seconds must be > 0")
@@ -112,7 +141,7 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
 
 
 # Options of the shared argument classes that SFT refuses (not listed in its --help) or reads differently.
-REFUSED_IN_HELP = ("reward_funcs", "completion_only_loss", "assistant_only_loss", "packing", "padding_free",
+REFUSED_IN_HELP = ("reward_funcs", "completion_only_loss", "assistant_only_loss", "packing", "padding_free", "eos_token",
                    *SKIPPED_PREPARATION_OPTIONS)  # fmt: skip
 SFT_HELP = {"default_reward": "Task or accuracy reward (e.g. `rec`) of rows whose JSONL has no `reward` field: their "
                               "ground truth is validated against it when loading."}
@@ -174,11 +203,15 @@ def main(argv: list[str] | None = None) -> dict:
     # ------------------------------------------------------------------ data
     from .data import prompt_change_from
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
+    from .modules import checkpoint_config
+    from .recipe import OptionError
     from .run_record import settle_start
     from .trainer.sft import to_sft_dataset
 
     check_installed(args)
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
+    check_architecture_options(args, checkpoint_config(model_args.model_name_or_path, args.trust_remote_code,
+                                                       model_args.model_revision))  # fmt: skip
     check_output_dir(args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
@@ -192,6 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
+    if args.pad_token is not None and args.pad_token not in processor.tokenizer.get_vocab():
+        raise OptionError(f"pad_token {args.pad_token!r} is not a token of {model_args.model_name_or_path}'s "
+                          "tokenizer: give one of its tokens, or drop pad_token")
     module.check_prompt_options(processor, data_args.question_template, data_args.system_prompt)
     rows.keep_rows_the_model_takes(module, processor)
     samples, eval_samples = rows.train, rows.eval
@@ -235,6 +271,11 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(args.output_dir)
+        from .report.curves import write_history_and_curves
+
+        curves = write_history_and_curves(trainer.state.log_history, Path(args.output_dir) / "report")
+        logger.info("report written to %s (log_history.json%s)", Path(args.output_dir) / "report",
+                    ", curves.png" if curves else "")  # fmt: skip
     summary = summarise(trainer.state.log_history, trainer.state.global_step, args.output_dir, seconds,
                         trainer.accelerator.is_main_process)  # fmt: skip
     trainer.accelerator.wait_for_everyone()  # then destroy the process group before shutdown (see train.py)

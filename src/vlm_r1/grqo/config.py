@@ -165,9 +165,20 @@ def check_config(cfg: GRQOConfig) -> None:
     if cfg.eval_every > cfg.max_steps:
         problems.append(f"eval_every ({cfg.eval_every}) is more than max_steps ({cfg.max_steps}): no evaluation would "
                         "happen before the final one; lower it, or 0")
+    defaults = GRQOConfig()
+    if not cfg.eval_data and cfg.eval_batch_size != defaults.eval_batch_size:
+        problems.append("eval_batch_size needs eval_data (nothing is evaluated without it)")
+    if cfg.save_steps > cfg.max_steps:
+        problems.append(f"save_steps ({cfg.save_steps}) is more than max_steps ({cfg.max_steps}): no checkpoint would "
+                        "be written; lower it, or 0")
+    if cfg.use_kl and cfg.ref_refresh_steps != defaults.ref_refresh_steps and cfg.ref_refresh_steps >= cfg.max_steps:
+        problems.append(f"ref_refresh_steps ({cfg.ref_refresh_steps}) is not below max_steps ({cfg.max_steps}): the "
+                        "reference would never be refreshed; lower it, or 0 for never")
+    if cfg.model_revision != "main" and Path(cfg.model_name_or_path).is_dir():
+        problems.append(f"model_revision {cfg.model_revision!r} only applies to a hub id, and {cfg.model_name_or_path} "
+                        "is a local folder, loaded as it is")
     if cfg.use_grqo and cfg.grqo_layers == "all" and not cfg.auxiliary_loss:
         problems.append("grqo_layers='all' needs auxiliary_loss=true (the per-layer outputs come with it)")
-    defaults = GRQOConfig()
     for switch, names in SWITCHED_OPTIONS.items():
         changed = [n for n in names if getattr(cfg, n) != getattr(defaults, n)]
         if changed and not getattr(cfg, switch):

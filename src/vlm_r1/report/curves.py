@@ -20,6 +20,8 @@ from matplotlib.ticker import MaxNLocator
 _PANELS = [
     ("total reward", [("reward", "reward_std", None)]),
     ("loss", [("loss", None, None)]),
+    ("eval loss", [("eval_loss", None, None)]),
+    ("token accuracy (SFT)", [("mean_token_accuracy", None, None)]),
     ("KL to reference", [("kl", None, None)]),
     ("completion length (tokens)", [("completions/mean_length", "completions/min_length", "completions/max_length")]),
     ("entropy", [("entropy", None, None)]),
@@ -72,6 +74,19 @@ def _band(ax, steps, low, high, color) -> None:
     """Shade low..high (aligned with ``steps``), smoothed like the line it surrounds."""
     window = _window(len(steps))
     ax.fill_between(steps, _rolling(low, window), _rolling(high, window), alpha=0.15, color=color, lw=0)
+
+
+def write_history_and_curves(log_history: list[dict], out_dir: str | Path) -> Path | None:
+    """``out_dir/log_history.json`` (written whole or not at all), which ``vlm-r1 report`` redraws from, and
+    ``out_dir/curves.png``; returns the PNG's path as :func:`write_curves` does."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "log_history.json.tmp"
+    tmp.write_text(json.dumps({"log_history": log_history}, indent=1, default=str), encoding="utf-8")
+    tmp.replace(out_dir / "log_history.json")
+    return write_curves(log_history, out_dir)
 
 
 def write_curves(log_history: list[dict], out_dir: str | Path) -> Path | None:

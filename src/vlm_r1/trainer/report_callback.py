@@ -11,7 +11,6 @@ warning with its traceback, later ones as a count at the end of training, and ev
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
-from ..report import Gallery, write_curves
+from ..report import Gallery
+from ..report.curves import write_history_and_curves
 
 logger = logging.getLogger("vlm_r1")
 
@@ -87,11 +87,7 @@ class ReportCallback(TrainerCallback):
             wandb.log({"gallery": [wandb.Image(s, caption=t) for t, s in sheets], "train/global_step": step})
 
     def write_curves(self, state) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / "log_history.json.tmp"
-        tmp.write_text(json.dumps({"log_history": state.log_history}, indent=1, default=str), encoding="utf-8")
-        tmp.replace(self.dir / "log_history.json")
-        write_curves(state.log_history, self.dir)
+        write_history_and_curves(state.log_history, self.dir)
 
     def _weights(self) -> dict[str, float]:
         names = getattr(self.trainer, "reward_func_names", None) or []
