@@ -269,3 +269,24 @@ def test_sft_resumes_exactly_and_refuses_a_batch_cut_to_nothing(tiny_model_dir, 
     assert tokens(resumed) == tokens(whole) and tokens(whole)[0] > 0  # TRL's own count restarted at 0
     with pytest.raises(OptionError, match="no completion token is left in this batch"):
         main(common + ["--output_dir", str(tmp_path / "cut"), "--save_strategy", "no", "--max_length", "20"])
+
+
+def test_the_time_limit_stops_every_process_when_one_is_out_of_time():
+    """Each process reads its own clock; the stop is decided by all of them (an all-reduce), or ranks that stopped at
+    different steps would wait on each other. Here the other process is out of time and this one is not."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from vlm_r1.sft import _stop_callback
+
+    args = TrainingArguments(output_dir="unused", save_strategy="no", report_to="none")
+    asked = []
+    callback = _stop_callback(3600, None, any_rank=lambda flag: asked.append(flag) or True)
+    callback.on_train_begin(args, TrainerState(), TrainerControl())
+    control = TrainerControl()
+    callback.on_step_end(args, TrainerState(global_step=1), control)
+    assert asked == [False] and control.should_training_stop
+    alone = _stop_callback(3600, None)  # one process: its own clock decides
+    alone.on_train_begin(args, TrainerState(), TrainerControl())
+    control = TrainerControl()
+    alone.on_step_end(args, TrainerState(global_step=1), control)
+    assert not control.should_training_stop

@@ -631,3 +631,25 @@ def test_load_best_model_at_end_loads_the_best_checkpoints_weights(tiny_model_di
         saved = load_file(str(out / f"checkpoint-{step}" / "model.safetensors"))
         same = all(torch.equal(final[k], saved[k]) for k in final)
         assert same == (step == best), (step, best, rewards)
+
+
+def test_rows_without_images_are_refused_under_zero3_and_other_processes_log_warnings_only(monkeypatch):
+    """Under ZeRO-3 a step where one process's batch has no image ran the vision tower on the others only: a
+    2-process run aborted at its first step. INFO lines are printed by the main process only."""
+    import logging
+    from types import SimpleNamespace
+
+    from vlm_r1.recipe import OptionError
+    from vlm_r1.train import log_level, refuse_zero3_with_text_rows
+
+    rows = SimpleNamespace(train=[SimpleNamespace(source="a.jsonl:1", images=("x.png",)),
+                                  SimpleNamespace(source="a.jsonl:2", images=())], eval=[])  # fmt: skip
+    zero = lambda stage: SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=stage))  # noqa: E731
+    with pytest.raises(OptionError, match=r"1 rows have no image \(the first: a.jsonl:2\), and under DeepSpeed ZeRO-3"):
+        refuse_zero3_with_text_rows(zero(3), rows)
+    refuse_zero3_with_text_rows(zero(2), rows)
+    refuse_zero3_with_text_rows(SimpleNamespace(deepspeed_plugin=None), rows)
+    monkeypatch.setenv("RANK", "1")
+    assert log_level() == logging.WARNING
+    monkeypatch.setenv("RANK", "0")
+    assert log_level() == logging.INFO

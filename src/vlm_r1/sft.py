@@ -22,7 +22,8 @@ from trl import SFTConfig
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_architecture_options, check_installed, check_training_args
 from .recipe import RecipeParser, check_output_dir, refusing_options
-from .train import RunRows, quiet_library_deprecations
+from .ranks import same_on_every_rank
+from .train import RunRows, log_level, quiet_library_deprecations, refuse_zero3_with_text_rows, start_fingerprint
 from .trainer.sft import DEFAULT_THINK
 
 logger = logging.getLogger("vlm_r1")
@@ -161,21 +162,39 @@ def parse_args(argv: list[str] | None = None):
     return data_args, model_args, sft_args
 
 
-def _stop_callback(seconds: float | None, step: int | None):
-    """Ends training after ``seconds`` of wall time or at optimizer step ``step``, whichever comes first."""
+def _stop_callback(seconds: float | None, step: int | None, any_rank=None):
+    """Ends training after ``seconds`` of wall time or at optimizer step ``step``, whichever comes first. Each process
+    reads its own clock, so the time is up when it is up on any of them (``any_rank(flag)``, an all-reduce): ranks
+    that stopped at different steps would wait on each other's collectives."""
     from transformers import TrainerCallback
+
+    any_rank = any_rank or _any_rank
 
     class StopAfter(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = time.monotonic()
 
         def on_step_end(self, args, state, control, **kwargs):
-            out_of_time = seconds is not None and time.monotonic() - self.start >= seconds
+            out_of_time = seconds is not None and any_rank(time.monotonic() - self.start >= seconds)
             if out_of_time or (step is not None and state.global_step >= step):
                 control.should_training_stop = True
                 control.should_save = args.save_strategy != "no"  # a restart continues from here, not an older save
 
     return StopAfter()
+
+
+def _any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any process of the run (itself alone when there is one)."""
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=state.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def summarise(log_history: list[dict], steps: int, output_dir: str, seconds: float, printing: bool) -> dict:
@@ -196,7 +215,7 @@ def summarise(log_history: list[dict], steps: int, output_dir: str, seconds: flo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=log_level())
     quiet_library_deprecations()
     data_args, model_args, args = parse_args(argv)
 
@@ -215,13 +234,16 @@ def main(argv: list[str] | None = None) -> dict:
     check_output_dir(args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
-    record, resume, finished = settle_start(data_args, model_args, args)
+    record, resume, finished = same_on_every_rank("where the run starts",
+                                                  lambda: settle_start(data_args, model_args, args), start_fingerprint)
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 
         return summarise(finished["log_history"], finished["global_step"], args.output_dir, 0.0,
                          PartialState().is_main_process)
-    rows = RunRows(data_args, args.output_dir)  # writes into output_dir: after the start is settled
+    rows = same_on_every_rank("the rows", lambda: RunRows(data_args, args.output_dir),
+                              RunRows.fingerprint)  # writes into output_dir: after the start is settled
+    refuse_zero3_with_text_rows(args, rows)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
@@ -229,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise OptionError(f"pad_token {args.pad_token!r} is not a token of {model_args.model_name_or_path}'s "
                           "tokenizer: give one of its tokens, or drop pad_token")
     module.check_prompt_options(processor, data_args.question_template, data_args.system_prompt)
-    rows.keep_rows_the_model_takes(module, processor)
+    same_on_every_rank("the rows the model takes", lambda: rows.keep_rows_the_model_takes(module, processor),
+                       RunRows.fingerprint)  # fmt: skip
     samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     template = data_args.question_template or module.question_template

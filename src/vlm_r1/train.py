@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import (DataArguments, ModelArguments, VLMGRPOConfig, check_architecture_options, check_args,
                      check_installed)  # fmt: skip
+from .ranks import same_on_every_rank
 from .recipe import RecipeParser, check_output_dir, refusing_options
 
 logger = logging.getLogger("vlm_r1")
@@ -108,16 +109,27 @@ class RunRows:
             samples.extend(rows)
         return samples
 
-    def keep_rows_the_model_takes(self, module, processor) -> None:
+    def fingerprint(self) -> tuple:
+        """What every process must agree on (:func:`vlm_r1.ranks.same_on_every_rank`): the rows kept, by file name
+        and line."""
+        import hashlib
+
+        def rows(samples):
+            names = "\n".join(f"{Path(path).name}:{line}" for path, _, line in (s.source.rpartition(":") for s in samples))
+            return len(samples), hashlib.sha256(names.encode()).hexdigest()[:12]
+
+        return rows(self.train), rows(self.eval)
+
+    def keep_rows_the_model_takes(self, module, processor) -> "RunRows":
         """Keep the rows the loaded model can be given (``VLMModule.input_problems``: images its processor takes,
         questions without its prompt's control tokens). Any other row is refused, or dropped and listed under
-        ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step."""
+        ``skip_invalid_rows``: the processor would otherwise stop the run at that row's step. Returns ``self``."""
         from .data import DataError, SkippedRow
         from .data.errors import format_problems
 
         problems = module.input_problems(processor, self.train + self.eval)
         if not problems:
-            return
+            return self
         if not self.data_args.skip_invalid_rows:
             raise DataError.from_problems(
                 problems, f"{len(problems)} problem(s) with rows this model cannot be given: resize the images or "
@@ -132,6 +144,7 @@ class RunRows:
         self.eval = [s for s in self.eval if s.source not in reasons]
         self._write_skipped()
         self._check_rows_are_left()
+        return self
 
     def _check_rows_are_left(self) -> None:
         """Refuse a run whose training rows, or whose given eval rows, were all skipped: it would train on nothing,
@@ -155,8 +168,11 @@ class RunRows:
         return f", listed in {Path(self.output_dir) / SKIPPED_ROWS_FILE}" if self.output_dir else ""
 
     def _write_skipped(self) -> None:
-        """Write the list of skipped rows, or remove an earlier run's list when this run skipped none."""
-        if not self.output_dir:
+        """Write the list of skipped rows, or remove an earlier run's list when this run skipped none (the main
+        process; the processes' lists agree, :func:`vlm_r1.ranks.same_on_every_rank`)."""
+        from accelerate import PartialState
+
+        if not self.output_dir or not PartialState().is_main_process:
             return
         from .data import write_skipped_rows
 
@@ -166,6 +182,36 @@ class RunRows:
             write_skipped_rows(listing, self.skipped)
         else:
             listing.unlink(missing_ok=True)
+
+
+def log_level() -> int:
+    """INFO on the main process, WARNING on the others (a run's INFO lines are printed once, not once per process).
+    Read from the launcher's RANK, before anything initialises the process group."""
+    import os
+
+    return logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+
+
+def refuse_zero3_with_text_rows(training_args, rows: RunRows) -> None:
+    """ZeRO-3 with rows that have no image: a step where one process's batch has none runs the vision tower on the
+    other processes only, and their collectives never match (a 2-process run aborted at its first step)."""
+    plugin = getattr(training_args, "deepspeed_plugin", None)
+    if plugin is None or plugin.zero_stage != 3:
+        return
+    text_only = [s.source for s in rows.train + rows.eval if not s.images]
+    if text_only:
+        from .recipe import OptionError
+
+        raise OptionError(f"{len(text_only)} rows have no image (the first: {text_only[0]}), and under DeepSpeed ZeRO-3 "
+                          "a step where one process's batch has no image stops the run: use ZeRO-2 or DDP for this "
+                          "data, or drop those rows")
+
+
+def start_fingerprint(start: tuple) -> tuple:
+    """What every process must agree on about :func:`vlm_r1.run_record.settle_start`'s outcome: the checkpoint
+    resumed (by folder name) and whether nothing is left to train."""
+    _, resume, finished = start
+    return (Path(resume).name if resume else None), finished is not None
 
 
 def reward_summary(log_history: list[dict], window: int = 5) -> tuple[float | None, float | None]:
@@ -195,7 +241,7 @@ def summarise(log_history: list[dict], output_dir: str, train_seconds: float | N
 
 
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=log_level())
     data_args, model_args, training_args = parse_args(argv)
 
     # ------------------------------------------------------------------ data
@@ -213,17 +259,23 @@ def main(argv: list[str] | None = None) -> dict:
     check_output_dir(training_args.output_dir)
     # auto: the latest COMPLETE checkpoint-N in output_dir (half-written ones are passed over), or a fresh start;
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
-    record, resume, finished = settle_start(data_args, model_args, training_args)
+    record, resume, finished = same_on_every_rank("where the run starts",
+                                                  lambda: settle_start(data_args, model_args, training_args),
+                                                  start_fingerprint)  # fmt: skip
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 
         return summarise(finished["log_history"], training_args.output_dir, 0.0, PartialState().is_main_process)
-    rows = RunRows(data_args, training_args.output_dir, training_args.prompts_per_batch)  # writes into output_dir: after the start
+    rows = same_on_every_rank("the rows", lambda: RunRows(data_args, training_args.output_dir,
+                                                          training_args.prompts_per_batch),
+                              RunRows.fingerprint)  # writes into output_dir: after the start  # fmt: skip
+    refuse_zero3_with_text_rows(training_args, rows)
 
     # ------------------------------------------------------------------ model
     model, processor, module = load_policy(model_args, trust_remote_code=training_args.trust_remote_code)
     module.check_prompt_options(processor, data_args.question_template, data_args.system_prompt)
-    rows.keep_rows_the_model_takes(module, processor)
+    same_on_every_rank("the rows the model takes", lambda: rows.keep_rows_the_model_takes(module, processor),
+                       RunRows.fingerprint)  # fmt: skip
     samples, eval_samples = rows.train, rows.eval
     peft_config = apply_training_mode(model, module, model_args)
     reference_at_revision(training_args, model_args.model_revision)

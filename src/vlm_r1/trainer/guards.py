@@ -254,7 +254,17 @@ class GuardsMixin(ResumeWeightsMixin):
                 shuffle=sampler.shuffle,
                 seed=sampler.seed,
             )
+            self._epoch_sampler = sampler
         return sampler
+
+    def _run_epoch(self, model, epoch, *args, **kwargs):
+        """Set the sampler's epoch directly: transformers and accelerate reach it through the data loader's wrappers,
+        and on a multi-process resume inside an epoch (a batch skipper around the shard around the batch sampler) they
+        did not, so the rest of that epoch replayed epoch 0's order."""
+        sampler = getattr(self, "_epoch_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        return super()._run_epoch(model, epoch, *args, **kwargs)
 
     counters_file = GUARDS_STATE  # the guard counters survive a resume (ResumeWeightsMixin)
 
