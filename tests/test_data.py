@@ -96,6 +96,17 @@ BAD_ROWS = [  # (line, field, message fragment)
     (json.dumps(_row())[:-1] + ', "conversations": []}', "json", "duplicate key(s) 'conversations'"),
     (_row(answer='[{"bbox_2d": [0, 0, 5, 5], "bbox_2d": [1, 1, 5, 5], "label": "x"}]'), "conversations[1].value",
      "duplicate key(s) 'bbox_2d'"),
+    # the image under another dataset's key: it was read as nothing, and the row trained on as text
+    ({"images": ["a.png"], "conversations": [{"from": "human", "value": "Find the cat."},
+                                             {"from": "gpt", "value": "3"}]}, "images", "is not read: a row's image is"),
+    # a box with no image: no pixels for it to be in (it was scored unconverted, in the model's frame)
+    (_row(value="Find the cat.", image=None), "solution", "a box ground truth needs an image"),
+    (_row(image=None, value="Which?", answer=[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]), "solution", "needs an image"),
+    ({"image": "a.png", "problem": "How many?", "solution": "<answer> 3 </answer>"}, "conversations",
+     "missing. This row has R1-V / Visual-RFT keys (problem, solution)"),
+    ("[" * 5000 + "]" * 5000, "json", "nested too deep to read"),
+    ('{"conversations": [{"from": "human", "value": "q?"}, {"from": "gpt", "value": ' + "[" * 900 + "]" * 900 + "}]}",
+     "solution", "nested too deep to read"),
 ]
 
 

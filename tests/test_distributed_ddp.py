@@ -83,9 +83,11 @@ def test_two_processes_with_text_only_rows_and_a_greedy_eval(tmp_path, grpo_reci
     from vlm_r1.synthetic import write_split
 
     rows = [json.loads(line) for line in write_split(tmp_path / "d", "rec", "train", 16, seed=0).read_text().splitlines()]
-    for row in rows[1::2]:  # every other row without its image
+    for row in rows[1::2]:  # every other row without its image: a counting question (a box needs an image)
         del row["image"]
-        row["conversations"][0]["value"] = row["conversations"][0]["value"].replace("<image>", "")
+        row["conversations"] = [{"from": "human", "value": "How many sides has a square?"},
+                                {"from": "gpt", "value": "4"}]  # fmt: skip
+        row["reward"] = "counting"
     train = tmp_path / "d" / "mixed.jsonl"
     train.write_text("".join(json.dumps(row) + "\n" for row in rows))
     held_out = write_split(tmp_path / "d", "rec", "test", 7, seed=0)

@@ -158,13 +158,15 @@ def test_detection_matches_pycocotools_directly():
 
 # ------------------------------------------------------------------------------------------------ runner pieces
 def test_infer_task():
-    assert infer_task("[1, 2, 3, 4]") == "rec"
-    assert infer_task('[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]') == "detection"
-    assert infer_task("[]") == "detection"
-    assert infer_task("3") == "counting"
-    assert infer_task('"circle"') == "classification"
+    """From the decoded ground truth, decoded once: the string "7" (a gpt value '"7"') is a class, not a count."""
+    assert infer_task([1, 2, 3, 4]) == "rec"
+    assert infer_task([{"bbox_2d": [1, 2, 3, 4], "label": "x"}]) == "detection"
+    assert infer_task([]) == "detection"
+    assert infer_task(3) == "counting"
+    assert infer_task("circle") == "classification"
+    assert infer_task("7") == "classification" and infer_task("true") == "classification"
     with pytest.raises(ValueError):
-        infer_task("true")
+        infer_task(True)
 
 
 def _row(solution: str, line: int, reward: str | None = None):

@@ -268,3 +268,21 @@ def test_a_class_name_read_as_json_says_how_to_write_it():
     for value, spelling in ((7, '{"label": "7"}'), (True, '{"label": "true"}')):
         with pytest.raises(ValueError, match=re.escape(f"is written {spelling}")):
             validate_classification(value)
+
+
+def test_a_classification_ground_truth_with_keys_that_would_be_ignored_is_refused():
+    from vlm_r1.rewards.classification import validate_classification
+
+    with pytest.raises(ValueError, match="keys are label and aliases; 'synonyms' would be ignored"):
+        validate_classification({"label": "cat", "synonyms": ["kitty"]})  # "kitty" scored 0
+
+
+def test_invisible_characters_in_a_detection_label_do_not_keep_a_right_box_from_matching():
+    """A zero-width space in a label matched no prediction (det_map 0); it counts as a space, as in cls_match."""
+    from vlm_r1.rewards.ovd import det_map
+    from vlm_r1.rewards.parsing import normalize_label
+
+    assert normalize_label("ca\u0301t\u200b") == normalize_label("CÁT") == "cát"
+    truth = json.dumps([{"bbox_2d": [0, 0, 10, 10], "label": "ca\u0301t\u200b"}])
+    answer = '<answer>[{"bbox_2d": [0, 0, 10, 10], "label": "cát"}]</answer>'
+    assert det_map([answer], solution=[truth]) == [pytest.approx(1.0, abs=1e-12)]

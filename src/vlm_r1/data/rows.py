@@ -122,8 +122,14 @@ def _box_problem(box: list, size: tuple[int, int] | None) -> str | None:
     return None
 
 
-def _solution_problems(value, size: tuple[int, int] | None) -> list[tuple[str, str]]:
-    """Box checks: a 4-number list is a box; so is the "bbox_2d" of each dict in a list."""
+def _solution_problems(value, size: tuple[int, int] | None, has_image: bool = True) -> list[tuple[str, str]]:
+    """Box checks: a 4-number list is a box; so is the "bbox_2d" of each dict in a list. A row without an image has no
+    pixels for a box to be in: its boxes would be scored unconverted, in whatever frame the model writes."""
+    boxes = (isinstance(value, list) and is_four_numbers(value)) or (isinstance(value, list) and any(
+        isinstance(item, dict) and "bbox_2d" in item for item in value))  # fmt: skip
+    if boxes and not has_image:
+        return [("solution", "a box ground truth needs an image (its pixels are the box's frame), and this row has "
+                             "none")]  # fmt: skip
     if isinstance(value, list) and is_four_numbers(value):
         msg = _box_problem(value, size)
         return [("solution", msg)] if msg else []
@@ -183,6 +189,22 @@ def _finite(value) -> bool:
     if isinstance(value, dict):
         return all(_finite(v) for v in value.values())
     return True
+
+
+# keys other datasets keep a row's image under; read as nothing, they would make it a text-only row
+IMAGE_KEY_LOOKALIKES = ("images", "img", "image_path", "image_paths", "image_file", "img_path")
+
+
+def _missing_conversations(row: dict) -> str:
+    """The problem of a row without ``conversations``, with the conversion for the other projects' row shapes."""
+    if "problem" in row and "solution" in row:  # R1-V / Visual-RFT
+        return ('missing. This row has R1-V / Visual-RFT keys (problem, solution); vlm-r1 reads "conversations": '
+                '[{"from": "human", "value": "<image>" + problem}, {"from": "gpt", "value": solution}] (the '
+                "solution's <answer> tags may stay), see docs/data.md")
+    if "messages" in row:
+        return ('missing. This row has chat "messages"; vlm-r1 reads "conversations": [{"from": "human", "value": '
+                'the user text}, {"from": "gpt", "value": the ground truth}], see docs/data.md')
+    return "missing"
 
 
 @dataclass
@@ -269,7 +291,11 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
         turns = _turns(row["conversations"], problems)
     else:
         turns = None
-        problems.append(("conversations", "missing"))
+        problems.append(("conversations", _missing_conversations(row)))
+    misplaced = [key for key in IMAGE_KEY_LOOKALIKES if key in row]
+    if misplaced and "image" not in row:  # the image would be dropped and the row trained on as text
+        problems.append((misplaced[0], "is not read: a row's image is `image` (a path or a list of paths); rename "
+                                       "the key"))
     # images
     raw = row.get("image")
     if raw is None:
@@ -322,7 +348,7 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
             problems.append((f"conversations[{g}].value", str(e)))
         else:
             size = sizes[0] if sizes else None  # a box refers to the row's first image
-            problems.extend(_solution_problems(value, size))
+            problems.extend(_solution_problems(value, size, has_image=bool(rels)))
             if validate_solution is not None and not any(f.startswith(("solution", "reward")) for f, _ in problems):
                 try:
                     validate_solution(reward, value)
@@ -384,7 +410,13 @@ def check_rows(
             except ValueError as e:
                 problems.append(Problem(source, "json", f"invalid JSON: {e}"))
                 continue
-            sample, row_problems = _check_row(ctx, row, lineno, default_reward, validate_solution)
+            except RecursionError:
+                problems.append(Problem(source, "json", "nested too deep to read"))
+                continue
+            try:
+                sample, row_problems = _check_row(ctx, row, lineno, default_reward, validate_solution)
+            except RecursionError:  # a ground truth nested hundreds of levels deep
+                sample, row_problems = None, [("solution", "nested too deep to read")]
             if sample is not None:
                 samples.append(sample)
             problems.extend(Problem(source, f, m) for f, m in row_problems)

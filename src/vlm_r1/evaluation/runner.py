@@ -44,9 +44,9 @@ logger = logging.getLogger(__name__)
 TASKS = ("rec", "detection", *ANSWER_TASKS)  # each is a key of rewards.dispatch.TASK_REWARDS
 
 
-def infer_task(solution: Any) -> str:
-    """The task a ground truth belongs to, from its shape (see the data contract in docs/contracts.md)."""
-    value = load_solution(solution)
+def infer_task(value: Any) -> str:
+    """The task a decoded ground truth belongs to, from its shape (see the data contract in docs/contracts.md). It is
+    not decoded again: the JSON string "7" is a class named 7, not the count 7."""
     if isinstance(value, list) and is_four_numbers(value):
         return "rec"
     if isinstance(value, list) and all(isinstance(v, dict) and "bbox_2d" in v for v in value):

@@ -60,6 +60,10 @@ def normalize_text(text: str) -> str:
 def validate_classification(solution: Any) -> None:
     """Raise ValueError unless `solution` is a non-empty class name or {"label": str, "aliases": [str, ...]}."""
     if isinstance(solution, dict):
+        unknown = sorted(set(solution) - {"label", "aliases"})
+        if unknown:  # e.g. "synonyms": names that would never be accepted
+            raise ValueError(f"classification ground truth keys are label and aliases; {', '.join(map(repr, unknown))} "
+                             "would be ignored (put other accepted names in aliases)")
         label, aliases = solution.get("label"), solution.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ValueError(f"classification 'aliases' must be a list of strings, got {aliases!r:.200}")

@@ -101,8 +101,8 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
         if accepting:
             return
         raise ValueError(f"no reward in reward_funcs {list(reward_funcs)} can score this row ("
-                         + "; ".join(problems) + "); fix the ground truth, add a `reward` field, or list a reward "
-                         "for this task")
+                         + "; ".join(problems) + "); fix the ground truth, or add a `reward` field naming its task "
+                         "(default_reward sets one for every row without it)")
 
     return check
 

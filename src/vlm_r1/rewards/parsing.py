@@ -301,10 +301,12 @@ def is_empty_answer(answer: str | None) -> bool:
 
 
 def normalize_label(label: Any) -> str | None:
-    """Case- and whitespace-insensitive form of a class label (NFKC, casefold, single spaces)."""
+    """Case- and whitespace-insensitive form of a class label (NFKC, casefold, single spaces; invisible format and
+    control characters such as a zero-width space count as spaces, as in classification's ``normalize_text``)."""
     if not isinstance(label, str):
         return None
-    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+    text = unicodedata.normalize("NFKC", label)
+    return " ".join("".join(" " if unicodedata.category(ch)[0] in "ZC" else ch for ch in text).casefold().split())
 
 
 def load_solution(solution: Any) -> Any:
