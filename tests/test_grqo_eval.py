@@ -100,3 +100,5 @@ def test_classes_are_refused_for_a_vlm_and_an_unreadable_record_is_named(tiny_mo
     (broken / CLASSES_FILE).write_text('{"classes": "red circle"}')
     code, out = _eval(capsys, "--model_name_or_path", broken, "--data", shapes[1])
     assert code == 2 and f"{broken / CLASSES_FILE}: unreadable" in out.err and "pass --classes" in out.err
+    code, out = _eval(capsys, "--model_name_or_path", broken, "--data", shapes[1], "--classes", "red circle")
+    assert code == 0, out.err  # the advice works: the given classes replace the unreadable record

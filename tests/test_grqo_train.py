@@ -182,7 +182,11 @@ def test_load_detector_refuses_other_model_types(tmp_path):
 def test_recipe_parses_and_unknown_keys_are_refused(tmp_path):
     from vlm_r1.grqo.train import parse_config
 
-    cfg = parse_config(["--config", str(REPO / "recipes/tiny/grqo_dino.yaml"), "--max_steps", "7"])
+    check_config(parse_config(["--config", str(REPO / "recipes/tiny/grqo_dino.yaml")]))  # the recipe as shipped
+    with pytest.raises(ValueError, match=r"save_steps \(100\) is more than max_steps \(7\)"):  # a shorter run says
+        check_config(parse_config(["--config", str(REPO / "recipes/tiny/grqo_dino.yaml"), "--max_steps", "7"]))
+    cfg = parse_config(["--config", str(REPO / "recipes/tiny/grqo_dino.yaml"), "--max_steps", "7", "--save_steps", "0"])
+    check_config(cfg)
     assert cfg.max_steps == 7 and cfg.use_grqo and cfg.grqo_alpha == pytest.approx(1e-2) and cfg.kl_beta == 0.04
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_name_or_path: x\ngrqo_alhpa: 0.1\n")

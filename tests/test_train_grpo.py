@@ -200,7 +200,8 @@ READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and nev
     (["--length_column_name", "n"], "length_column_name has no effect"),
     (["--do_train", "true"], "do_train has no effect in vlm-r1 .example scripts read it"),
     (["--use_peft", "true", "--disable_dropout", "true", "--lora_dropout", "0.1"],
-     "disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout 0.1 would be ignored"),
+     "disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout 0.1 would be ignored"),  # (the default
+    # 0.05 may be zeroed: see test_the_fixed_value_sets_...)
 ]
 MISSPELT_FLAGS = [
     (["--learning_rat", "1e-5"], r"learning_rat \(did you mean learning_rate\?\): no such option of vlm-r1 train"),
@@ -244,6 +245,8 @@ def test_the_fixed_value_sets_are_trls_own_and_its_boolean_scale_rewards_are_rea
     assert parse_args(parse_only_argv + ["--scale_rewards", "false"])[2].scale_rewards == "none"
     assert parse_args(parse_only_argv + ["--scale_rewards", "True"])[2].scale_rewards == "group"
     assert parse_args(parse_only_argv + ["--loss_type", "cispo"])[2].loss_type == "cispo"
+    # disable_dropout with LoRA's default dropout (TRL recommends it with a reference model): the default is zeroed
+    assert parse_args(parse_only_argv + ["--use_peft", "true", "--disable_dropout", "true"])[2].disable_dropout
 
 
 def test_what_this_machine_lacks_is_refused_before_anything_loads(parse_only_argv, monkeypatch):

@@ -455,7 +455,8 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
     check_training_args(data_args, model_args, training_args)
     check_sampling(data_args, training_args)
     check_choices(training_args)
-    if model_args.use_peft and training_args.disable_dropout and model_args.lora_dropout:
+    given_dropout = model_args.lora_dropout not in (0, ModelArguments().lora_dropout)  # the default may be zeroed
+    if model_args.use_peft and training_args.disable_dropout and given_dropout:
         raise ValueError(f"disable_dropout also zeroes the LoRA adapters' dropout, so lora_dropout "
                          f"{model_args.lora_dropout:g} would be ignored: drop one of them")
     if training_args.sync_ref_model and model_args.use_peft:

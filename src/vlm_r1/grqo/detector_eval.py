@@ -44,16 +44,23 @@ def prompt_classes(checkpoint: str, given: list[str]) -> list[str]:
     from .checkpointing import CLASSES_FILE, read_classes
     from .data import check_classes
 
-    recorded = read_classes(checkpoint) if Path(checkpoint).is_dir() else None
+    from vlm_r1.checkpoints import CheckpointError
+
     if given:
         try:
             classes = check_classes(given)
         except ValueError as e:
             raise OptionError(f"--classes: {e}") from None
+        try:
+            recorded = read_classes(checkpoint) if Path(checkpoint).is_dir() else None
+        except CheckpointError as e:  # the given classes replace the record: only say it cannot be compared
+            logger.warning("%s; evaluating with --classes", e)
+            recorded = None
         if recorded is not None and classes != recorded:
             logger.warning("--classes %s differs from the %s %s was trained with; evaluating with the one given",
                            classes, recorded, checkpoint)  # fmt: skip
         return classes
+    recorded = read_classes(checkpoint) if Path(checkpoint).is_dir() else None
     if recorded is None:
         logger.info("%s records no training classes (%s): each file's labels are prompted, sorted", checkpoint,
                     CLASSES_FILE)  # fmt: skip

@@ -48,7 +48,7 @@ LABEL_KEYS = ("label", "category", "class")
 
 _NUM = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _BOX_RE = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.ASCII)
-_PAIR_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)", re.ASCII)
+_PAIR_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*(?:,\s*)?\(\s*({_NUM})\s*,\s*({_NUM})\s*\)", re.ASCII)
 _OBJECT_RE = re.compile(r"\{[^{}]{0,%d}\}" % MAX_OBJECT_CHARS)
 _EMPTY_ANSWERS = {"", '""', "[]", "{}", "none", "null", "nothing", "no objects", "no object"}  # '""': JSON's empty string
 
