@@ -91,7 +91,7 @@ def test_two_processes_with_text_only_rows_and_a_greedy_eval(tmp_path, grpo_reci
     train = tmp_path / "d" / "mixed.jsonl"
     train.write_text("".join(json.dumps(row) + "\n" for row in rows))
     held_out = write_split(tmp_path / "d", "rec", "test", 7, seed=0)
-    recipe = grpo_recipe(SHIPPED_WARM_START, train, reward_funcs=["iou_acc"], per_device_train_batch_size=4,
+    recipe = grpo_recipe(SHIPPED_WARM_START, train, reward_funcs=["iou_acc", "number_match"], per_device_train_batch_size=4,
                          num_generations=4, max_steps=4, learning_rate=0.0, max_completion_length=40,
                          question_template="{question}", dtype="float32", eval_data=[str(held_out)],
                          eval_strategy="steps", eval_steps=4, eval_greedy=True, per_device_eval_batch_size=4)  # fmt: skip
