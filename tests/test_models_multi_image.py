@@ -27,14 +27,15 @@ BOX = [10, 20, 60, 70]  # ground truth in pixels of the first image
 
 @pytest.fixture(scope="module")
 def mixed_jsonl(tmp_path_factory):
-    """Four rows: one image, two images with text between them, no image, one image after the text."""
+    """Four rows: one image, two images with text between them, no image (a counting question: a box needs an
+    image), one image after the text."""
     root = tmp_path_factory.mktemp("mixed")
     Image.new("RGB", (112, 112), (200, 30, 30)).save(root / "square.png")
     Image.new("RGB", (224, 112), (30, 200, 30)).save(root / "wide.png")
     Image.new("RGB", (100, 150), (30, 30, 200)).save(root / "tall.png")
 
-    def row(images, text, reward="iou"):
-        out = {"conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": BOX}], "reward": reward}
+    def row(images, text, reward="iou", truth=BOX):
+        out = {"conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": truth}], "reward": reward}
         if images is not None:
             out["image"] = images
         return out
@@ -42,7 +43,7 @@ def mixed_jsonl(tmp_path_factory):
     rows = [
         row("square.png", "<image>Find the red square."),
         row(["wide.png", "tall.png"], "Here is <image> and here is <image>. Find the box in the first."),
-        row(None, "There is no picture. Answer with a box anyway."),
+        row(None, "There is no picture. How many sides has a triangle?", reward="counting", truth=3),
         row("tall.png", "Find the blue thing in <image>"),
     ]
     path = root / "mixed.jsonl"
@@ -94,7 +95,7 @@ def test_rewards_are_per_sample_in_mixed_batches(tiny_model_dir, mixed_jsonl, tm
     # For each row, the completion that names the ground truth exactly in the model's frame of its first image.
     def exact(row):
         if not row["image_sizes"]:
-            return BOX  # no image: boxes are taken as pixels
+            return 3  # the counting row
         size = tuple(row["image_sizes"][0])
         return [round(v, 3) for v in module.from_original(BOX, size, module.model_input_size(processor, size))]
 
@@ -113,9 +114,12 @@ def test_rewards_are_per_sample_in_mixed_batches(tiny_model_dir, mixed_jsonl, tm
     assert mixed.shape == (len(completions), 3)
     torch.testing.assert_close(mixed, alone, equal_nan=True, rtol=0, atol=0)
     accuracy, iou, answer_format = mixed.T
-    assert iou[0::3].tolist() == pytest.approx([1.0] * 4, abs=1e-3)  # exact box: IoU 1 in every kind of row
-    assert iou[1::3].max() < 0.1 and iou[2::3].tolist() == [0.0] * 4
-    torch.testing.assert_close(accuracy, iou)  # the rows' `reward` column is iou
+    boxed = [0, 1, 2, 3, 4, 5, 9, 10, 11]  # the completions of the three rows with images
+    assert iou[[0, 3, 9]].tolist() == pytest.approx([1.0] * 3, abs=1e-3)  # exact box: IoU 1 in every kind of row
+    assert iou[[1, 4, 10]].max() < 0.1 and iou[[2, 5, 11]].tolist() == [0.0] * 3
+    assert torch.isnan(iou[6:9]).all()  # iou does not apply to the counting row
+    torch.testing.assert_close(accuracy[boxed], iou[boxed])  # the rows' `reward` column is iou
+    assert accuracy[6:9].tolist() == [1.0, 0.0, 0.0]  # the counting row's accuracy: number_match
     assert answer_format[0::3].tolist() == [1.0] * 4
 
 
