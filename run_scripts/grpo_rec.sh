@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash run_scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-exec "${VENV:-.venv}/bin/python" -m vlm_r1.pipeline "$@"
+exec "${VENV:-.venv}/bin/python" -m vlm_r1.cli pipeline "$@"

@@ -22,4 +22,4 @@ for split, n in (("train", 2000), ("test", 500), ("ood", 500)):
     if not Path(f"outputs/synthetic_grqo/grqo_detection_{split}.jsonl").exists():
         print(write_synthetic_detection("outputs/synthetic_grqo", split, n, seed=0))
 PY
-exec "$PY" -m vlm_r1.grqo.train --config recipes/tiny/grqo_dino.yaml "$@"
+exec "$PY" -m vlm_r1.cli grqo --config recipes/tiny/grqo_dino.yaml "$@"

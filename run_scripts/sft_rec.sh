@@ -11,5 +11,5 @@ WORK=${WORK:-outputs/sft_rec}
 PY="${VENV:-.venv}/bin/python"
 [ -f "$WORK/data/rec_train.jsonl" ] || $PY -m vlm_r1.cli make-data --out "$WORK/data" --tasks rec --splits train --n 10000 --seed 0
 [ -f "$WORK/tiny/config.json" ] || $PY -m vlm_r1.cli make-tiny --out "$WORK/tiny" --model_type qwen2_vl --seed 0
-exec $PY -m vlm_r1.sft --config recipes/tiny/rec_sft.yaml --model_name_or_path "$WORK/tiny" \
+exec $PY -m vlm_r1.cli sft --config recipes/tiny/rec_sft.yaml --model_name_or_path "$WORK/tiny" \
   --train_data "$WORK/data/rec_train.jsonl" --output_dir "$WORK/checkpoint" "$@"

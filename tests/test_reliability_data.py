@@ -233,7 +233,8 @@ def test_row_check_needs_a_reward_that_scores_the_row():
     mixed = make_row_check(["iou_acc", "cls_match"])  # each task reward scores its own rows
     mixed(None, box), mixed(None, label)
     mixed("rec", box), mixed("classification", label)
-    with pytest.raises(ValueError, match="`cls_match`: the row's reward 'yes_no' is another task"):
+    with pytest.raises(ValueError, match="`cls_match`: the row's reward 'yes_no' is another task.*list a reward of "
+                                         "its task in reward_funcs"):  # (not: add the reward field it already has)
         mixed("yes_no", "yes")  # cls_match would take "yes" as a class name, but the row is a yes/no question
     make_row_check(["iou_acc", "cls_match", "yes_no_match"])("yes_no", "yes")
     with pytest.raises(ValueError, match=r"rewards of different tasks \(`cls_match`, `yes_no_match`\) can each score"):

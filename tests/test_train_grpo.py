@@ -156,6 +156,8 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
 
 FAILING_LATE = [  # (flags, message): each used to pass the option checks and fail after the data and model loaded
     (["--reward_funcs", "iou_accc"], "reward_funcs: unknown reward 'iou_accc'"),
+    # a recipe's two weights beside one misspelt reward: the name is the mistake to report, not the count
+    (["--reward_funcs", "short_answer", "--reward_weights", "1", "0.1"], "reward_funcs: unknown reward 'short_answer'"),
     (["--reward_funcs", "iou_acc,think_format"], r"separate the names with spaces \(--reward_funcs iou_acc think_format"),
     (["--reward_funcs", "iou_acc", "think_format", "--reward_weights", "1", "2", "3"],
      "reward_weights has 3 values for 2 reward_funcs"),

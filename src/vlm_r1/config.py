@@ -431,10 +431,6 @@ def check_sampling(data_args: DataArguments, training_args: VLMGRPOConfig) -> No
         raise ValueError(f"min_p must be in [0, 1], got {training_args.min_p:g}")
     if training_args.max_completion_length < 1:
         raise ValueError(f"max_completion_length must be >= 1, got {training_args.max_completion_length}")
-    weights = training_args.reward_weights
-    if weights is not None and len(weights) != len(data_args.reward_funcs):
-        raise ValueError(f"reward_weights has {len(weights)} values for {len(data_args.reward_funcs)} reward_funcs "
-                         f"({', '.join(data_args.reward_funcs)}): give one weight per reward")
     from .rewards import get_reward
 
     for name in data_args.reward_funcs:
@@ -445,6 +441,10 @@ def check_sampling(data_args: DataArguments, training_args: VLMGRPOConfig) -> No
             get_reward(name)
         except (KeyError, ValueError, ImportError, AttributeError) as e:
             raise ValueError(f"reward_funcs: {e}") from None
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(data_args.reward_funcs):
+        raise ValueError(f"reward_weights has {len(weights)} values for {len(data_args.reward_funcs)} reward_funcs "
+                         f"({', '.join(data_args.reward_funcs)}): give one weight per reward")
     if training_args.sync_ref_model and training_args.beta == 0:
         raise ValueError("sync_ref_model updates the reference model, and beta 0 has none (no KL term): set beta > 0, "
                          "or drop sync_ref_model")

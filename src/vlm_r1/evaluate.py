@@ -197,6 +197,9 @@ def read_data(paths: list[str], image_root: str | None, allow_outside_root: bool
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    from .train import quiet_library_deprecations
+
+    quiet_library_deprecations()
     model_args, args, settings = parse_args(argv)
     device = pick_device(args.device)
 

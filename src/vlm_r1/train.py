@@ -21,7 +21,9 @@ logger = logging.getLogger("vlm_r1")
 # Deprecation notices that TRL 1.16 / transformers 5.23 raise from their own code on every step: nothing a user
 # can act on, and they bury the per-step lines.
 QUIET_DEPRECATIONS = (r".*`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated",
-                      r".*'pin_memory' argument is set as true")
+                      r".*'pin_memory' argument is set as true",
+                      r".*`past_key_values`.* deprecated",  # PEFT's generate, once per step
+                      r"Passing `min_pixels` and `max_pixels` to a processor call is deprecated")  # once per batch
 
 
 def quiet_library_deprecations() -> None:

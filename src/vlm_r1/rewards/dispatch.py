@@ -100,9 +100,12 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
                              "task, or set default_reward")
         if accepting:
             return
+        advice = ("list a reward of its task in reward_funcs (`accuracy` scores every row with its own task's "
+                  "reward)" if row_reward is not None and not any(same_task(n, row_reward) for n, _ in scorers)
+                  else "fix the ground truth, or add a `reward` field naming its task (default_reward sets one for "
+                  "every row without it)")  # fmt: skip
         raise ValueError(f"no reward in reward_funcs {list(reward_funcs)} can score this row ("
-                         + "; ".join(problems) + "); fix the ground truth, or add a `reward` field naming its task "
-                         "(default_reward sets one for every row without it)")
+                         + "; ".join(problems) + f"); {advice}")
 
     return check
 
