@@ -88,7 +88,8 @@ def test_rows_that_are_not_detection_rows_are_listed_before_the_model_loads(tiny
     path.write_text("\n".join([rows[0], json.dumps(bad), rows[2]]) + "\n")
     shutil.copytree(shapes[1].parent / "grqo_source_test", tmp_path / "grqo_source_test")
     code, out = _eval(capsys, "--model_name_or_path", tiny_dino, "--data", path)
-    assert code == 2 and f"{path}:2: solution" in out.err and "nothing was evaluated" in out.err
+    assert code == 2 and f"{path}:2: solution: a detector is scored on detection rows only" in out.err
+    assert "nothing was evaluated" in out.err
 
 
 def test_classes_are_refused_for_a_vlm_and_an_unreadable_record_is_named(tiny_model_dir, tiny_dino, shapes, tmp_path,

@@ -100,6 +100,8 @@ def test_lora_trains_adapters_only_and_merges(tiny_model_dir, rec_rows, tmp_path
     assert sorted(p.name for p in out.iterdir()) == before
     merged_dir = tmp_path / "merged"
     assert merge_main(["--adapter", str(out), "--out", str(merged_dir)]) == 0
+    with pytest.raises(ValueError, match="is not empty: the merged model's files would replace"):  # it was overwritten
+        merge_main(["--adapter", str(out), "--out", str(merged_dir)])
     assert not (merged_dir / "adapter_config.json").exists()
     assert (merged_dir / "vlm_r1_prompt.json").read_text() == (out / "vlm_r1_prompt.json").read_text()  # copied
     merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()

@@ -61,6 +61,9 @@ def merge_lora(
         if folder.is_dir() and Path(out_dir).resolve() == folder.resolve():
             raise OptionError(f"--out {out_dir} is {name} folder: the merged model would be written over it; "
                               "choose another --out")
+    if Path(out_dir).is_dir() and any(Path(out_dir).iterdir()):  # another model, a run: files of two would mix
+        raise OptionError(f"--out {out_dir} is not empty: the merged model's files would replace some of what it "
+                          "holds; choose a new folder")
     if revision != "main" and Path(base).is_dir():
         raise OptionError(f"--revision {revision} only applies to a hub id, and the base {base} is a local folder, "
                          "loaded as it is: check out that revision there, or drop --revision")

@@ -90,7 +90,16 @@ def evaluate_detector(model_args, args, device: str) -> dict[str, dict]:
     if args.output_dir:
         check_output_dir(args.output_dir)
     base = prompt_classes(model_args.model_name_or_path, args.classes)
-    rows = read_data(args.data, args.image_root, args.allow_images_outside_root, check_detection_truth)
+    def detection_rows_only(reward, value) -> None:
+        try:
+            check_detection_truth(reward, value)
+        except ValueError as e:
+            field = getattr(e, "field", "solution")
+            e = ValueError(f"a detector is scored on detection rows only; {e}")
+            e.field = field
+            raise e from None
+
+    rows = read_data(args.data, args.image_root, args.allow_images_outside_root, detection_rows_only)
     files = {path: examples_from_samples(samples)[: args.max_samples] for path, samples in rows.items()}
     for path, examples in files.items():
         if not class_names(examples, base):
