@@ -6,18 +6,21 @@ from .images import DEFAULT_MAX_PIXELS, load_image, load_row_images, probe_image
 from .prompts import (PROMPT_FILE, check_question_template, prompt_change_from, read_prompt, save_prompt,
                       to_conversation)
 from .rows import (
+    BOX_WITHOUT_IMAGE,
     IMAGE_PLACEHOLDER,
     LoadReport,
     Rows,
     Sample,
     SkippedRow,
     check_rows,
+    holds_boxes,
     load_rows,
     parse_ground_truth,
     write_skipped_rows,
 )
 
 __all__ = [
+    "BOX_WITHOUT_IMAGE",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_PLACEHOLDER",
     "DataError",
@@ -30,6 +33,7 @@ __all__ = [
     "SkippedRow",
     "check_question_template",
     "check_rows",
+    "holds_boxes",
     "load_image",
     "load_row_images",
     "load_rows",

@@ -122,14 +122,22 @@ def _box_problem(box: list, size: tuple[int, int] | None) -> str | None:
     return None
 
 
-def _solution_problems(value, size: tuple[int, int] | None, has_image: bool = True) -> list[tuple[str, str]]:
-    """Box checks: a 4-number list is a box; so is the "bbox_2d" of each dict in a list. A row without an image has no
-    pixels for a box to be in: its boxes would be scored unconverted, in whatever frame the model writes."""
-    boxes = (isinstance(value, list) and is_four_numbers(value)) or (isinstance(value, list) and any(
+# A row without an image has no pixels for a box to be in: its boxes would be scored unconverted, in whatever frame
+# the model writes, and SFT could not write them in the model's frame.
+BOX_WITHOUT_IMAGE = "a box ground truth needs an image (its pixels are the box's frame), and this row has none"
+
+
+def holds_boxes(value) -> bool:
+    """Whether a decoded ground truth holds boxes: a 4-number list, or a list with a dict that has a "bbox_2d"."""
+    return isinstance(value, list) and (is_four_numbers(value) or any(
         isinstance(item, dict) and "bbox_2d" in item for item in value))  # fmt: skip
-    if boxes and not has_image:
-        return [("solution", "a box ground truth needs an image (its pixels are the box's frame), and this row has "
-                             "none")]  # fmt: skip
+
+
+def _solution_problems(value, size: tuple[int, int] | None, has_image: bool = True) -> list[tuple[str, str]]:
+    """Box checks: a 4-number list is a box; so is the "bbox_2d" of each dict in a list; a row without an image holds
+    none (:data:`BOX_WITHOUT_IMAGE`)."""
+    if not has_image and holds_boxes(value):
+        return [("solution", BOX_WITHOUT_IMAGE)]
     if isinstance(value, list) and is_four_numbers(value):
         msg = _box_problem(value, size)
         return [("solution", msg)] if msg else []

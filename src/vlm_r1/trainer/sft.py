@@ -29,7 +29,8 @@ from datasets import Dataset
 from trl import SFTTrainer
 
 from ..checkpoints import SFT_STATE, ResumeWeightsMixin
-from ..data import IMAGE_PLACEHOLDER, DataError, Problem, Sample, load_row_images, to_conversation
+from ..data import (BOX_WITHOUT_IMAGE, IMAGE_PLACEHOLDER, DataError, Problem, Sample, holds_boxes, load_row_images,
+                    to_conversation)  # fmt: skip
 from ..modules import VLMModule
 from ..recipe import OptionError
 from ..rewards.boxes import is_four_numbers
@@ -73,12 +74,6 @@ def render_answer(solution: Any, module: VLMModule, original_size, input_size) -
     return json.dumps(value)
 
 
-def _holds_boxes(solution: Any) -> bool:
-    value = json.loads(solution) if isinstance(solution, str) else solution
-    return is_four_numbers(value) or (isinstance(value, list) and any(
-        isinstance(v, dict) and is_four_numbers(v.get("bbox_2d")) for v in value))
-
-
 def render_completion(answer: str, think: str = DEFAULT_THINK) -> str:
     return f"<think>{think}</think><answer>{answer}</answer>"
 
@@ -95,9 +90,8 @@ def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: 
         if s.image_sizes:
             original = (int(s.image_sizes[0][0]), int(s.image_sizes[0][1]))
             input_size = module.model_input_size(processor, original)
-        elif _holds_boxes(s.solution):  # pixels of no image: there is no frame to write the box in
-            problems.append(Problem(s.source, "solution", "a box ground truth needs an image (its pixels are the "
-                                    "box's frame), and this row has none"))
+        elif holds_boxes(json.loads(s.solution)):  # pixels of no image: there is no frame to write the box in
+            problems.append(Problem(s.source, "solution", BOX_WITHOUT_IMAGE))
             continue
         else:
             original = input_size = (1, 1)  # no box to convert: the sizes are never read
