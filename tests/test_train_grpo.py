@@ -334,6 +334,26 @@ def test_recipe_scalars_for_lists_and_integral_floats_are_read_as_meant(tmp_path
     assert isinstance(training_args.max_steps, int) and training_args.learning_rate == 1e-5
 
 
+def test_recipe_values_meant_for_other_options_are_refused(tmp_path):
+    """The recipe's reward_weights were written for its reward_funcs: with other rewards on the command line they
+    would weigh them by position. share_prompt_tokens given without share_image_encoding would be ignored."""
+    from vlm_r1.train import parse_args
+
+    recipe = tmp_path / "recipe.yaml"
+    argv = ["--config", str(recipe), "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o")]
+    recipe.write_text("model_name_or_path: x\nuse_cpu: true\nreward_funcs: [iou_acc, think_format]\n"
+                      "reward_weights: [1.0, 0.1]\n")
+    with pytest.raises(ValueError, match=r"--reward_funcs replaces the reward list of .*recipe.yaml, whose "
+                                         r"reward_weights \[1.0, 0.1\] were for that list"):
+        parse_args(argv + ["--reward_funcs", "think_format", "iou"])
+    args = parse_args(argv + ["--reward_funcs", "think_format", "iou", "--reward_weights", "0.1", "1"])
+    assert args[0].reward_funcs == ["think_format", "iou"] and args[2].reward_weights == [0.1, 1.0]
+    assert parse_args(argv + ["--reward_weights", "2", "1"])[2].reward_weights == [2.0, 1.0]
+    with pytest.raises(ValueError, match="share_prompt_tokens applies only with share_image_encoding true"):
+        parse_args(argv + ["--share_image_encoding", "false", "--share_prompt_tokens", "true"])
+    assert not parse_args(argv + ["--share_image_encoding", "false"])[2].share_image_encoding  # the default stays
+
+
 def test_the_command_line_sets_the_runs_length_over_the_recipe(tmp_path):
     """max_steps and num_train_epochs are one setting: the one given on the command line replaces the recipe's."""
     from vlm_r1.train import parse_args

@@ -21,6 +21,9 @@ say which flags train on the CPU.
 The run's length is set by ``max_steps`` or by ``num_train_epochs``, never both: the command line overrides the
 recipe here too (``--max_steps 50`` on a recipe with ``num_train_epochs: 2`` runs 50 steps, and the reverse), and
 both given in one place are refused.
+
+A recipe's ``reward_weights`` with ``--reward_funcs`` on the command line (and no ``--reward_weights``) is refused:
+the weights were written for the recipe's list.
 """
 
 from __future__ import annotations
@@ -186,7 +189,7 @@ class RecipeParser(TrlParser):
         kwargs.setdefault("allow_abbrev", False)  # "--max_step 5" is an error, not a guess
         super().__init__(dataclass_types, **kwargs)
         self._hints = _field_hints(dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types])
-        self._recipe, self._recipe_keys = "the recipe", set()
+        self._recipe, self._recipe_keys, self._command_line = "the recipe", set(), set()
 
     def parse_args_and_config(self, args=None, **kwargs):
         args = list(args) if args is not None else sys.argv[1:]
@@ -216,7 +219,26 @@ class RecipeParser(TrlParser):
         for obj in parsed:
             if dataclasses.is_dataclass(obj) and hasattr(obj, "max_steps") and hasattr(obj, "num_train_epochs"):
                 self._settle_run_length(obj, command_line)
+        self._command_line = command_line
         return parsed
+
+    def refuse_stale_recipe_values(self, *parsed) -> None:
+        """After :meth:`parse_args_and_config` (and the run's own option checks, which name a misspelt reward
+        first): refuse a recipe value that belongs to an option the command line replaced (the recipe's
+        reward_weights would weigh the command line's reward_funcs by position), and a given share_prompt_tokens
+        true without share_image_encoding (it applies only with it)."""
+        command_line = self._command_line
+        values = {f.name: getattr(obj, f.name) for obj in parsed if dataclasses.is_dataclass(obj)
+                  for f in dataclasses.fields(obj)}
+        if "reward_funcs" in command_line and "reward_weights" in self._recipe_keys - command_line:
+            raise ValueError(f"--reward_funcs replaces the reward list of {self._recipe}, whose reward_weights "
+                             f"{values.get('reward_weights')} were for that list: give --reward_weights too (one per "
+                             "reward), or set both in the recipe")
+        given = command_line | self._recipe_keys
+        if "share_prompt_tokens" in given and values.get("share_prompt_tokens") and not values.get(
+                "share_image_encoding", True):
+            raise ValueError("share_prompt_tokens applies only with share_image_encoding true (it is false here): "
+                             "drop share_prompt_tokens, or set share_image_encoding")
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
         """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it)."""

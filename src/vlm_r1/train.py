@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None):
     with refusing_options():
         data_args, model_args, training_args = parser.parse_args_and_config(argv)
         check_args(data_args, model_args, training_args)
+        parser.refuse_stale_recipe_values(data_args, training_args)
     return data_args, model_args, training_args
 
 
