@@ -32,6 +32,18 @@ def test_make_data_writes_each_split_with_the_same_seed(tmp_path):
     assert alone == expected.replace(str(tmp_path / "b"), str(tmp_path / "a"))
 
 
+def test_make_data_refuses_to_replace_a_jsonl_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "a"
+    assert main(["make-data", "--out", str(out), "--splits", "test", "--n", "3"]) == 0
+    before = (out / "rec_test.jsonl").read_text()
+    with pytest.raises(SystemExit):
+        main(["make-data", "--out", str(out), "--splits", "test", "ood", "--n", "2", "--seed", "1"])
+    assert "already holds rec_test.jsonl: pass --overwrite" in capsys.readouterr().err
+    assert (out / "rec_test.jsonl").read_text() == before and not (out / "rec_ood.jsonl").exists()
+    assert main(["make-data", "--out", str(out), "--splits", "test", "--n", "2", "--overwrite"]) == 0
+    assert len((out / "rec_test.jsonl").read_text().splitlines()) == 2
+
+
 def test_user_errors_print_one_message_and_exit_2(tmp_path, capsys, rec_rows, tiny_model_dir):
     """A refused option, bad rows or an unusable checkpoint: the message alone, no traceback; a bug still raises."""
     model = str(tiny_model_dir("qwen2_vl"))

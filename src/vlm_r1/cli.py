@@ -56,6 +56,8 @@ def _make_tiny(argv: list[str]) -> int:
     parser.add_argument("--model_type", default="qwen2_vl", choices=MODEL_TYPES,
                         help=f"one of {', '.join(MODEL_TYPES)} (default: qwen2_vl)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace JSONL files of the same name already in --out (refused otherwise)")
     args = parser.parse_args(argv)
     if not 0 <= args.seed < 2**64:  # what torch.manual_seed takes
         parser.error(f"--seed must be in 0 .. 2**64 - 1, got {args.seed}")
@@ -73,7 +75,7 @@ def _make_tiny(argv: list[str]) -> int:
 
 
 def _make_data(argv: list[str]) -> int:
-    from .synthetic import SPLITS, TASKS, check_image_size_and_seed, write_split
+    from .synthetic import SPLITS, TASKS, check_image_size_and_seed, split_file, write_split
 
     parser = argparse.ArgumentParser(prog="vlm-r1 make-data", description="Write synthetic shapes datasets (JSONL).")
     parser.add_argument("--out", required=True, help="folder for images/ and the JSONL files")
@@ -85,6 +87,8 @@ def _make_data(argv: list[str]) -> int:
     parser.add_argument("--n_test", type=int, default=None, help="rows per test / ood split (default: n)")
     parser.add_argument("--image_size", type=int, default=112)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace JSONL files of the same name already in --out (refused otherwise)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.n_test is not None and args.n_test < 1:
         parser.error("--n and --n_test must be >= 1 (an empty JSONL file is refused when loaded)")
@@ -97,6 +101,11 @@ def _make_data(argv: list[str]) -> int:
         check_image_size_and_seed(args.image_size, args.seed)
     except ValueError as e:
         parser.error(f"--{e}")
+    targets = [split_file(args.out, task, split) for task in args.tasks for split in args.splits]
+    existing = [path.name for path in targets if path.exists()]
+    if existing and not args.overwrite:
+        parser.error(f"--out {args.out} already holds {', '.join(existing)}: pass --overwrite to replace them, or "
+                     "choose another --out")
     for task in args.tasks:
         for split in args.splits:
             n = args.n if split == "train" or args.n_test is None else args.n_test
