@@ -32,6 +32,18 @@ def test_make_data_writes_each_split_with_the_same_seed(tmp_path):
     assert alone == expected.replace(str(tmp_path / "b"), str(tmp_path / "a"))
 
 
+def test_a_missing_folder_under_a_local_folder_is_not_asked_of_the_hub(tmp_path, monkeypatch, capsys):
+    """"outputs/finall" has a hub id's form, but outputs/ is here: it is refused as a missing folder at once (the
+    Hub was asked first, ~25 s of retries offline, and eval asked twice)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    expected = "model_name_or_path outputs/finall: no such folder (outputs/ is a folder here, so this names a path"
+    assert main(["eval", "--model_name_or_path", "outputs/finall", "--data", "a.jsonl"]) == 2
+    assert expected in capsys.readouterr().err
+    assert main(["grqo", "--model_name_or_path", "outputs/finall", "--train_data", "a.jsonl", "--output_dir", "o"]) == 2
+    assert expected in capsys.readouterr().err
+
+
 def test_make_data_refuses_to_replace_a_jsonl_without_overwrite(tmp_path, capsys):
     out = tmp_path / "a"
     assert main(["make-data", "--out", str(out), "--splits", "test", "--n", "3"]) == 0

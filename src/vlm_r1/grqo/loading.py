@@ -14,8 +14,10 @@ def detector_config(name_or_path: str, revision: str = "main", trust_remote_code
     is not a Grounding DINO (unless `trust_remote_code`). `train.run` calls it before any data is read."""
     from transformers import AutoConfig
 
+    from vlm_r1.modules import refuse_missing_folder
     from vlm_r1.recipe import OptionError
 
+    refuse_missing_folder(name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -30,6 +32,12 @@ def is_detector_checkpoint(name_or_path: str, revision: str = "main", trust_remo
     """Whether config.json says Grounding DINO. False when it cannot be read: the caller's own loading says why."""
     from transformers import AutoConfig
 
+    from vlm_r1.modules import refuse_missing_folder
+
+    try:
+        refuse_missing_folder(name_or_path)
+    except FileNotFoundError:
+        return False
     try:
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError):

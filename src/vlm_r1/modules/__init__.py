@@ -50,6 +50,7 @@ def checkpoint_config(name_or_path: str, trust_remote_code: bool = False, revisi
     """The ``config.json`` of a hub id or local folder (no weights); errors that say what is wrong."""
     from transformers import AutoConfig
 
+    refuse_missing_folder(name_or_path)
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError) as e:  # a mistyped folder reads as a malformed hub id ("Repo id must use ...")
@@ -82,6 +83,20 @@ def _raw_model_type(name_or_path: str, revision: str) -> str | None:
         return PretrainedConfig.get_config_dict(name_or_path, revision=revision)[0].get("model_type")
     except (OSError, ValueError):
         return None
+
+
+def refuse_missing_folder(name_or_path: str) -> None:
+    """Raise FileNotFoundError at once for a name that can only be a local folder and is not there: a path by its
+    form (:func:`_looks_like_a_path`), or "dir/name" where ``dir`` is a folder here. transformers would ask the Hub
+    first (about 25 s of retries without a network)."""
+    if os.path.exists(name_or_path):
+        return
+    if _looks_like_a_path(name_or_path):
+        raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder")
+    first = name_or_path.split("/")[0]
+    if "/" in name_or_path and first and os.path.isdir(first):
+        raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder ({first}/ is a folder here, so "
+                                "this names a path, not a hub id)")
 
 
 def _looks_like_a_path(name: str) -> bool:
