@@ -286,6 +286,31 @@ def test_the_last_step_is_evaluated_once(tiny_dino, shapes, tmp_path, monkeypatc
     assert len(calls) == 2 and result["metrics"] == result["history"][2]  # steps 1 and 2; the end reuses step 2's
 
 
+def test_the_console_shows_steps_evaluations_and_a_summary(tiny_dino, shapes, tmp_path, capsys):
+    """One line per logged step and evaluation, numbers as log.jsonl has them, and a summary naming metrics.json
+    (it used to print each log as a JSON dict and end with one)."""
+    out = tmp_path / "out"
+    argv = _argv(tiny_dino, shapes, out, "--max_steps", "2", "--eval_data", str(shapes[1]), "--eval_every", "2",
+                 "--save_model", "false", "--disable_tqdm", "true")  # fmt: skip
+    from vlm_r1.cli import main
+
+    assert main(["grqo", *argv]) == 0
+    printed = capsys.readouterr()
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]["grqo_detection_test"]
+    lines = printed.out.splitlines()
+    assert lines[0] == f"step     1/2 | loss {logs[0]['loss']:.4f} | sup {logs[0]['loss_supervised']:.4f} | " \
+                       f"grqo {logs[0]['loss_grqo']:.4f} | reward {logs[0]['reward_mean']:.3f} | " \
+                       f"kl {logs[0]['kl_objectness']:.4f} | grad {logs[0]['grad_norm']:.2f} | " \
+                       f"{logs[0]['step_time_s']:.2f} s/step"
+    assert lines[1].startswith("step     2/2 | loss ")
+    assert lines[2] == f"eval at step 2 | grqo_detection_test mAP {metrics['mAP']:.3f} AP50 {metrics['AP50']:.3f} " \
+                       f"AP75 {metrics['AP75']:.3f}"
+    assert lines[3].startswith("GRQO: 2 steps, ") and lines[4] == f"  grqo_detection_test: {lines[2].split('test ')[1]}"
+    assert lines[5] == f"metrics (every COCO number, per file): {out}/metrics.json; step logs: {out}/log.jsonl"
+    assert "GRQO:" not in printed.err  # no bar under disable_tqdm
+
+
 def test_model_type_and_device_are_refused_before_the_data_is_read(tiny_dino, shapes, tmp_path, capsys):
     from transformers import BertConfig
 

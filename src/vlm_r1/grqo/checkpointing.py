@@ -44,7 +44,7 @@ SETTINGS_THAT_MAY_CHANGE = frozenset((
     "model_name_or_path", "model_revision", "trust_remote_code", "train_data", "eval_data", "image_root",
     "allow_images_outside_root",
     "output_dir", "resume_from_checkpoint", "max_steps", "device", "log_every", "eval_every", "eval_batch_size",
-    "save_model", "save_steps", "save_total_limit",
+    "disable_tqdm", "save_model", "save_steps", "save_total_limit",
 ))  # fmt: skip
 # Recorded, but a resume may change them (the way out of a diverged run); the change is printed.
 RECOVERY_SETTINGS = ("learning_rate", "max_grad_norm")

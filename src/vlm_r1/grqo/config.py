@@ -104,6 +104,10 @@ class GRQOConfig:
     log_every: int = field(default=10, metadata={"help": "Log losses every N steps."})
     eval_every: int = field(default=0, metadata={"help": "Evaluate eval_data every N steps; 0 = only at the end."})
     eval_batch_size: int = field(default=8, metadata={"help": "Images per evaluation forward."})
+    disable_tqdm: bool = field(
+        default=False,
+        metadata={"help": "No progress bar: the logged steps and evaluations are printed as lines alone."},
+    )
     save_model: bool = field(
         default=True,
         metadata={"help": "save_pretrained the model and processor after the last step (before the final evaluation)."},

@@ -6,7 +6,8 @@ data, model (and every prompt against its tokenizer), trainer, train, save, eval
 are loaded by `loading.load_detector` (hub id or folder, `model_revision`, `trust_remote_code` off unless asked).
 Outputs in `output_dir`: `log.jsonl` (one line per logged step), `checkpoint-N` folders every `save_steps`
 (`checkpointing.py`), the fine-tuned model + processor when `save_model` (written before the final
-evaluation), and `metrics.json` (COCO metrics per eval file, mean step time).
+evaluation), and `metrics.json` (COCO metrics per eval file, mean step time). The console shows a progress bar
+(`disable_tqdm`), one line per logged step and evaluation, and a summary at the end (`console.py`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from vlm_r1.evaluate import pick_device
 from vlm_r1.grqo.checkpointing import (continue_log, load_checkpoint, run_record, save_checkpoint, save_detector,
                                        settle_start)  # fmt: skip
 from vlm_r1.grqo.coco_eval import evaluate
 from vlm_r1.grqo.config import GRQOConfig, check_config, check_model_config
+from vlm_r1.grqo.console import eval_line, step_line, summary
 from vlm_r1.grqo.data import check_classes, check_prompt, class_names, load_detection_examples, make_batch
 from vlm_r1.grqo.loading import detector_config, load_detector
 from vlm_r1.grqo.trainer import GRQOTrainer
@@ -126,18 +129,22 @@ def run(cfg: GRQOConfig) -> dict:
     # ---------------- train ----------------
     step_times = []
     cpu_start = time.process_time()
-    with log_path.open("a" if resume is not None else "w") as log_file:
+    bar = tqdm(total=cfg.max_steps, initial=trainer.step, desc="GRQO", unit="step", disable=cfg.disable_tqdm)
+    with log_path.open("a" if resume is not None else "w") as log_file, bar:
         while trainer.step < cfg.max_steps:
             batch = make_batch([train[i] for i in order.next()], processor, classes, model.config.max_text_len)
             logs = trainer.training_step(batch)
             step = trainer.step
+            bar.update(1)
             step_times.append(logs["step_time_s"])
             if cfg.eval_every and step % cfg.eval_every == 0 and eval_sets:
                 logs["eval"] = history[step] = _evaluate_all(model, processor, eval_sets, classes, cfg.eval_batch_size)
             if step % cfg.log_every == 0 or step == cfg.max_steps or "eval" in logs:
                 log_file.write(json.dumps(logs) + "\n")
                 log_file.flush()
-                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}), flush=True)
+                tqdm.write(step_line(logs, cfg.max_steps))
+                if "eval" in logs:
+                    tqdm.write(eval_line(step, logs["eval"]))
             if cfg.save_steps and step % cfg.save_steps == 0:
                 save_checkpoint(trainer, processor, order, out_dir, record, classes, cfg.save_total_limit)
 
@@ -169,8 +176,8 @@ def parse_config(argv=None) -> GRQOConfig:
 
 
 def main(argv=None) -> int:
-    result = run(parse_config(argv))
-    print(json.dumps({"metrics": result["metrics"], "mean_step_time_s": round(result["mean_step_time_s"], 4)}))
+    cfg = parse_config(argv)
+    print(summary(run(cfg), cfg.output_dir))
     return 0
 
 
