@@ -1,8 +1,10 @@
 """Parsing of completions: answer extraction, box forms, adversarial input, the `answers` column."""
+import json
 import time
 
 import pytest
 
+from vlm_r1.rewards import get_reward
 from vlm_r1.rewards.parsing import (
     Detection,
     ParsedAnswer,
@@ -114,6 +116,21 @@ def test_megabyte_and_garbage_never_raise():
 ])
 def test_a_fence_is_stripped_only_when_it_is_the_whole_answer(text, body):
     assert strip_fence(text) == body
+
+
+def test_bare_boxes_beside_a_box_object_are_predictions_too():
+    """A JSON box object hid every bare list beside it: 200 copies scored as one clean box (det_map 1.0, no
+    repetition), and three boxes passed REC's "exactly one box"."""
+    obj = '{"bbox_2d": [10, 10, 50, 50], "label": "cat"}'
+    hedged = f"<answer>[{obj}] " + "[10, 10, 50, 50] " * 200 + "</answer>"
+    assert len(boxes(hedged)) == 201
+    gt = json.dumps([{"bbox_2d": [10, 10, 50, 50], "label": "cat"}])
+    assert get_reward("det_map")([hedged], solution=[gt])[0] < 0.01
+    assert get_reward("repetition_penalty")([hedged])[0] < -0.99
+    three = '<answer>{"bbox_2d": [10, 20, 60, 80]} [0, 0, 5, 5] [90, 90, 99, 99]</answer>'
+    assert boxes(three) == [(10, 20, 60, 80), (0, 0, 5, 5), (90, 90, 99, 99)]
+    assert get_reward("iou")([three], solution=["[10, 20, 60, 80]"]) == [0.0]
+    assert len(boxes(f"<answer>{obj} (1, 2), (3, 4)</answer>")) == 1  # Qwen2-VL's pairs only when nothing else
 
 
 def test_boxes_outside_a_fence_are_seen():

@@ -17,8 +17,9 @@ Boxes are looked for inside the last `<answer>...</answer>` only, in this order:
    interpreter's recursion limit yields no detection at all);
 2. if that is not valid JSON (prose around a fence included): each flat `{...}` object in the text that is
    valid JSON;
-3. if no object held a box: every `[n, n, n, n]` in the text;
-4. if there was none: every `(n, n), (n, n)` in the text, Qwen2-VL's own box format once the special tokens around it
+3. and every `[n, n, n, n]` outside those objects (each is a prediction too: a box list beside an object is not
+   hidden by it);
+4. if steps 1 to 3 found none: every `(n, n), (n, n)` in the text, Qwen2-VL's own box format once the special tokens around it
    (`<|box_start|>`, `<|box_end|>`) are decoded away, as TRL and the evaluator decode.
 At most MAX_DETECTIONS detections are kept (the rest are dropped), and an answer longer than
 MAX_ANSWER_CHARS is not searched at all (no model answer is that long: it has no detections).
@@ -236,16 +237,19 @@ def detections_in(answer: str) -> tuple[Detection, ...]:
         return tuple(out[:MAX_DETECTIONS])
     if value is TooDeep:  # absurdly nested JSON is garbage, not a container of boxes
         return ()
+    outside = list(answer)  # the text with every object read here blanked: its boxes are not counted twice
     for match in _OBJECT_RE.finditer(answer):
         ok, obj = loads_bounded(match.group(0), MAX_OBJECT_CHARS + 2)
         if ok and isinstance(obj, dict):
             _walk(obj, out, 0)
+            outside[match.start():match.end()] = " " * (match.end() - match.start())
         if len(out) >= MAX_DETECTIONS:
             break
-    for pattern in (_BOX_RE, _PAIR_BOX_RE):  # the first form that gives any box
-        if out:
+    rest = "".join(outside)
+    for pattern in (_BOX_RE, _PAIR_BOX_RE):  # bare lists beside the objects; Qwen2-VL's pairs only if nothing else
+        if pattern is _PAIR_BOX_RE and out:
             break
-        for match in pattern.finditer(answer):
+        for match in pattern.finditer(rest):
             try:
                 nums = [float(g) for g in match.groups()]
             except (ValueError, OverflowError):

@@ -4,7 +4,8 @@ repetition_penalty, in [-1, 0]: -max(r_text, r_box) where
   r_text = 1 - (#distinct word 3-grams / #word 3-grams) over the first 20,000 whitespace-separated
            words of the completion (0 when it has fewer than 3 words), and
   r_box  = (#boxes that repeat an earlier box of the same label with IoU >= 0.95) / #boxes in the answer.
-  When the answer holds boxes, its box objects are taken out of r_text's text (a list of N distinct objects
+  When the answer holds boxes, its box objects (valid JSON objects holding a four-number list) and bare
+  `[n, n, n, n]` lists are taken out of r_text's text (a list of N distinct objects
   repeats the same keys N times, and r_box judges the boxes) and their string values are judged one by one
   (a label stuffed with repeated words counts; one class named on N objects does not). Objects without a box
   and other words in the answer stay in the text. Whitespace-free scripts (e.g. Chinese) are one "word" per
@@ -27,8 +28,8 @@ import warnings
 
 import numpy as np
 
-from .boxes import box_iou
-from .parsing import answers_from, normalize_label
+from .boxes import box_iou, is_four_numbers
+from .parsing import answers_from, loads_bounded, normalize_label
 from .registry import get_reward, register_reward, reward_values
 
 MAX_WORDS = 20_000
@@ -41,8 +42,8 @@ def _text_repetition(text: str, n: int = 3) -> float:
 
 
 _OBJECT = re.compile(r"\{[^{}]*\}")  # an innermost JSON object
-_NUMBER_LIST = re.compile(r"\[[\d\s.,eE+\-]*\]")  # a box's coordinates
-_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_NUM = r"\s*-?[\d.]+(?:[eE][-+]?\d+)?\s*"
+_NUMBER_LIST = re.compile(rf"\[{_NUM},{_NUM},{_NUM},{_NUM}\]", re.ASCII)  # a box's four coordinates
 _TAKEN = "\ue000"  # marks where a box object was taken out (a private-use character, removed from the text first)
 _KEY_TAKEN = r'"(?:[^"\\]|\\.)*"\s*:\s*\ue000\s*'  # "key": <a taken-out box>
 _SHELL_OBJECT = re.compile(rf"\{{\s*(?:{_KEY_TAKEN},\s*)*{_KEY_TAKEN}\}}")  # {"object": <box>}: every value taken
@@ -53,8 +54,8 @@ MAX_SHELL_DEPTH = 8  # wrappers around the box objects taken out with them, up t
 def _text_and_values(parsed) -> tuple[str, list[str]]:
     """What r_text judges: the completion's text, and the string values of its answer's box objects, each on its own.
 
-    When the answer holds boxes, each JSON object holding a list of numbers (a box with its label, score, ...) and
-    each bare list of numbers leaves the text, and so do the lists and objects that held only those (up to
+    When the answer holds boxes, each valid JSON object with a four-number list as a value (a box with its label,
+    score, ...) and each bare `[n, n, n, n]` leaves the text, and so do the lists and objects that held only those (up to
     MAX_SHELL_DEPTH levels: `[{"object": {...}}, ...]`): N distinct objects repeat the same keys N times, and r_box
     judges the boxes. Their string values (labels) are judged one by one, so a label
     stuffed with repeated words still counts, while one class named on N objects does not. Everything else in the
@@ -67,9 +68,10 @@ def _text_and_values(parsed) -> tuple[str, list[str]]:
     values: list[str] = []
 
     def take_box_object(match: re.Match) -> str:
-        if not _NUMBER_LIST.search(match.group(0)):
-            return match.group(0)
-        values.extend(_STRING.findall(match.group(0)))
+        ok, obj = loads_bounded(match.group(0))
+        if not (ok and isinstance(obj, dict) and any(is_four_numbers(v) for v in obj.values())):
+            return match.group(0)  # not a box object (e.g. `{[] go go go}`): its words stay in the text
+        values.extend(v for v in obj.values() if isinstance(v, str))
         return _TAKEN
 
     answer = _NUMBER_LIST.sub(_TAKEN, _OBJECT.sub(take_box_object, parsed.answer.replace(_TAKEN, "")))
