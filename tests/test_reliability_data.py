@@ -248,6 +248,9 @@ def test_row_check_needs_a_reward_that_scores_the_row():
         dispatcher("rec", label)  # the row's own reward still checks its ground truth
     make_row_check(["think_format"])(None, label)  # no ground-truth reward listed: nothing to check against
     make_row_check(["my_pkg.rewards:score", "iou_acc"])(None, label)  # a user's reward may score anything
+    with pytest.raises(ValueError, match="`cosine_length` judges correctness with the row's own `reward` field"):
+        make_row_check(["iou_acc", "cosine_length"])(None, box)  # it scored every such row None, unnoticed
+    make_row_check(["iou_acc", "cosine_length"])("rec", box)
 
 
 def test_a_row_cannot_choose_code_to_import(tmp_path, monkeypatch):

@@ -71,14 +71,22 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
     earn both. A 'package.module:function' reward may score anything, and a list of format and shaping rewards
     only has no ground truth to check. A row may name a
     'package.module:function' reward only when the run's configuration names it too (`reward_funcs` or
-    `default_reward`): a dataset never chooses code to import."""
+    `default_reward`): a dataset never chooses code to import. A row without a `reward` field (and no
+    `default_reward`) is refused when a listed reward judges correctness through the row's own reward
+    (`cosine_length`: its ``reads_row_reward``), which would score it None."""
     importable = {n for n in [*reward_funcs, default_reward] if isinstance(n, str) and ":" in n}
     dispatches = "accuracy" in reward_funcs
     scorers = [(n, get_validator(n)) for n in reward_funcs if n in list_rewards() and get_validator(n) is not None]
     checkable = (dispatches or scorers) and not any(":" in n for n in reward_funcs)
+    row_task_readers = [n for n in reward_funcs if n != "accuracy" and n in list_rewards()
+                        and getattr(get_reward(n), "reads_row_reward", False)]  # e.g. cosine_length
 
     def check(row_reward: str | None, solution: Any) -> None:
         validate_solution(row_reward, solution, allow_import=row_reward in importable)
+        if row_reward is None and row_task_readers:
+            raise ValueError(f"{', '.join(f'`{n}`' for n in row_task_readers)} judges correctness with the row's own "
+                             "`reward` field, and the row has none (default_reward is not set), so it would score "
+                             "nothing: add a `reward` field naming its task, or set default_reward")
         if not checkable or (dispatches and row_reward is not None):
             return
         problems = [] if not dispatches else [
@@ -201,6 +209,7 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
     reward.__name__ = reward.__qualname__ = name
     reward.__doc__ = (f"Per-row accuracy: the reward named by the row's `reward` column (default {default!r}); "
                       "None where nothing applies. Range: that of the reward used.")
+    reward.reads_row_reward = default is None  # a row without a `reward` field gets None
     return reward
 
 

@@ -144,6 +144,7 @@ def make_cosine_length_reward(accuracy: str = "accuracy", max_len: int = 1024,
     reward.__doc__ = (f"Correctness-dependent cosine length reward in [{low:g}, {high:g}] (accuracy from {accuracy!r}, "
                       f"L_max {max_len}): right answers earn more when shorter, wrong ones lose less when longer.")
     reward.value = value  # the formula itself, for tests and plots
+    reward.reads_row_reward = getattr(accuracy_fn, "reads_row_reward", False)  # the data loader's row check reads it
     return reward
 
 
