@@ -176,6 +176,7 @@ def pycocotools_ap(gt_boxes, gt_labels, dt_boxes, dt_labels, dt_scores) -> tuple
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         ev.params.imgIds = [1]
+        ev.params.areaRng[0] = [0, float("inf")]  # COCO's "all" ends at 1e10 px²; ground truth may be larger here
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
