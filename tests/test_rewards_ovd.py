@@ -68,7 +68,7 @@ def test_coco_ap_hand_worked():
     assert ap == pytest.approx(0.5, abs=1e-12)
     assert coco_ap([], [], [[0, 0, 1, 1]], ["a"], [1.0]) == (-1.0, -1.0)
     huge = [[0, 0, 200000, 100000]]  # 2e10 px²: beyond COCO's "all" area range, which ignored it (AP 0)
-    assert coco_ap(huge, ["a"], huge, ["a"], [1.0]) == (1.0, 1.0)
+    assert coco_ap(huge, ["a"], huge, ["a"], [1.0]) == pytest.approx((1.0, 1.0), abs=1e-12)
 
 
 def det(*items):

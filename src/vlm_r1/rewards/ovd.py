@@ -6,13 +6,14 @@ enter the AP (COCOeval only evaluates the ground-truth categories) but they lowe
 once L_pred > L_gt. No other penalty is added. Empty cases as in `detection.py`.
 
 `coco_ap` is a vectorised numpy replica of pycocotools' COCOeval (iouType "bbox") on one image:
-categories = the ground-truth labels; areaRng "all" = [0, 1e10] (a ground truth outside it is
-ignored, and so is an unmatched prediction outside it); iscrowd = 0; maxDets = 100 per category
+categories = the ground-truth labels; areaRng "all" = [0, inf) (COCO's ends at 1e10 px², and a ground truth
+beyond it was ignored: a perfect answer on a huge box scored 0; ground truth here may reach 1e7 px a side);
+iscrowd = 0; maxDets = 100 per category
 (after COCOeval's stable sort by score, highest first; missing scores count as 1.0); IoU thresholds
 .50:.05:.95; 101 recall points; a detection takes the free ground truth of highest IoU (ties: the
 later one), non-ignored ground truths first; precision made monotone; categories without a
 non-ignored ground truth give -1 and are left out of the mean, exactly as `summarize()` does.
-It equals COCOeval's stats[0] / stats[1] to 1e-9 (tests/test_rewards_ovd.py, benchmarks/rewards.py).
+It equals COCOeval's stats[0] / stats[1] (run with that area range, `pycocotools_ap`) to 1e-9 (tests/test_rewards_ovd.py, benchmarks/rewards.py).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .registry import register_reward
 IOU_THRS = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)  # as COCOeval.Params
 REC_THRS = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
 MAX_DETS = 100
-AREA_ALL = (0.0, 1e5 ** 2)
+AREA_ALL = (0.0, float("inf"))
 _THR_INDEX = np.arange(len(IOU_THRS))[None, :, None]
 
 
@@ -176,7 +177,7 @@ def pycocotools_ap(gt_boxes, gt_labels, dt_boxes, dt_labels, dt_scores) -> tuple
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         ev.params.imgIds = [1]
-        ev.params.areaRng[0] = [0, float("inf")]  # COCO's "all" ends at 1e10 px²; ground truth may be larger here
+        ev.params.areaRng[0] = list(AREA_ALL)  # COCO's "all" ends at 1e10 px²; ground truth may be larger here
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
