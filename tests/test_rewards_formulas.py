@@ -23,6 +23,10 @@ def r(name, completions, **kw):
     ("  <think>\na\n</think>\n\n<answer> [1,2,3,4] </answer>\n", 1, 1, 0),
     ("<think></think><answer>```json\n{\"a\": 1}\n```</answer>", 1, 1, 0),
     ("<think></think><answer>{\"a\": 1e999}</answer>", 1, 0, 0),
+    ("<think></think><answer>[]</answer>", 1, 1, 0),  # nothing detected: an empty list
+    ("<think></think><answer>0</answer>", 1, 0, 0),  # JSON, but no list or object: no answer's format
+    ("<think></think><answer>null</answer>", 1, 0, 0),
+    ("<think></think><answer>\"\"</answer>", 1, 0, 0),
     ("<think></think><answer>Here: ```python\n{\"a\": 1}\n```</answer>", 1, 0, 0),
     ("<answer>b</answer>", 0, 0, 1),
     ("<think>a</think>x<answer>b</answer>", 0, 0, 0),  # text between the blocks

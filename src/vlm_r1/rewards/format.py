@@ -4,7 +4,8 @@
   around and between the blocks; exactly one of each tag; the answer is not blank (the thinking
   may be).
 - think_json_format: think_format, and the answer (or its body, when all of it is one ``` or ```json fenced
-  block) parses as strict JSON (no NaN / Infinity, no number beyond the float range).
+  block) parses as strict JSON (no NaN / Infinity, no number beyond the float range) and is a list or an object
+  (a bare number, string or null is not).
 - answer_format: `<answer>...</answer>` alone (no think tags), exactly one of each tag, not blank.
 Checked with str.count / str.find, so linear in the text.
 """
@@ -36,11 +37,18 @@ def _answer_if_formatted(text: str, think: bool) -> str | None:
     return answer if answer.strip() else None
 
 
+def _is_json_container(answer: str) -> bool:
+    """Strict JSON that is a list or an object: boxes and detections come in one (a bare `0`, `null` or `""` is
+    JSON too, and would earn the format reward for no answer at all)."""
+    ok, value = loads_bounded(strip_fence(answer), strict=True)
+    return ok and isinstance(value, (list, dict))
+
+
 def _score(completions, think: bool, need_json: bool = False) -> list[float]:
     out = []
     for completion in completions:
         answer = _answer_if_formatted(completion_text(completion), think)
-        ok = answer is not None and (not need_json or loads_bounded(strip_fence(answer), strict=True)[0])
+        ok = answer is not None and (not need_json or _is_json_container(answer))
         out.append(1.0 if ok else 0.0)
     return out
 
@@ -57,7 +65,7 @@ def think_format(completions, **kwargs) -> list[float]:
 
 @register_reward("think_json_format")
 def think_json_format(completions, **kwargs) -> list[float]:
-    """1.0 for the think_format layout with a JSON-parseable answer (a ```json fence is allowed), else 0.0."""
+    """1.0 for the think_format layout with a JSON list or object as the answer (a ```json fence is allowed), else 0.0."""
     return _score(completions, think=True, need_json=True)
 
 
