@@ -329,3 +329,12 @@ def test_a_long_title_is_cut_to_the_longest_prefix_that_fits():
     assert cut.endswith("…") and text.startswith(cut[:-1])
     assert draw.textlength(cut, font=font()) <= 300 < draw.textlength(text[: len(cut)] + "…", font=font())
     assert _fit(draw, "short", 300) == "short"
+
+
+def test_a_question_on_several_lines_is_drawn_on_one(tmp_path):
+    """A multiple-choice question holds line breaks: PIL refused to measure the title, and no gallery was written."""
+    batch = _batch(tmp_path, g=1)
+    batch.rows[0]["problem"] = "<image>Look at the image.\nFind the red circle.\r\nA. left\nB. right"
+    sheets = Gallery(tmp_path / "report").add(batch, step=1, groups=1)
+    assert [tag for tag, _ in sheets] == ["gallery/prompt_0"]
+    assert "Find the red circle." in (tmp_path / "report" / "gallery.html").read_text()

@@ -163,7 +163,9 @@ def tile(images: Sequence[Image.Image], captions: Sequence[str], title: str = ""
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
-    """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    """``text`` on one line (line breaks become spaces: PIL cannot measure several lines) cut, with an ellipsis, to
+    fit ``width`` pixels."""
+    text = " ".join(text.splitlines())
     if draw.textlength(text, font=font()) <= width:
         return text
     low, high = 0, len(text)  # the longest prefix that fits with the ellipsis: binary search, O(n log n) to measure
