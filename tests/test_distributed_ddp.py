@@ -69,6 +69,10 @@ def test_two_cpu_processes_train_on_different_rows(tiny_model_dir, rec_rows, tmp
     after = AutoModelForImageTextToText.from_pretrained(tmp_path / "out").state_dict()
     assert set(after) == set(before) and all(torch.isfinite(v).all() for v in after.values())
     assert any(not torch.equal(before[k], after[k]) for k in before)  # trained, and rank 0 saved it
+    # the gallery shows the step's whole batch, every rank's prompt (it showed rank 0's rows only)
+    snapshot = json.loads((tmp_path / "out" / "report" / "gallery.json").read_text())["snapshots"][-1]
+    assert [len(group["cards"]) for group in snapshot["groups"]] == [4, 4], snapshot
+    assert {group["source"] for group in snapshot["groups"]} == {by_rank[0][1][0], by_rank[1][1][0]}
 
 
 def test_two_processes_with_text_only_rows_and_a_greedy_eval(tmp_path, grpo_recipe):

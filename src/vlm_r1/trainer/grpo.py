@@ -145,13 +145,18 @@ class VLMGRPOTrainer(SharedEncodingMixin, GuardsMixin, GRPOTrainer):
         metrics["reward"] = [torch.nanmean(total).item()]
 
     def _keep_scored_batch(self, inputs, completions, answers, rewards_per_func: torch.Tensor) -> None:
-        start = self.accelerator.process_index * len(inputs)
-        local = rewards_per_func[start : start + len(inputs)].detach().cpu()
+        """Keep the generation batch for the gallery: with several processes, the whole batch (one prompt's G
+        completions may be spread over them; ``rewards_per_func`` is already gathered, in process order)."""
         keep = ("image_paths", "image_sizes", "problem", "solution", "reward", "source")
+        rows = [{key: row.get(key) for key in keep} for row in inputs]
+        texts, answers = [completion_text(c) for c in completions], list(answers)
+        if self.accelerator.num_processes > 1:
+            parts = gather_object([(rows, texts, answers)])  # one collective, every rank's part in process order
+            rows, texts, answers = ([x for part in parts for x in part[i]] for i in range(3))
+        else:
+            rewards_per_func = rewards_per_func[: len(inputs)]
+        local = rewards_per_func.detach().cpu()
         self.last_scored_batch = ScoredBatch(
-            step=self.state.global_step,
-            rows=[{key: row.get(key) for key in keep} for row in inputs],
-            completions=[completion_text(c) for c in completions],
-            answers=answers,
+            step=self.state.global_step, rows=rows, completions=texts, answers=answers,
             rewards={name: local[:, i].tolist() for i, name in enumerate(self.reward_func_names)},
         )
