@@ -209,4 +209,5 @@ td, th { padding: 0 8px 0 0; text-align: left; }
 <h1>Sampled completions</h1>
 <p>Newest first. <span style="color:#00c800">Green</span>: ground truth (drawn just outside the box).
 <span style="color:#e61e1e">Red</span>: predicted boxes (just inside), with label and score when given.
-Rewards: n/a means the function does not apply to the row.</p>"""
+Rewards: n/a means the function does not apply to the row, or it failed or gave NaN / inf there
+(the training log warns, and guards/nonfinite_reward_frac counts those).</p>"""
