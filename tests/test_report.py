@@ -207,6 +207,17 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     assert main([str(tmp_path / "bare_run"), "--out", str(moved)]) == 0
     assert (moved / "curves.png").stat().st_size > 0
 
+    # a gallery index cut short or edited by hand: one line naming the file (it was a traceback)
+    Gallery(run / "report").add(_batch(tmp_path), step=1, groups=1)
+    index = run / "report" / "gallery.json"
+    whole = index.read_text()
+    for text, problem in ((whole[:100], "JSONDecodeError"), ('{"snapshots": [{"step": 1}]}', "KeyError: 'groups'"),
+                          (whole.replace('"total": ', '"total": "x", "was": ', 1), "a field of the wrong type")):
+        index.write_text(text)
+        assert main([str(run)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"vlm-r1 report: {index}: not a gallery index vlm-r1 can read") and problem in err, err
+
 
 def _fake_trainer(tmp_path, batch, writer=None, gallery_every=2):
     from transformers.integrations import TensorBoardCallback

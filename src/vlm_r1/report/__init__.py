@@ -111,5 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"log history: {source} ({len(history)} entries)")
     print(f"curves: {curves}" if curves else "curves: nothing plottable was logged")
     if (out / "gallery.json").exists():
-        print(f"gallery: {Gallery(out).write_html()}")
+        try:
+            print(f"gallery: {Gallery(out).write_html()}")
+        except ValueError as e:
+            print(f"vlm-r1 report: {e}", file=sys.stderr)
+            return 1
     return 0

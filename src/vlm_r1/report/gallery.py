@@ -46,6 +46,28 @@ def _number(value: Any) -> float | None:
 _IMAGE_NAME = re.compile(r"images/step\d{7,}_p\d+_c\d+\.png")
 
 
+def read_index(index: Path) -> list[dict]:
+    """The snapshots ``gallery.json`` holds, checked for what the page reads; ValueError naming the file and what is
+    wrong (a file cut short or edited by hand)."""
+    def number_or_none(value) -> bool:
+        return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    try:
+        snapshots = json.loads(index.read_text(encoding="utf-8"))["snapshots"]
+        for snap in snapshots:
+            int(snap["step"])
+            for group in snap["groups"]:
+                for card in group["cards"]:
+                    values = [card["total"], *card["rewards"].values()]
+                    if not (all(map(number_or_none, values)) and isinstance(card["completion"], str)
+                            and isinstance(card["boxes"], int) and isinstance(card["malformed"], int)):
+                        raise ValueError(f"a card of step {snap['step']} has a field of the wrong type")
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{index}: not a gallery index vlm-r1 can read ({type(e).__name__}: {e}); move it away to "
+                         "start the gallery afresh") from None
+    return snapshots
+
+
 class Gallery:
     """The gallery folder; :meth:`add` draws one snapshot, :meth:`write_html` rebuilds the page."""
 
@@ -58,7 +80,7 @@ class Gallery:
         self.snapshots: list[dict] = []
         index = self.dir / "gallery.json"
         if index.exists():
-            self.snapshots = json.loads(index.read_text(encoding="utf-8")).get("snapshots", [])
+            self.snapshots = read_index(index)
         if resumed_at is not None:
             earlier_run = [s for s in self.snapshots if resumed_at == 0 or s["step"] > resumed_at]
             self.snapshots = [s for s in self.snapshots if s not in earlier_run]
