@@ -172,6 +172,9 @@ def test_curves_png(tmp_path):
     with Image.open(path) as image:
         assert image.width >= 1000 and image.height >= 600  # 2 columns x 3 rows of panels
     assert write_curves([{"step": 1, "train_runtime": 3.0}], tmp_path / "none") is None
+    sft = [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}, {"step": 2, "eval_loss": 0.7}]
+    with Image.open(write_curves(sft, tmp_path / "sft")) as image:  # eval loss: dots on the loss panel, once
+        assert image.width == 600  # one panel (it was drawn again in a panel of its own)
 
 
 def test_cli_redraws_from_trainer_state(tmp_path, capsys):

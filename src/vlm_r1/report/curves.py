@@ -20,7 +20,6 @@ from matplotlib.ticker import MaxNLocator
 _PANELS = [
     ("total reward", [("reward", "reward_std", None)]),
     ("loss", [("loss", None, None)]),
-    ("eval loss", [("eval_loss", None, None)]),
     ("token accuracy (SFT)", [("mean_token_accuracy", None, None)]),
     ("KL to reference", [("kl", None, None)]),
     ("completion length (tokens)", [("completions/mean_length", "completions/min_length", "completions/max_length")]),
