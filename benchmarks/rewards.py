@@ -80,10 +80,12 @@ def main() -> None:
 
     reward = get_reward("det_map")
     texts = [completion_of(c) for c in cases]
-    t0 = time.perf_counter()
-    for _ in range(args.repeats):
+    reward_rounds = []
+    for _ in range(args.repeats):  # best round, as for the two above
+        t0 = time.perf_counter()
         reward([t for t, _ in texts], solution=[s for _, s in texts])
-    reward_t = (time.perf_counter() - t0) / args.repeats
+        reward_rounds.append(time.perf_counter() - t0)
+    reward_t = min(reward_rounds)
 
     n = len(cases)
     ours_us, coco_us = min(ours_t) / n * 1e6, min(coco_t) / n * 1e6
@@ -94,7 +96,8 @@ def main() -> None:
     print(f"pycocotools COCOeval: {coco_us:8.1f} us/completion  ({1e6 / coco_us:8.0f} completions/s)")
     print(f"speed-up: {coco_us / ours_us:.1f}x   (median round: {np.median(coco_t) / np.median(ours_t):.1f}x)")
     print(f"largest |AP| / |AP50| gap vs pycocotools: {gap:.2e} (asserted <= 1e-9)")
-    print(f"det_map reward end to end (JSON parse + AP + penalty): {reward_t / n * 1e6:.1f} us/completion")
+    print(f"det_map reward end to end (JSON parse + AP + penalty): {reward_t / n * 1e6:.1f} us/completion "
+          "(best round; no peer)")
 
 
 if __name__ == "__main__":

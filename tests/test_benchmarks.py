@@ -30,7 +30,8 @@ def test_grqo_vs_sft(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert [w["seed"] for w in results["warm_starts"]] == [0, 1]  # one initialisation and warm start per seed
     assert [(r["arm"], r["seed"]) for r in results["runs"]] == [("sft", 0), ("grqo", 0), ("sft", 1), ("grqo", 1)]
-    assert "| grqo (+1 steps) |" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "| grqo (+1 steps) |" in table and "| 1.00× |" in table  # sft against itself: the ratio column
 
 
 def test_rl_vs_sft(tmp_path):

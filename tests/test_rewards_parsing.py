@@ -96,10 +96,10 @@ def test_answers_column_is_used_when_given():
     "(1,2)," * 30_000, "(" * 190_000, "(1," + " " * 190_000, "(1,2),(3,4)" * 15_000, "(1,2)" + " " * 190_000,
     "(1,2)" + "\n" * 190_000,
 ])
-def test_adversarial_answers_are_fast_and_safe(body):
+def test_adversarial_answers_never_hang_and_are_safe(body):
     t = time.perf_counter()
     p = parse_answer("<answer>" + body + "</answer>")
-    assert time.perf_counter() - t < 2.0
+    assert time.perf_counter() - t < 10.0  # a hang guard, not a speed claim: a backtracking regex took 35 s here
     assert len(p.detections) <= 1000
 
 

@@ -169,3 +169,17 @@ def test_same_seed_same_weights_and_overrides(tmp_path):
         with pytest.raises(ValueError, match=message):
             make_tiny(tmp_path / "f", model_type, **sizes)
     assert not (tmp_path / "f").exists()
+
+
+def test_qwen2_5_vl_attends_to_the_whole_image_every_eighth_block():
+    """As in the released Qwen2.5-VL (blocks 7, 15, 23, 31 of 32): the 3B-shaped benchmark model had only its
+    last block full, so its vision tower cost less than the real one's."""
+    from vlm_r1.tiny.models import DEFAULT_SIZES, _build_config
+
+    ids = dict.fromkeys(("image", "video", "vision_start", "vision_end", "bos", "eos", "pad"), 1)
+
+    def blocks(depth):
+        config = _build_config("qwen2_5_vl", {**DEFAULT_SIZES, "vision_depth": depth}, 1000, ids)
+        return config.vision_config.fullatt_block_indexes
+
+    assert blocks(32) == [7, 15, 23, 31] and blocks(2) == [1]

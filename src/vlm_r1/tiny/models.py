@@ -97,7 +97,8 @@ def _build_config(model_type: str, z: dict, vocab: int, ids: dict):
             "num_heads": z["vision_heads"],
             "out_hidden_size": z["hidden_size"],
             "window_size": 112,
-            "fullatt_block_indexes": [z["vision_depth"] - 1],
+            # every 8th block attends to the whole image, as in the released Qwen2.5-VL (7, 15, 23, 31 of 32)
+            "fullatt_block_indexes": [i for i in range(z["vision_depth"]) if i % 8 == 7] or [z["vision_depth"] - 1],
         }
         text = _text_config(z, vocab, ids, rope_parameters=rope, **bos_eos)
     elif model_type == "qwen3_vl":
