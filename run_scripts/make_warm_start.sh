@@ -9,6 +9,10 @@
 # It writes to outputs/warm_start/final (OUT=...), never over the shipped folder unless OUT names it; use it with
 #   bash run_scripts/grpo_rec.sh --warm_start outputs/warm_start/final
 set -euo pipefail
+if [ $# -gt 0 ]; then
+  echo "make_warm_start.sh takes no arguments (got: $*); set WORK=... or OUT=... in the environment" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 bash run_scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
