@@ -56,8 +56,6 @@ def _make_tiny(argv: list[str]) -> int:
     parser.add_argument("--model_type", default="qwen2_vl", choices=MODEL_TYPES,
                         help=f"one of {', '.join(MODEL_TYPES)} (default: qwen2_vl)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace JSONL files of the same name already in --out (refused otherwise)")
     args = parser.parse_args(argv)
     if not 0 <= args.seed < 2**64:  # what torch.manual_seed takes
         parser.error(f"--seed must be in 0 .. 2**64 - 1, got {args.seed}")

@@ -18,7 +18,8 @@ def step_line(logs: dict, max_steps: int) -> str:
 
 
 def metrics_text(metrics: dict) -> str:
-    """``mAP … AP50 … AP75 …`` of one evaluation file's COCO metrics (n/a where COCO gives -1: no ground truth)."""
+    """``mAP … AP50 … AP75 …`` of one evaluation file's COCO metrics (n/a where COCO gives -1: no ground
+    truth)."""
     return " ".join(f"{name} {metrics[name]:.{digits}f}" if metrics[name] >= 0 else f"{name} n/a"
                     for name, digits in _EVAL_FIELDS if name in metrics)
 

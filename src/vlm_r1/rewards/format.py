@@ -65,7 +65,8 @@ def think_format(completions, **kwargs) -> list[float]:
 
 @register_reward("think_json_format")
 def think_json_format(completions, **kwargs) -> list[float]:
-    """1.0 for the think_format layout with a JSON list or object as the answer (a ```json fence is allowed), else 0.0."""
+    """1.0 for the think_format layout with a JSON list or object as the answer (a ```json fence is allowed), else
+    0.0."""
     return _score(completions, think=True, need_json=True)
 
 

@@ -13,7 +13,8 @@ iscrowd = 0; maxDets = 100 per category
 .50:.05:.95; 101 recall points; a detection takes the free ground truth of highest IoU (ties: the
 later one), non-ignored ground truths first; precision made monotone; categories without a
 non-ignored ground truth give -1 and are left out of the mean, exactly as `summarize()` does.
-It equals COCOeval's stats[0] / stats[1] (run with that area range, `pycocotools_ap`) to 1e-9 (tests/test_rewards_ovd.py, benchmarks/rewards.py).
+It equals COCOeval's stats[0] / stats[1] (run with that area range, `pycocotools_ap`) to 1e-9
+(tests/test_rewards_ovd.py, benchmarks/rewards.py).
 """
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ Boxes are looked for inside the last `<answer>...</answer>` only, in this order:
    valid JSON;
 3. and every `[n, n, n, n]` outside those objects (each is a prediction too: a box list beside an object is not
    hidden by it);
-4. if steps 1 to 3 found none: every `(n, n), (n, n)` in the text, Qwen2-VL's own box format once the special tokens around it
-   (`<|box_start|>`, `<|box_end|>`) are decoded away, as TRL and the evaluator decode.
+4. if steps 1 to 3 found none: every `(n, n), (n, n)` in the text, Qwen2-VL's own box format once the special
+   tokens around it (`<|box_start|>`, `<|box_end|>`) are decoded away, as TRL and the evaluator decode.
 At most MAX_DETECTIONS detections are kept (the rest are dropped), and an answer longer than
 MAX_ANSWER_CHARS is not searched at all (no model answer is that long: it has no detections).
 """

@@ -55,8 +55,8 @@ def _text_and_values(parsed) -> tuple[str, list[str]]:
     """What r_text judges: the completion's text, and the string values of its answer's box objects, each on its own.
 
     When the answer holds boxes, each valid JSON object with a four-number list as a value (a box with its label,
-    score, ...) and each bare `[n, n, n, n]` leaves the text, and so do the lists and objects that held only those (up to
-    MAX_SHELL_DEPTH levels: `[{"object": {...}}, ...]`): N distinct objects repeat the same keys N times, and r_box
+    score, ...) and each bare `[n, n, n, n]` leaves the text, and so do the lists and objects that held only those
+    (up to MAX_SHELL_DEPTH levels: `[{"object": {...}}, ...]`): N distinct objects repeat the same keys N times, and r_box
     judges the boxes. Their string values (labels) are judged one by one, so a label
     stuffed with repeated words still counts, while one class named on N objects does not. Everything else in the
     answer (objects without a box, other words) stays in the text."""
