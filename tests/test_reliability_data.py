@@ -264,6 +264,11 @@ def test_a_row_cannot_choose_code_to_import(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="names code to import, and data may not choose code to run"):
         make_row_check(["accuracy"])("planted_by_data:score", "cat")
     assert not (tmp_path / "planted_by_data.ran").exists()  # refused before any import
+    from vlm_r1.rewards import get_reward  # rows that bypassed the loader (a Dataset built in code): not imported
+
+    with pytest.warns(RuntimeWarning, match="names a module that is not imported, and data may not choose code"):
+        assert get_reward("accuracy")(["x"], reward=["planted_by_data:score"], solution=['"cat"']) == [None]
+    assert not (tmp_path / "planted_by_data.ran").exists()
     make_row_check(["accuracy"], default_reward="planted_by_data:score")("planted_by_data:score", "cat")  # configured
     assert (tmp_path / "planted_by_data.ran").exists()
 

@@ -7,6 +7,7 @@ naming something unknown (the data loader's `validate_solution` reports those at
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -175,6 +176,17 @@ def scoped_to_row_task(name: str):
     return reward
 
 
+def _resolve_imported(name: str):
+    """:func:`resolve_accuracy` for a row's `reward` at scoring time, which imports nothing: a
+    'package.module:function' name resolves only when its module is imported already (by the run's configuration,
+    which named it); data never chooses code to import, even in rows that bypassed the loader's check."""
+    target = TASK_REWARDS.get(name, name) if isinstance(name, str) else name
+    if isinstance(target, str) and ":" in target and target.partition(":")[0] not in sys.modules:
+        raise RewardNameError(f"{name!r} names a module that is not imported, and data may not choose code to import: "
+                              "list it in reward_funcs or default_reward")
+    return resolve_accuracy(name)
+
+
 def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
     """The dispatcher: for each row, the reward named by its `reward` column (or `default`), else None.
 
@@ -197,7 +209,7 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
         out: list[float | None] = [None] * n
         for row_name, idx in groups.items():
             try:
-                fn = resolve_accuracy(row_name)
+                fn = _resolve_imported(row_name)
             except Exception as e:  # a reward must never raise: report it and score the rows None
                 warnings.warn(f"accuracy reward {row_name!r} failed: {type(e).__name__}: {e}", RuntimeWarning)
                 continue
