@@ -98,6 +98,8 @@ def test_accuracy_dispatches_per_row():
         out = get_reward("accuracy")(comps, solution=sols, reward=["iou", "counting", "classification", "mc", None, "bogus"],
                                      unknown_column=[1] * 6)
     assert out == [0.5, 1.0, 1.0, 1.0, None, None]
+    with pytest.warns(RuntimeWarning, match="1 `reward` values for 2 completions"):  # a short column is reported
+        assert get_reward("accuracy")(comps[:2], solution=sols[:2], reward=["iou"]) == [None, None]
 
 
 def test_a_listed_accuracy_reward_scores_only_rows_of_its_task():

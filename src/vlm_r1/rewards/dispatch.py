@@ -200,6 +200,9 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
     def reward(completions, **kwargs) -> list[float | None]:
         n = len(completions)
         names = kwargs.get("reward")
+        if isinstance(names, (list, tuple)) and len(names) != n:  # a caller's mistake: say so, as score_rows does
+            warnings.warn(f"{len(names)} `reward` values for {n} completions; every row falls back to the default "
+                          f"({default!r})", RuntimeWarning)
         names = list(names) if isinstance(names, (list, tuple)) and len(names) == n else [None] * n
         groups: dict[str, list[int]] = {}
         for i, row_name in enumerate(names):
