@@ -532,7 +532,7 @@ def test_the_console_line_survives_a_reward_that_applied_to_nothing():
     An evaluation gets a compact line too, without its (meaningless) loss."""
     from types import SimpleNamespace
 
-    from vlm_r1.trainer.callbacks import StepPrinter, step_line
+    from vlm_r1.trainer.callbacks import StepPrinter, end_line, step_line
 
     state = SimpleNamespace(is_world_process_zero=True, global_step=3, max_steps=10)
     line = step_line({"reward": 0.5, "rewards/iou_acc/mean": None, "loss": None, "kl": 0.01}, state, 0.5)
@@ -540,7 +540,10 @@ def test_the_console_line_survives_a_reward_that_applied_to_nothing():
     evaluation = {"eval_reward": 0.25, "eval_rewards/iou_acc/mean": 0.25, "eval_loss": 0.0, "eval_kl": 0.02,
                   "eval_clip_ratio/region_mean": 0.0, "eval_completions/mean_length": 31.5}
     assert step_line(evaluation, state, 0.0) == "eval at step 3 | reward 0.250 (iou_acc 0.250) | kl 0.0200 | len 31.5"
-    assert step_line({"train_runtime": 4.0}, state, 0.0) is None  # the summary keeps transformers' format
+    assert step_line({"train_runtime": 4.0}, state, 0.0) is None  # the end of training has its own line:
+    end = {"train_runtime": 4.0, "train_samples_per_second": 8.0, "train_loss": 0.0123, "total_flos": 1.0}
+    assert end_line(end, state) == "training done: 3 steps in 4 s (1.33 s/step), mean loss 0.0123"
+    assert end_line(evaluation, state) is None
     lines = []
     printer = StepPrinter()
     printer.training_bar = SimpleNamespace(write=lines.append)
@@ -555,6 +558,7 @@ def test_disable_tqdm_prints_the_compact_lines(tiny_model_dir, rec_rows, grpo_ru
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1)  # the test recipe sets disable_tqdm true
     printed = capsys.readouterr().out
     assert "step     1/1 | reward " in printed and "'clip_ratio/region_mean'" not in printed
+    assert "training done: 1 step in " in printed and "'train_runtime'" not in printed  # nor the end's raw dict
 
 
 def test_the_launchers_mixed_precision_must_agree_with_the_recipe(parse_only_argv, monkeypatch):

@@ -1,7 +1,7 @@
 """Callbacks of every training run.
 
 ``StepPrinter`` (``LinePrinter`` under ``disable_tqdm``): console output, a progress bar with one compact line per
-logging step and per evaluation. It replaces transformers' ``ProgressCallback`` (``PrinterCallback``), which prints
+logging step and per evaluation, and one for the end of training. It replaces transformers' ``ProgressCallback`` (``PrinterCallback``), which prints
 every logged dict in full. The line shows the step, the total reward and each reward function's mean, the loss, the
 KL when it is computed, the mean completion length, and seconds per step.
 
@@ -53,6 +53,18 @@ def step_line(logs: dict, state, seconds_per_step: float) -> str | None:
     return " | ".join(parts)
 
 
+def end_line(logs: dict, state) -> str | None:
+    """``training done: N steps in S s (T s/step), mean loss L`` for transformers' end-of-training log; None for
+    other logs."""
+    runtime = logs.get("train_runtime")
+    if not isinstance(runtime, (int, float)):
+        return None
+    steps = state.global_step
+    per_step = f" ({runtime / steps:.2f} s/step)" if steps else ""
+    loss = f", mean loss {_number(logs.get('train_loss'), 4)}" if "train_loss" in logs else ""
+    return f"training done: {steps} step{'' if steps == 1 else 's'} in {runtime:.0f} s{per_step}{loss}"
+
+
 class _CompactLines:
     """What :class:`StepPrinter` and :class:`LinePrinter` share: the text of each log, timed from the last one."""
 
@@ -66,7 +78,8 @@ class _CompactLines:
             now = time.monotonic()
             seconds = (now - self._last_time) / max(1, state.global_step - self._last_step)
             self._last_time, self._last_step = now, state.global_step
-        return step_line(logs, state, seconds) or str({k: v for k, v in logs.items() if k != "total_flos"})
+        return step_line(logs, state, seconds) or end_line(logs, state) or str(
+            {k: v for k, v in logs.items() if k != "total_flos"})
 
 
 class StepPrinter(_CompactLines, ProgressCallback):
