@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_pipeline_smoke(tmp_path, capsys):
@@ -96,6 +99,14 @@ def test_pipeline_smoke(tmp_path, capsys):
     later = stamps()
     for name in ("data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json"):
         assert later[name] != now[name], name
+
+    # a LoRA recipe: the adapter is merged into the warm start for the evaluation (it stopped there, after training)
+    lora = ["--grpo_recipe", str(REPO / "recipes" / "tiny" / "rec_grpo_lora.yaml")]
+    summary = main(base + lora + grpo + sft)
+    merged = work / "grpo_merged" / "model"
+    assert (work / "grpo" / "adapter_config.json").exists() and (merged / "config.json").exists()
+    assert json.loads((work / "eval_after" / "test.json").read_text())["model"] == str(merged)
+    assert set(summary["comparison"]) == {"test", "ood_pairs", "ood"}
 
 
 def test_shipped_warm_start_refuses_another_image_size():

@@ -386,6 +386,20 @@ def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Pa
     return run_stage_in(out, inputs, force, lambda: train_main(argv))
 
 
+def merged_if_adapter(grpo_dir: Path, out: Path, force: bool = False) -> Path:
+    """The GRPO stage's model as a plain checkpoint: ``grpo_dir`` itself, or for a LoRA recipe (``use_peft``) its
+    adapter merged into the warm start it records, as ``out/model`` (cached like a training stage)."""
+    from .checkpoints import is_adapter_folder
+
+    if not is_adapter_folder(grpo_dir):
+        return grpo_dir
+    from .merge import merge_lora
+
+    print(f"{grpo_dir} holds a LoRA adapter: merging it into its base for the evaluation ({out / 'model'})")
+    run_stage_in(out, {"adapter": checkpoint_id(grpo_dir)}, force, lambda: merge_lora(grpo_dir, out / "model"))
+    return out / "model"
+
+
 def grpo_outcome(grpo_dir: Path, report_dir: str | None = None) -> str:
     """The GRPO run's training reward, first vs last logged steps (from its log history), and its checkpoint."""
     from .report import find_log_history
@@ -502,7 +516,8 @@ def main(argv: list[str] | None = None) -> dict:
     done("GRPO")
 
     stage("evaluate GRPO")
-    after = evaluate_checkpoint(grpo_dir, paths, work / "eval_after", args.eval_batch_size, args.max_new_tokens,
+    trained = merged_if_adapter(grpo_dir, work / "grpo_merged", args.force)
+    after = evaluate_checkpoint(trained, paths, work / "eval_after", args.eval_batch_size, args.max_new_tokens,
                                 setup, args.force)  # fmt: skip
     done("evaluate GRPO")
 
