@@ -21,6 +21,9 @@ def test_qwen2_vl_relative_1000_frame():
     box = module.to_original((100, 200, 500, 1000), (200, 100), (224, 112))
     assert box == pytest.approx((20.0, 20.0, 100.0, 100.0))
     assert module.from_original(box, (200, 100), (224, 112)) == pytest.approx((100, 200, 500, 1000))
+    # exact where the arithmetic allows it: 375 of 1000 on 288 px is 108 (IoU 0.5 with [0, 0, 216, 288], a hit);
+    # 375 * (288 / 1000) gave 107.99999999999999, an IoU just under 0.5, a miss
+    assert module.to_original((0, 0, 375, 1000), (288, 288), (280, 280)) == (0.0, 0.0, 108.0, 288.0)
 
 
 def test_qwen2_5_vl_resized_pixel_frame():
@@ -29,6 +32,7 @@ def test_qwen2_5_vl_resized_pixel_frame():
     # The model saw a 224x112 resize of a 200x100 image: its pixel coordinates scale back by 200/224, 100/112.
     box = module.to_original((112, 56, 224, 112), (200, 100), (224, 112))
     assert box == pytest.approx((100.0, 50.0, 200.0, 100.0))
+    assert module.to_original((0, 0, 189, 280), (216, 320), (252, 280)) == (0.0, 0.0, 162.0, 320.0)
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_vl", "qwen2_5_vl"])
