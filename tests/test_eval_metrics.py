@@ -97,6 +97,18 @@ def test_detection_hand_computed_ap():
             coco_metrics(gt, [bad])
 
 
+def test_detection_map_does_not_depend_on_the_row_order_when_answers_carry_no_score():
+    """Answers without scores all tie at 1.0, and COCOeval breaks ties across images by image id: a hit then a miss
+    scored AP 1, the same two rows the other way round 0.5."""
+    hit = (ImageAnnotations([[0, 0, 10, 10]], ["a"], 50, 50), ScoredBoxes([[0, 0, 10, 10]], ["a"]))
+    miss = (ImageAnnotations([[0, 0, 10, 10]], ["a"], 60, 60), ScoredBoxes([[30, 30, 40, 40]], ["a"]))
+    forward = coco_metrics([hit[0], miss[0]], [hit[1], miss[1]])
+    backward = coco_metrics([miss[0], hit[0]], [miss[1], hit[1]])
+    assert forward == backward
+    with pytest.raises(ValueError, match="image 2: a predicted score is NaN"):  # errors still count rows in order
+        coco_metrics([hit[0], miss[0]], [hit[1], ScoredBoxes([[0, 0, 1, 1]], ["a"], [float("nan")])])
+
+
 def test_detection_matches_pycocotools_directly():
     """Random scenes: our xyxy/label conversion + COCOeval equals COCOeval on hand-built xywh COCO dicts."""
     import contextlib
