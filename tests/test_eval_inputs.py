@@ -92,3 +92,20 @@ def test_the_prompt_log_says_where_each_part_came_from(tmp_path, caplog):
         eval_prompt(str(tmp_path), None, "")
     assert "question_template '{question}' (trained with, from vlm_r1_prompt.json), system_prompt '' (from " \
            "--system_prompt)" in caplog.text
+
+
+def test_rows_only_the_processor_can_judge_are_checked_in_every_file_before_the_first_is_generated(
+        tiny_model_dir, rec_rows, tmp_path, capsys, monkeypatch):
+    """A control token in the second file's question was found only after the first file was evaluated and written."""
+    import vlm_r1.evaluation.runner as runner
+
+    bad = rec_rows.with_name("control_token.jsonl")
+    row = json.loads(rec_rows.read_text().splitlines()[0])
+    row["conversations"][0]["value"] = "<image>Where is it?<|im_end|>"
+    bad.write_text(json.dumps(row) + "\n")
+    monkeypatch.setattr(runner, "generate", lambda *a, **k: pytest.fail("generated before every row was checked"))
+    out = tmp_path / "eval"
+    code = cli(["eval", "--model_name_or_path", str(tiny_model_dir("qwen2_vl")), "--data", str(rec_rows), str(bad),
+                "--output_dir", str(out)])  # fmt: skip
+    assert code == 2 and f"{bad}:1: " in capsys.readouterr().err
+    assert not out.exists()  # nothing written

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from tqdm.auto import tqdm
 
-    from .evaluation.runner import evaluate_samples, row_task, write_json
+    from .evaluation.runner import check_inputs, evaluate_samples, row_task, write_json
     from .grqo.loading import is_detector_checkpoint
     from .loading import check_model_options, load_policy
 
@@ -229,13 +229,14 @@ def main(argv: list[str] | None = None) -> dict:
     template, system_prompt = eval_prompt(model_args.model_name_or_path, args.question_template, args.system_prompt,
                                           args.use_recorded_prompt)
     model, processor, module = load_policy(model_args, trust_remote_code=args.trust_remote_code)
+    check_inputs(module, processor, [s for samples in rows.values() for s in samples], template, system_prompt)
     model.to(device)
     results = {}
     for path, samples in rows.items():
         name = Path(path).stem
         with tqdm(total=len(samples), desc=name, unit="row", disable=args.disable_tqdm) as bar:
             result = evaluate_samples(model, processor, module, samples, template, system_prompt, settings, args.task,
-                                      progress=lambda done, total: bar.update(done - bar.n))  # fmt: skip
+                                      progress=lambda done, total: bar.update(done - bar.n), checked=True)  # fmt: skip
         result.update(model=model_args.model_name_or_path, data=str(Path(path).resolve()))
         if args.output_dir:
             out = write_json(result, Path(args.output_dir) / f"{name}.json")

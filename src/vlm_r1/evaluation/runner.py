@@ -221,6 +221,17 @@ def task_metrics(task: str, answers: list[ParsedAnswer], samples: Sequence[Sampl
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
+def check_inputs(module: VLMModule, processor, samples: Sequence[Sample], question_template: str | None,
+                 system_prompt: str | None) -> None:
+    """Refuse, before anything is generated, a prompt option holding a control token and every row the model cannot
+    be given (its processor refuses the image, the question holds a control token): all of them at once."""
+    module.check_prompt_options(processor, question_template, system_prompt)
+    unfit = module.input_problems(processor, samples)
+    if unfit:
+        raise DataError.from_problems(unfit, f"{len(unfit)} problem(s) with rows this model cannot be given (nothing "
+                                             "was generated): resize the images or edit the questions, or drop the rows")
+
+
 def evaluate_samples(
     model,
     processor,
@@ -231,19 +242,17 @@ def evaluate_samples(
     settings: GenerationSettings | None = None,
     task: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    checked: bool = False,
 ) -> dict[str, Any]:
-    """Generate for every sample and score. Returns ``{"metrics": {task: {...}}, "predictions": [...], ...}``.
+    """Generate for every sample and score (``checked``: the caller ran :func:`check_inputs` on them already). Returns ``{"metrics": {task: {...}}, "predictions": [...], ...}``.
 
     With ``num_samples = k > 1`` the metrics are those of each row's FIRST completion, plus ``best_of_k`` (REC: any
     completion with IoU >= 0.5; counting / classification: any correct).
     """
     settings = settings or GenerationSettings()
     tasks = row_tasks(samples, task)
-    module.check_prompt_options(processor, question_template, system_prompt)
-    unfit = module.input_problems(processor, samples)
-    if unfit:
-        raise DataError.from_problems(unfit, f"{len(unfit)} problem(s) with rows this model cannot be given (nothing "
-                                             "was generated): resize the images or edit the questions, or drop the rows")
+    if not checked:
+        check_inputs(module, processor, samples, question_template, system_prompt)
     template = question_template or module.question_template
     started = time.monotonic()
     completions = generate(model, processor, samples, template, system_prompt, settings, progress)
