@@ -334,6 +334,19 @@ def test_recipe_scalars_for_lists_and_integral_floats_are_read_as_meant(tmp_path
     assert isinstance(training_args.max_steps, int) and training_args.learning_rate == 1e-5
 
 
+def test_a_flag_given_twice_is_refused(parse_only_argv):
+    """argparse kept the last value silently (`--data a --data b` evaluated b alone)."""
+    from vlm_r1.evaluate import parse_args as parse_eval
+    from vlm_r1.train import parse_args
+
+    with pytest.raises(ValueError, match=r"--learning_rate is given twice \(as --learning_rate and "
+                                         r"--learning-rate\): give it once$"):
+        parse_args(parse_only_argv + ["--learning_rate", "1e-5", "--learning-rate=2e-5"])
+    with pytest.raises(ValueError, match=r"--data is given twice: give it once \(its values after one flag"):
+        parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "--data", "b.jsonl"])
+    assert parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "b.jsonl"])[1].data == ["a.jsonl", "b.jsonl"]
+
+
 def test_recipe_values_meant_for_other_options_are_refused(tmp_path):
     """The recipe's reward_weights were written for its reward_funcs: with other rewards on the command line they
     would weigh them by position. share_prompt_tokens given without share_image_encoding would be ignored."""

@@ -241,13 +241,25 @@ class RecipeParser(TrlParser):
                              "drop share_prompt_tokens, or set share_image_encoding")
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
-        """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it)."""
+        """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it), and a
+        flag given twice is refused (argparse keeps the last)."""
         unknown = [a.partition("=")[0] for a in args if a.startswith("--") and a not in ("--", "--config")
                    and " " not in a and a.partition("=")[0] not in self._option_string_actions]  # a space: a value
         if unknown:
             options = [a.dest for a in self._actions]
             raise ValueError(f"{', '.join(_with_suggestion(flag[2:], options) for flag in unknown)}: no such option "
                              f"of {self.prog} (see {self.prog} --help)")
+        seen: dict[str, str] = {}
+        for arg in args:
+            action = self._option_string_actions.get(arg.partition("=")[0]) if arg.startswith("--") else None
+            if action is None or arg == "--config":
+                continue
+            flag = arg.partition("=")[0]
+            if action.dest in seen:  # argparse would keep the last one silently
+                also = "" if seen[action.dest] == flag else f" (as {seen[action.dest]} and {flag})"
+                several = f" (its values after one flag: --{action.dest} A B)" if action.nargs in ("+", "*") else ""
+                raise ValueError(f"--{action.dest} is given twice{also}: give it once{several}")
+            seen[action.dest] = flag
 
     def _settle_run_length(self, training_args, command_line: set[str]) -> None:
         """Keep the one of ``max_steps`` / ``num_train_epochs`` given last (command line over recipe)."""
