@@ -109,3 +109,21 @@ def test_rows_only_the_processor_can_judge_are_checked_in_every_file_before_the_
                 "--output_dir", str(out)])  # fmt: skip
     assert code == 2 and f"{bad}:1: " in capsys.readouterr().err
     assert not out.exists()  # nothing written
+
+
+def test_results_never_replace_what_is_not_an_earlier_result(tiny_model_dir, rec_rows, tmp_path, capsys, no_model):
+    """<output_dir>/<stem>.json replaced the data file itself, a checkpoint's config.json, or crashed on a folder
+    after the whole evaluation; an earlier result of the same file is replaced as before."""
+    data = tmp_path / "rows.json"
+    data.write_text(rec_rows.read_text())
+    model = str(tiny_model_dir("qwen2_vl"))
+    for output_dir, message in ((tmp_path, "would be written over the data file"),
+                                (tmp_path / "config_dir", "is a file that is no evaluation result")):
+        (tmp_path / "config_dir").mkdir(exist_ok=True)
+        (tmp_path / "config_dir" / "rows.json").write_text('{"model_type": "qwen2_vl"}')
+        assert cli(["eval", "--model_name_or_path", model, "--data", str(data), "--output_dir", str(output_dir)]) == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "folder" / "rows.json").mkdir(parents=True)
+    assert cli(["eval", "--model_name_or_path", model, "--data", str(data), "--output_dir", str(tmp_path / "folder")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert data.read_text() == rec_rows.read_text()

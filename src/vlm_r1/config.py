@@ -155,6 +155,25 @@ def refuse_revision_of_a_folder(model_args: ModelArguments) -> None:
                          "there, or drop model_revision")
 
 
+def check_attn_implementation(name: str | None) -> None:
+    """Refuse an attention implementation transformers does not know (``eager`` and those it registers; a hub
+    kernel "org/repo" is left to transformers), and flash-attn ones without their package: transformers failed only
+    once the data was read, with a traceback."""
+    import importlib.util
+
+    from transformers import AttentionInterface
+
+    if name is None or "/" in name:
+        return
+    known = ["eager", *sorted(AttentionInterface._global_mapping)]
+    if name not in known:
+        raise ValueError(f"attn_implementation {name!r} is not one transformers knows: {', '.join(known)}")
+    if name.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None and \
+            importlib.util.find_spec("kernels") is None:
+        raise ValueError(f"attn_implementation {name}: the flash-attn package is not installed here (pip install "
+                         "flash-attn, on a machine with a GPU); sdpa is the default")
+
+
 def check_model_args(model_args: ModelArguments, training: bool) -> None:
     """Refuse model options that would be ignored (shared by train, sft and eval); raise ValueError."""
     if not model_args.model_name_or_path:
@@ -162,6 +181,7 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
     refuse_revision_of_a_folder(model_args)
     if model_args.dtype not in {"auto", "float32", "bfloat16", "float16"}:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {model_args.dtype!r}")
+    check_attn_implementation(model_args.attn_implementation)
     for name in ("min_pixels", "max_pixels", "max_tiles"):
         if getattr(model_args, name) is not None and getattr(model_args, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(model_args, name)}")

@@ -10,6 +10,7 @@ docs/evaluation.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -74,6 +75,30 @@ class EvalArguments:
         "help": "Detector checkpoints only: the class names prompted for every image, in order. Default: the ones "
                 "the checkpoint was trained with (its vlm_r1_classes.json), else none; each file's other labels are "
                 "appended, sorted."})  # fmt: skip
+
+
+def check_eval_output(output_dir: str, data: list[str]) -> None:
+    """Refuse an ``output_dir`` where a result file (``<file stem>.json``) would replace something that is not an
+    earlier evaluation's result: a data file, a checkpoint's ``config.json``, a folder. Before anything loads."""
+    check_output_dir(output_dir)
+    inputs = {Path(p).resolve() for p in data}
+    for path in data:
+        target = Path(output_dir) / f"{Path(path).stem}.json"
+        if target.resolve() in inputs:
+            raise OptionError(f"--output_dir {output_dir}: the result of {path} would be written over the data file "
+                              f"{target}; choose another --output_dir")
+        if target.is_dir() or target.exists() and not _is_evaluation_result(target):
+            kind = "a folder" if target.is_dir() else "a file that is no evaluation result"
+            raise OptionError(f"--output_dir {output_dir}: {target} is {kind}, and the result of {path} would replace "
+                              "it; choose another --output_dir")
+
+
+def _is_evaluation_result(path: Path) -> bool:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and {"metrics", "predictions", "model", "data"} <= set(result)
 
 
 def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> GenerationSettings:
@@ -220,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "question: drop --classes")
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     if args.output_dir:
-        check_output_dir(args.output_dir)
+        check_eval_output(args.output_dir, args.data)
     rows = read_data(args.data, args.image_root, args.allow_images_outside_root,
                      lambda reward, value: row_task(reward, value, args.task))  # before the model loads
     if args.max_samples is not None:

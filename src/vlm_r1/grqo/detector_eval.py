@@ -76,10 +76,9 @@ def evaluate_detector(model_args, args, device: str) -> dict[str, dict]:
     from tqdm.auto import tqdm
 
     from vlm_r1.data import DataError
-    from vlm_r1.evaluate import read_data
+    from vlm_r1.evaluate import check_eval_output, read_data
     from vlm_r1.evaluation.detection import coco_metrics
     from vlm_r1.evaluation.runner import write_json
-    from vlm_r1.recipe import check_output_dir
 
     from .coco_eval import ground_truth, predict_detections
     from .data import check_detection_truth, check_prompt, class_names, examples_from_samples
@@ -88,7 +87,7 @@ def evaluate_detector(model_args, args, device: str) -> dict[str, dict]:
     refuse_vlm_options(model_args, args)
     config = detector_config(model_args.model_name_or_path, model_args.model_revision, args.trust_remote_code)
     if args.output_dir:
-        check_output_dir(args.output_dir)
+        check_eval_output(args.output_dir, args.data)
     base = prompt_classes(model_args.model_name_or_path, args.classes)
     def detection_rows_only(reward, value) -> None:
         try:
