@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -393,3 +394,22 @@ def test_eval_shows_a_progress_bar_per_file_in_rows(tiny_model_dir, rec_rows, ca
     assert f"{rec_rows.stem}: 100%" in err and "8/8 " in err
     main([*argv, "--disable_tqdm", "true"])
     assert "8/8" not in capsys.readouterr().err
+
+
+def test_the_result_records_how_the_model_was_loaded_and_each_boxs_label_and_score(tiny_model_dir, rec_rows,
+                                                                                  tmp_path, monkeypatch):
+    """The JSON lacked the loading options (max_pixels alone moved Acc@0.5 from 0.25 to 0), held a relative model
+    path, and kept no label or score per box (a detection mAP could not be recomputed from it)."""
+    import vlm_r1.evaluation.runner as runner
+    from vlm_r1.evaluate import main
+
+    answer = '<answer>[{"bbox_2d": [1, 2, 30, 40], "label": "cat", "score": 0.25}, [5, 5, 9, 9]]</answer>'
+    monkeypatch.setattr(runner, "generate", lambda model, processor, samples, *a, **k: [[answer] for _ in samples])
+    monkeypatch.chdir(tiny_model_dir("qwen2_vl").parent)
+    main(["--model_name_or_path", tiny_model_dir("qwen2_vl").name, "--data", str(rec_rows), "--device", "cpu",
+          "--max_pixels", "12544", "--output_dir", str(tmp_path / "ev"), "--disable_tqdm", "true"])  # fmt: skip
+    result = json.loads((tmp_path / "ev" / f"{rec_rows.stem}.json").read_text())
+    assert result["model"] == str(tiny_model_dir("qwen2_vl")) and result["model_options"] == {"max_pixels": 12544}
+    assert result["device"] == "cpu" and result["image_root"] is None
+    row = result["predictions"][0]
+    assert row["labels"] == [["cat", None]] and row["box_scores"] == [[0.25, None]] and len(row["boxes"][0]) == 2

@@ -96,6 +96,17 @@ class ModelArguments:
     lora_vision: bool = field(default=False, metadata={"help": "Also put LoRA adapters on the vision encoder."})
 
 
+# ModelArguments fields that change how a checkpoint is read (not how it trains): the pipeline's evaluations use
+# GRPO's, and every evaluation result records them
+LOADING_OPTIONS = ("dtype", "attn_implementation", "min_pixels", "max_pixels", "max_tiles")
+
+
+def loading_options(model_args: ModelArguments) -> dict:
+    """The :data:`LOADING_OPTIONS` of ``model_args`` set away from their defaults."""
+    defaults = ModelArguments()
+    return {n: getattr(model_args, n) for n in LOADING_OPTIONS if getattr(model_args, n) != getattr(defaults, n)}
+
+
 @dataclass
 class VLMGRPOConfig(GRPOConfig):
     """TRL's GRPOConfig plus what vlm-r1 adds. Every GRPOConfig field (loss_type, beta, num_generations,

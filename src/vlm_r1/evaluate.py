@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ModelArguments, check_model_args
+from .config import ModelArguments, check_model_args, loading_options
 from .data import check_question_template
 from .evaluation.runner import TASKS, GenerationSettings
 from .recipe import OptionError, RecipeParser, check_output_dir, refusing_options
@@ -91,6 +91,11 @@ def check_eval_output(output_dir: str, data: list[str]) -> None:
             kind = "a folder" if target.is_dir() else "a file that is no evaluation result"
             raise OptionError(f"--output_dir {output_dir}: {target} is {kind}, and the result of {path} would replace "
                               "it; choose another --output_dir")
+
+
+def recorded_model_name(name_or_path: str) -> str:
+    """A local folder as an absolute path (the result may be read from elsewhere), a hub id as given."""
+    return str(Path(name_or_path).resolve()) if Path(name_or_path).is_dir() else name_or_path
 
 
 def _is_evaluation_result(path: Path) -> bool:
@@ -262,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict:
         with tqdm(total=len(samples), desc=name, unit="row", disable=args.disable_tqdm) as bar:
             result = evaluate_samples(model, processor, module, samples, template, system_prompt, settings, args.task,
                                       progress=lambda done, total: bar.update(done - bar.n), checked=True)  # fmt: skip
-        result.update(model=model_args.model_name_or_path, data=str(Path(path).resolve()))
+        result.update(model=recorded_model_name(model_args.model_name_or_path), data=str(Path(path).resolve()),
+                      model_options=loading_options(model_args), device=str(device), image_root=args.image_root)
         if args.output_dir:
             out = write_json(result, Path(args.output_dir) / f"{name}.json")
             logger.info("%s: wrote %s", name, out)

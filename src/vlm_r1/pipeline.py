@@ -256,6 +256,8 @@ def refuse_build_options(args, warm: str) -> None:
 
 def refuse_grpo_only_options(args) -> None:
     """With --skip_grpo only the evaluations run: refuse GRPO options they would not read."""
+    from .config import LOADING_OPTIONS
+
     read = {"question_template", "system_prompt", *LOADING_OPTIONS}
     unused = ["--grpo_max_steps"] if args.grpo_max_steps is not None else []
     keys = [pair.partition("=")[0].lstrip("-") for pair in args.grpo_args]
@@ -312,8 +314,6 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
     return argv + extra + ["--resume_from_checkpoint", "auto"]  # an interrupted stage goes on from its checkpoint
 
 
-# ModelArguments fields that change how a checkpoint is read (not how it trains): evaluation uses GRPO's.
-LOADING_OPTIONS = ("dtype", "attn_implementation", "min_pixels", "max_pixels", "max_tiles")
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ class GRPOSetup:
 
     question_template: str | None = None
     system_prompt: str | None = None
-    model_options: dict = field(default_factory=dict)  # LOADING_OPTIONS set away from their defaults
+    model_options: dict = field(default_factory=dict)  # config.LOADING_OPTIONS set away from their defaults
     report_dir: str | None = None  # GRPO's report_dir, where the training reward is read from afterwards
     prompts_per_batch: int = 1  # distinct prompts in one generation batch: fewer training rows train 0 steps
 
@@ -331,12 +331,11 @@ class GRPOSetup:
 def grpo_setup(train_argv: list[str]) -> GRPOSetup:
     """The GRPO run's prompt (question_template, system_prompt), loading options (image resolution, dtype, attention),
     report_dir and prompts per generation batch, parsed (recipe + overrides) as `vlm-r1 train` parses them."""
-    from .config import ModelArguments
+    from .config import loading_options
     from .train import parse_args
 
     data_args, model_args, training_args = parse_args(train_argv)
-    defaults = ModelArguments()
-    options = {n: getattr(model_args, n) for n in LOADING_OPTIONS if getattr(model_args, n) != getattr(defaults, n)}
+    options = loading_options(model_args)
     return GRPOSetup(data_args.question_template, data_args.system_prompt, options, training_args.report_dir,
                      training_args.prompts_per_batch)
 

@@ -286,6 +286,8 @@ def evaluate_samples(
             "solution": load_solution(s.solution),
             "completions": completions[i],
             "boxes": [[list(d.box) if d.box is not None else None for d in a.detections] for a in answers[i]],
+            "labels": [[d.label for d in a.detections] for a in answers[i]],
+            "box_scores": [[d.score for d in a.detections] for a in answers[i]],
             "scores": scores[i],
         })  # fmt: skip
     return {
