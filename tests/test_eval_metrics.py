@@ -258,7 +258,7 @@ def test_results_are_standard_json_even_when_an_error_overflows(tmp_path):
 def test_sampling_options_need_do_sample():
     GenerationSettings(do_sample=True, temperature=0.7, top_p=0.9, seed=3, num_samples=4)
     for option in ({"temperature": 0.7}, {"top_p": 0.9}, {"seed": 3}, {"num_samples": 4}):
-        with pytest.raises(ValueError, match=f"{next(iter(option))} only apply when sampling.*--do_sample"):
+        with pytest.raises(ValueError, match=f"{next(iter(option))} only applies when sampling.*--do_sample"):
             GenerationSettings(**option)
 
 
@@ -269,7 +269,7 @@ def test_eval_refuses_ignored_options():
     assert parse_args(base)[2].do_sample is False
     with pytest.raises(ValueError, match="--do_sample"):
         parse_args(base + ["--temperature", "0.5"])
-    with pytest.raises(ValueError, match="lora_r only apply to training"):
+    with pytest.raises(ValueError, match="lora_r only applies to training"):
         parse_args(base + ["--lora_r", "8"])
     with pytest.raises(ValueError, match="dtype"):
         parse_args(base + ["--dtype", "fp8"])

@@ -95,7 +95,7 @@ def test_rows_that_are_not_detection_rows_are_listed_before_the_model_loads(tiny
 def test_classes_are_refused_for_a_vlm_and_an_unreadable_record_is_named(tiny_model_dir, tiny_dino, shapes, tmp_path,
                                                                          capsys):  # fmt: skip
     code, out = _eval(capsys, "--model_name_or_path", tiny_model_dir(), "--data", shapes[1], "--classes", "red circle")
-    assert code == 2 and "classes only apply to a detector checkpoint" in out.err
+    assert code == 2 and "classes only applies to a detector checkpoint" in out.err
     broken = tmp_path / "broken"
     shutil.copytree(tiny_dino, broken)
     (broken / CLASSES_FILE).write_text('{"classes": "red circle"}')

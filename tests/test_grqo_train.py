@@ -150,7 +150,7 @@ def test_check_config_refuses():
     # the options of a switched-off term would be ignored
     with pytest.raises(ValueError, match=r"grqo_alpha, cost_giou only apply with use_grqo=true"):
         check_config(GRQOConfig(model_name_or_path="m", train_data="t", use_grqo=False, grqo_alpha=0.1, cost_giou=1.0))
-    with pytest.raises(ValueError, match=r"kl_beta only apply with use_kl=true"):
+    with pytest.raises(ValueError, match=r"kl_beta only applies with use_kl=true"):
         check_config(GRQOConfig(model_name_or_path="m", train_data="t", use_kl=False, kl_beta=0.1))
     check_config(GRQOConfig(model_name_or_path="m", train_data="t", use_grqo=False, use_kl=False))
     with pytest.raises(ValueError) as err:  # NaN / inf slip past a plain `< 0`; eps 0 divides equal rewards by 0

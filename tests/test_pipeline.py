@@ -124,7 +124,7 @@ def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):
 
     base = ["--work_dir", str(tmp_path / "job"), "--n_train", "4", "--n_test", "2"]
     for extra, message in (
-        (["--sft_args", "--max_steps", "5"], "--sft_args only apply when the warm start is built, and this run uses the shipped"),
+        (["--sft_args", "--max_steps", "5"], "--sft_args only applies when the warm start is built, and this run uses the shipped"),
         (["--grpo_max_steps", "5", "--grpo_args", "max_steps=6"], "max_steps is given twice"),
         (["--grpo_max_steps", "5", "--grpo_args", "num_train_epochs=1"], "both set GRPO's length"),
         (["--grpo_args", "warmup_steps=10"], "constant_with_warmup"),  # vlm-r1 train's own checks, before any stage

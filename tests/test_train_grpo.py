@@ -131,7 +131,7 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--train_sampling_strategy", "group_by_length"], "train_sampling_strategy has no effect"),
                            (["--label_smoothing_factor", "0.1"], "label_smoothing_factor has no effect"),
                            (["--lora_r", "8", "--lora_dropout", "0.1"], "lora_r, lora_dropout only apply with use_peft"),
-                           (["--lora_vision", "true"], "lora_vision only apply with use_peft"),
+                           (["--lora_vision", "true"], "lora_vision only applies with use_peft"),
                            (["--max_train_samples", "0"], "max_train_samples must be >= 1"),
                            (["--max_steps", "5", "--num_train_epochs", "2"], "max_steps and num_train_epochs are both given"),
                            (["--default_reward", "bogus"], "default_reward: unknown accuracy reward 'bogus'"),
@@ -139,7 +139,7 @@ def test_options_grpo_would_ignore_are_refused(parse_only_argv):
                            (["--min_pixels", "60000", "--max_pixels", "20000"], "min_pixels .60000. is above max_pixels"),
                            (["--question_template", ""], "question_template must contain"),
                            (["--question_template", "Where?"], "question_template must contain"),
-                           (["--vllm_mode", "server"], "vllm_mode only apply with use_vllm true"),
+                           (["--vllm_mode", "server"], "vllm_mode only applies with use_vllm true"),
                            (["--remove_unused_columns", "true"], "remove_unused_columns would drop the columns"),
                            (["--use_transformers_continuous_batching", "true"], "is for text-only models"),
                            (["--use_peft", "true", "--lora_target_modules", "q_proj", "lm_head"],
@@ -174,8 +174,8 @@ FAILING_LATE = [  # (flags, message): each used to pass the option checks and fa
     (["--sync_ref_model", "true", "--beta", "0.04", "--use_peft", "true"], "sync_ref_model does not apply with use_peft"),
 ]
 IGNORED_WITHOUT_EVAL_DATA = [  # (flags, message): each was parsed and then never read
-    (["--num_generations_eval", "3"], "num_generations_eval only apply when the run evaluates"),
-    (["--per_device_eval_batch_size", "3"], "per_device_eval_batch_size only apply when the run evaluates"),
+    (["--num_generations_eval", "3"], "num_generations_eval only applies when the run evaluates"),
+    (["--per_device_eval_batch_size", "3"], "per_device_eval_batch_size only applies when the run evaluates"),
     (["--load_best_model_at_end", "true", "--metric_for_best_model", "reward", "--save_strategy", "no"],
      "load_best_model_at_end, metric_for_best_model only apply when the run evaluates"),
     (["--generation_kwargs", '{"do_sample": false}'], "do_sample false makes every completion of a group the same"),
@@ -188,14 +188,14 @@ OUTSIDE_THEIR_VALUES = [  # (flags, message): each passed, loaded the model and 
     (["--multi_objective_aggregation", "mean"], "multi_objective_aggregation 'mean' is not one of"),
 ]
 READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and never read (TRL reads it only under another)
-    (["--ref_model_sync_steps", "64"], "ref_model_sync_steps only apply with sync_ref_model true"),
-    (["--entropy_target", "0.3"], "entropy_target only apply with use_adaptive_entropy true"),
-    (["--sapo_temperature_pos", "2"], "sapo_temperature_pos only apply with loss_type sapo"),
-    (["--vespo_k_pos", "3"], "vespo_k_pos only apply with loss_type vespo"),
-    (["--loss_type", "sapo", "--epsilon_high", "0.28"], r"epsilon_high only apply with a clipped loss_type \(not sapo"),
-    (["--loss_type", "cispo", "--delta", "2"], "delta only apply with loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
-    (["--num_completions_to_print", "2"], "num_completions_to_print only apply with log_completions true"),
-    (["--use_bias_correction_kl", "false"], r"use_bias_correction_kl only apply with beta > 0"),
+    (["--ref_model_sync_steps", "64"], "ref_model_sync_steps only applies with sync_ref_model true"),
+    (["--entropy_target", "0.3"], "entropy_target only applies with use_adaptive_entropy true"),
+    (["--sapo_temperature_pos", "2"], "sapo_temperature_pos only applies with loss_type sapo"),
+    (["--vespo_k_pos", "3"], "vespo_k_pos only applies with loss_type vespo"),
+    (["--loss_type", "sapo", "--epsilon_high", "0.28"], r"epsilon_high only applies with a clipped loss_type \(not sapo"),
+    (["--loss_type", "cispo", "--delta", "2"], "delta only applies with loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
+    (["--num_completions_to_print", "2"], "num_completions_to_print only applies with log_completions true"),
+    (["--use_bias_correction_kl", "false"], r"use_bias_correction_kl only applies with beta > 0"),
     (["--max_tool_calling_iterations", "3"], "max_tool_calling_iterations has no effect in vlm-r1 "),
     (["--bf16_full_eval", "true"], "bf16_full_eval has no effect in vlm-r1 "),
     (["--eval_data", "e.jsonl", "--eval_strategy", "steps", "--eval_steps", "1", "--eval_accumulation_steps", "2"],
@@ -227,7 +227,7 @@ def test_options_that_would_fail_late_or_be_ignored_are_refused_when_parsed(pars
 def test_a_liger_kernel_config_without_use_liger_kernel_is_refused(tmp_path):  # a mapping: recipes only
     from vlm_r1.config import VLMGRPOConfig, check_conditional_options
 
-    with pytest.raises(ValueError, match="liger_kernel_config only apply with use_liger_kernel true"):
+    with pytest.raises(ValueError, match="liger_kernel_config only applies with use_liger_kernel true"):
         check_conditional_options(VLMGRPOConfig(output_dir=str(tmp_path), use_cpu=True, liger_kernel_config={"rope": True}))
 
 
@@ -335,17 +335,19 @@ def test_recipe_scalars_for_lists_and_integral_floats_are_read_as_meant(tmp_path
     assert isinstance(training_args.max_steps, int) and training_args.learning_rate == 1e-5
 
 
-def test_a_flag_given_twice_is_refused(parse_only_argv):
-    """argparse kept the last value silently (`--data a --data b` evaluated b alone)."""
+def test_an_option_of_several_values_given_twice_is_refused(parse_only_argv, caplog):
+    """argparse kept the last list alone (`--data a --data b` evaluated b alone). Another option given twice keeps its
+    last value (a wrapper script's default, then its caller's override), with a warning."""
     from vlm_r1.evaluate import parse_args as parse_eval
     from vlm_r1.train import parse_args
 
-    with pytest.raises(ValueError, match=r"--learning_rate is given twice \(as --learning_rate and "
-                                         r"--learning-rate\): give it once$"):
-        parse_args(parse_only_argv + ["--learning_rate", "1e-5", "--learning-rate=2e-5"])
-    with pytest.raises(ValueError, match=r"--data is given twice: give it once \(its values after one flag"):
+    with pytest.raises(ValueError, match=r"--data is given twice: give its values after one flag \(--data A B\)"):
         parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "--data", "b.jsonl"])
     assert parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "b.jsonl"])[1].data == ["a.jsonl", "b.jsonl"]
+    with caplog.at_level("WARNING", logger="vlm_r1"):
+        args = parse_args(parse_only_argv + ["--learning_rate", "1e-5", "--learning-rate=2e-5"])
+    assert args[2].learning_rate == 2e-5
+    assert "--learning_rate is given twice (--learning_rate, then --learning-rate): the last value is used" in caplog.text
 
 
 def test_recipe_values_meant_for_other_options_are_refused(tmp_path):

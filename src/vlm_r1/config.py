@@ -14,7 +14,7 @@ from pathlib import Path
 from trl import GRPOConfig
 
 from .checkpoints import RESUME_HELP
-from .recipe import OptionError
+from .recipe import OptionError, only_apply
 
 
 @dataclass
@@ -203,7 +203,7 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
         defaults = ModelArguments()
         changed = [name for name in _TRAINING_ONLY_MODEL_FIELDS if getattr(model_args, name) != getattr(defaults, name)]
         if changed:
-            raise ValueError(f"{', '.join(changed)} only apply to training; evaluate a merged checkpoint instead")
+            raise ValueError(f"{only_apply(changed)} to training; evaluate a merged checkpoint instead")
         return
     if model_args.freeze_projector and not model_args.freeze_vision:
         raise ValueError("freeze_projector needs freeze_vision (a frozen projector under a training encoder is odd)")
@@ -214,7 +214,7 @@ def check_model_args(model_args: ModelArguments, training: bool) -> None:
         lora = [n for n in _TRAINING_ONLY_MODEL_FIELDS if n.startswith("lora_")
                 and getattr(model_args, n) != getattr(defaults, n)]
         if lora:
-            raise ValueError(f"{', '.join(lora)} only apply with use_peft true (without it the run trains every "
+            raise ValueError(f"{only_apply(lora)} with use_peft true (without it the run trains every "
                              "parameter): add --use_peft true, or drop them")
 
 
@@ -340,7 +340,7 @@ def _refuse_evaluation_without_data(training_args) -> None:
     changed = [name for name in EVALUATION_OPTIONS if name in defaults
                and getattr(training_args, name) != _field_default(defaults[name])]
     if changed:
-        raise ValueError(f"{', '.join(changed)} only apply when the run evaluates, and it has no eval_data: add "
+        raise ValueError(f"{only_apply(changed)} when the run evaluates, and it has no eval_data: add "
                          "--eval_data FILE --eval_strategy steps, or drop them")
 
 
@@ -404,7 +404,7 @@ def check_conditional_options(training_args) -> None:
     for names, reads, setting in _READ_ONLY_WHEN:
         unread = [n for n in names if n in changed]
         if unread and not reads(training_args):
-            raise ValueError(f"{', '.join(unread)} only apply with {setting}, which this run does not have: "
+            raise ValueError(f"{only_apply(unread)} with {setting}, which this run does not have: "
                              "drop them, or set that")
     for name, reason in _NEVER_READ.items():
         if name in changed:
@@ -511,7 +511,7 @@ def check_args(data_args: DataArguments, model_args: ModelArguments, training_ar
         unused = [f.name for f in fields(training_args) if f.name.startswith("vllm_")
                   and getattr(training_args, f.name) != _field_default(f)]
         if unused:
-            raise ValueError(f"{', '.join(unused)} only apply with use_vllm true (it is false here): set use_vllm, or "
+            raise ValueError(f"{only_apply(unused)} with use_vllm true (it is false here): set use_vllm, or "
                              "drop them")
     elif not training_args.ds3_gather_for_generation:
         raise ValueError("ds3_gather_for_generation false only applies to generation without vLLM (TRL reads it only "

@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_table(results))
         return results
     if args.classes:
-        raise OptionError("classes only apply to a detector checkpoint (Grounding DINO); a VLM reads each row's "
+        raise OptionError("classes only applies to a detector checkpoint (Grounding DINO); a VLM reads each row's "
                           "question: drop --classes")
     check_model_options(model_args, args.trust_remote_code)  # before the data: a refused option costs nothing
     if args.output_dir:

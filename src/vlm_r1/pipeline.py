@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .recipe import only_apply
 from .tiny.tokenizer import MODEL_TYPES
 
 logger = logging.getLogger("vlm_r1")
@@ -250,7 +251,7 @@ def refuse_build_options(args, warm: str) -> None:
     defaults = build_parser().parse_args([])
     given = [f"--{name}" for name in ("sft_recipe", "sft_args", "model_type") if getattr(args, name) != getattr(defaults, name)]
     if given:
-        raise ValueError(f"{', '.join(given)} only apply when the warm start is built, and this run uses {warm}: "
+        raise ValueError(f"{only_apply(given)} when the warm start is built, and this run uses {warm}: "
                          "pass --warm_start build to build one with them")  # fmt: skip
 
 

@@ -43,6 +43,12 @@ from trl import TrlParser
 logger = logging.getLogger("vlm_r1")
 
 
+def only_apply(names) -> str:
+    """``"a, b only apply"`` or ``"a only applies"``: the start of a refusal of options the run would not read."""
+    names = list(names)
+    return f"{', '.join(names)} only {'applies' if len(names) == 1 else 'apply'}"
+
+
 class OptionError(ValueError):
     """An option (a flag or a recipe value) that cannot be honoured: the ``vlm-r1`` command prints the message alone
     (no traceback) and exits with status 2."""
@@ -241,8 +247,9 @@ class RecipeParser(TrlParser):
                              "drop share_prompt_tokens, or set share_image_encoding")
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
-        """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it), and a
-        flag given twice is refused (argparse keeps the last)."""
+        """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it). An
+        option of several values given twice is refused (argparse kept the last list alone); another option given
+        twice keeps its last value, as argparse does, with a warning."""
         unknown = [a.partition("=")[0] for a in args if a.startswith("--") and a not in ("--", "--config")
                    and " " not in a and a.partition("=")[0] not in self._option_string_actions]  # a space: a value
         if unknown:
@@ -255,10 +262,12 @@ class RecipeParser(TrlParser):
             if action is None or arg == "--config":
                 continue
             flag = arg.partition("=")[0]
-            if action.dest in seen:  # argparse would keep the last one silently
-                also = "" if seen[action.dest] == flag else f" (as {seen[action.dest]} and {flag})"
-                several = f" (its values after one flag: --{action.dest} A B)" if action.nargs in ("+", "*") else ""
-                raise ValueError(f"--{action.dest} is given twice{also}: give it once{several}")
+            if action.dest in seen and action.nargs in ("+", "*"):  # argparse kept the last list alone
+                raise ValueError(f"--{action.dest} is given twice: give its values after one flag "
+                                 f"(--{action.dest} A B)")
+            if action.dest in seen:  # a wrapper script's default and its caller's override: the last one wins
+                logger.warning("--%s is given twice (%s, then %s): the last value is used", action.dest,
+                               seen[action.dest], flag)
             seen[action.dest] = flag
 
     def _settle_run_length(self, training_args, command_line: set[str]) -> None:

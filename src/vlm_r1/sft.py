@@ -21,7 +21,7 @@ from trl import SFTConfig
 
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_architecture_options, check_installed, check_training_args
-from .recipe import RecipeParser, check_output_dir, refusing_options
+from .recipe import RecipeParser, check_output_dir, only_apply, refusing_options
 from .ranks import same_on_every_rank
 from .train import RunRows, log_level, quiet_library_deprecations, refuse_zero3_with_text_rows, start_fingerprint
 from .trainer.sft import DEFAULT_THINK
@@ -126,7 +126,7 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
     defaults = {f.name: f.default for f in fields(VLMSFTConfig)}
     unused = [n for n in SKIPPED_PREPARATION_OPTIONS if getattr(args, n) != defaults[n]]
     if unused:
-        raise ValueError(f"{', '.join(unused)} only apply to TRL's text dataset preparation, which vision datasets "
+        raise ValueError(f"{only_apply(unused)} to TRL's text dataset preparation, which vision datasets "
                          "skip: leave them unset")  # fmt: skip
     if args.eos_token is not None:
         raise ValueError("eos_token would replace the checkpoint's end-of-sequence token, which GRPO and evaluation "

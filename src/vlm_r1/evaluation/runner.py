@@ -33,6 +33,7 @@ from ..data import DataError, Problem, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
 from ..rewards.boxes import is_four_numbers
 from ..rewards.dispatch import TASK_REWARDS, task_validator, validate_solution
+from ..recipe import only_apply
 from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
 from .answers import ANSWER_TASKS, answer_metrics, answer_scores
 from .counting import counting_metrics
@@ -122,7 +123,7 @@ class GenerationSettings:
         if not self.do_sample:
             changed = [k for k in _SAMPLING_KNOBS if getattr(self, k) != getattr(GenerationSettings, k)]
             if changed:
-                raise ValueError(f"{', '.join(changed)} only apply when sampling (greedy decoding ignores them): "
+                raise ValueError(f"{only_apply(changed)} when sampling (greedy decoding ignores them): "
                                  "add --do_sample, or leave them at their defaults")  # fmt: skip
 
 

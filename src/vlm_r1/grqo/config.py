@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_r1.checkpoints import RESUME_HELP
+from vlm_r1.recipe import only_apply
 
 
 @dataclass
@@ -186,7 +187,7 @@ def check_config(cfg: GRQOConfig) -> None:
     for switch, names in SWITCHED_OPTIONS.items():
         changed = [n for n in names if getattr(cfg, n) != getattr(defaults, n)]
         if changed and not getattr(cfg, switch):
-            problems.append(f"{', '.join(changed)} only apply with {switch}=true (it is false here)")
+            problems.append(f"{only_apply(changed)} with {switch}=true (it is false here)")
     if problems:
         raise ValueError("invalid GRQO config:\n  " + "\n  ".join(problems))
 
