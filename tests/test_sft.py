@@ -64,6 +64,14 @@ def test_other_task_targets():
     assert render_answer("3", qwen2, (112, 112), (112, 112)) == "3"
     assert render_answer('"circle"', qwen2, (112, 112), (112, 112)) == "circle"
     assert render_answer('{"label": "cat", "aliases": ["kitty"]}', qwen2, (112, 112), (112, 112)) == "cat"
+    # a detection target keeps the box and label only, the label in its own characters (not \u escapes)
+    det = '[{"bbox_2d": [0, 0, 56, 56], "label": "café 三角", "area": 3136}]'
+    assert render_answer(det, qwen2, (112, 112), (112, 112)) == '[{"bbox_2d": [0, 0, 500, 500], "label": "café 三角"}]'
+    # boxes in a shape SFT does not convert (possible with a custom reward that has no validator) are refused, not
+    # written in original pixels that the rewards would read in the model's frame
+    for unconverted in ("[[1, 2, 30, 40]]", '{"bbox_2d": [1, 2, 30, 40]}', '"<box>[1, 2, 30, 40]</box>"'):
+        with pytest.raises(ValueError, match="holds boxes in a shape SFT does not write in the model's frame"):
+            render_answer(unconverted, qwen2, (112, 112), (112, 112))
 
 
 def test_sft_refuses_ignored_options(parse_only_argv):
@@ -86,6 +94,9 @@ def test_sft_refuses_ignored_options(parse_only_argv):
         parse_args(base + ["--train_sampling_strategy", "group_by_length"])
     with pytest.raises(ValueError, match="fp16 does nothing on the CPU"):  # bit-identical to float32 training
         parse_args(base + ["--fp16", "true"])
+    for length in ("-5", "0"):  # -5 cut five tokens off every batch's end; 0 failed at the first step
+        with pytest.raises(ValueError, match=f"max_length must be >= 1 .*got {length}"):
+            parse_args(base + ["--max_length", length])
 
 
 def test_sft_help_lists_no_option_it_refuses(capsys):

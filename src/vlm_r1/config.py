@@ -320,7 +320,8 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
 
 
 EVALUATION_OPTIONS = ("eval_steps", "eval_delay", "per_device_eval_batch_size", "eval_accumulation_steps",
-                      "num_generations_eval", "load_best_model_at_end", "metric_for_best_model")
+                      "num_generations_eval", "load_best_model_at_end", "metric_for_best_model", "eval_do_concat_batches",
+                      "eval_use_gather_object")
 
 
 def _refuse_evaluation_without_data(training_args) -> None:
@@ -364,6 +365,17 @@ _READ_ONLY_WHEN = (  # (option names, whether the run reads them, the setting th
      "loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
     (("num_completions_to_print", "log_unique_prompts"), lambda a: a.log_completions, "log_completions true"),
     (("use_bias_correction_kl",), lambda a: a.beta != 0, "beta > 0 (a KL term)"),
+    (("gradient_checkpointing_kwargs",),  # (transformers mirrors it into its new alias activation_checkpointing_kwargs)
+     lambda a: a.gradient_checkpointing or getattr(a, "activation_checkpointing", False), "gradient_checkpointing true"),
+    (("optim_target_modules",), lambda a: any(k in str(a.optim) for k in ("galore", "apollo", "lomo")),
+     "an optim that targets modules (GaLore, APOLLO, LOMO)"),
+    (("save_total_limit", "save_only_model"), lambda a: str(getattr(a.save_strategy, "value", a.save_strategy)) != "no",
+     "a save_strategy other than no"),
+    (("dataloader_persistent_workers", "dataloader_prefetch_factor"), lambda a: a.dataloader_num_workers > 0,
+     "dataloader_num_workers > 0"),
+    (("greater_is_better",), lambda a: a.metric_for_best_model is not None, "metric_for_best_model"),
+    (("hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision"),
+     lambda a: a.push_to_hub, "push_to_hub true"),
 )  # fmt: skip
 # Options vlm-r1 train and sft never read, with the reason
 _NEVER_READ = {

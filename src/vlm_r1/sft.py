@@ -97,6 +97,9 @@ def check_sft_args(data_args: DataArguments, model_args: ModelArguments, args: V
         raise ValueError("vlm-r1 sft uses completion_only_loss (prompt-completion data); leave assistant_only_loss off")
     if args.packing or args.padding_free:
         raise ValueError("packing / padding_free are not supported for vision datasets")
+    if args.max_length is not None and args.max_length < 1:  # TRL cut [:, :-5] from every batch for max_length -5
+        raise ValueError(f"max_length must be >= 1 (tokens per prompt + completion), got {args.max_length}; leave it "
+                         "unset for no cut")
     strategy = str(getattr(args.train_sampling_strategy, "value", args.train_sampling_strategy))
     if strategy not in ("random", "sequential"):
         raise ValueError(f"train_sampling_strategy {strategy} needs each row's length, which the vision dataset "

@@ -9,8 +9,10 @@ template, unlike ``assistant_only_loss``, which needs ``{% generation %}`` marke
 The answer is the ground truth re-written in the frame the model will be read in, through the VLM module:
 
 * REC ``[x1, y1, x2, y2]`` (original pixels) -> ``module.from_original`` -> rounded integers, clipped to the frame;
-* detection ``[{"bbox_2d", "label"}, ...]`` -> the same list with converted boxes (JSON);
-* counting -> the integer; classification -> the class name; anything else -> its JSON text.
+* detection ``[{"bbox_2d", "label"}, ...]`` -> the same list with converted boxes and the labels (JSON, other keys of
+  the ground truth left out, labels as their own characters);
+* counting -> the integer; classification -> the class name; anything else -> its JSON text, refused when it holds
+  a box in another shape (it would be written in original pixels, and rewards read boxes in the model's frame).
 
 ``think`` is a fixed, templated sentence (``{question}`` is replaced by the row's question without ``<image>``).
 A tiny model cannot reason; the think block is there so that the SFT model emits the same
@@ -34,6 +36,7 @@ from ..data import (BOX_WITHOUT_IMAGE, IMAGE_PLACEHOLDER, DataError, Problem, Sa
 from ..modules import VLMModule
 from ..recipe import OptionError
 from ..rewards.boxes import is_four_numbers
+from ..rewards.parsing import detections_in
 
 DEFAULT_THINK = "Find it."
 
@@ -53,25 +56,34 @@ def box_in_model_frame(box, module: VLMModule, original_size, input_size) -> lis
     return [clip(x1, max_x), clip(y1, max_y), clip(x2, max_x), clip(y2, max_y)]
 
 
+UNCONVERTED_BOXES = ("holds boxes in a shape SFT does not write in the model's frame (a REC box [x1, y1, x2, y2] or a "
+                     "detection list of {\"bbox_2d\", \"label\"} objects): the target would teach original pixels, "
+                     "which the rewards read in the model's frame")
+
+
 def render_answer(solution: Any, module: VLMModule, original_size, input_size) -> str:
-    """The text that goes between ``<answer>`` tags for one ground truth (see the module docstring)."""
+    """The text that goes between ``<answer>`` tags for one ground truth (see the module docstring). ValueError
+    for a ground truth with boxes in any other shape (:data:`UNCONVERTED_BOXES`)."""
     value = json.loads(solution) if isinstance(solution, str) else solution
     if is_four_numbers(value):
         return json.dumps(box_in_model_frame(value, module, original_size, input_size))
     if isinstance(value, list) and all(isinstance(v, dict) and is_four_numbers(v.get("bbox_2d")) for v in value):
-        items = [
-            {**v, "bbox_2d": box_in_model_frame(v["bbox_2d"], module, original_size, input_size)} for v in value
-        ]
-        return json.dumps(items)
+        items = [{"bbox_2d": box_in_model_frame(v["bbox_2d"], module, original_size, input_size),
+                  **({"label": v["label"]} if "label" in v else {})} for v in value]  # fmt: skip
+        return json.dumps(items, ensure_ascii=False)  # a label as its own characters, as classification writes it
     if isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return str(int(value)) if float(value).is_integer() else str(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("label"), str):
-        return value["label"]
-    return json.dumps(value)
+        text = json.dumps(value)
+    elif isinstance(value, (int, float)):
+        text = str(int(value)) if float(value).is_integer() else str(value)
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, dict) and isinstance(value.get("label"), str):
+        text = value["label"]
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    if detections_in(text):
+        raise ValueError(UNCONVERTED_BOXES)
+    return text
 
 
 def render_completion(answer: str, think: str = DEFAULT_THINK) -> str:
@@ -95,7 +107,11 @@ def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: 
             continue
         else:
             original = input_size = (1, 1)  # no box to convert: the sizes are never read
-        answer = render_answer(s.solution, module, original, input_size)
+        try:
+            answer = render_answer(s.solution, module, original, input_size)
+        except ValueError as e:
+            problems.append(Problem(s.source, "solution", str(e)))
+            continue
         out.append(render_completion(answer, think.replace("{question}", question_text(s.problem))))
     if problems:
         raise DataError.from_problems(problems, f"{len(problems)} row(s) SFT cannot write a target for:")
