@@ -343,19 +343,26 @@ def test_recipe_scalars_for_lists_and_integral_floats_are_read_as_meant(tmp_path
     assert isinstance(training_args.max_steps, int) and training_args.learning_rate == 1e-5
 
 
-def test_an_option_of_several_values_given_twice_is_refused(parse_only_argv, caplog):
-    """argparse kept the last list alone (`--data a --data b` evaluated b alone). Another option given twice keeps its
-    last value (a wrapper script's default, then its caller's override), with a warning."""
+def test_an_option_given_twice_keeps_its_last_value_with_a_warning(parse_only_argv, caplog):
+    """argparse dropped the first value silently (`--data a --data b` evaluated b alone). The last one still wins (a
+    wrapper script's default, then its caller's override), and a warning says so."""
     from vlm_r1.evaluate import parse_args as parse_eval
     from vlm_r1.train import parse_args
 
-    with pytest.raises(ValueError, match=r"--data is given twice: give its values after one flag \(--data A B\)"):
-        parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "--data", "b.jsonl"])
-    assert parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "b.jsonl"])[1].data == ["a.jsonl", "b.jsonl"]
+    with caplog.at_level("WARNING", logger="vlm_r1"):
+        assert parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "--data", "b.jsonl"])[1].data == ["b.jsonl"]
+    assert ("--data is given twice (--data, then --data): the last value is used (several values go after one flag: "
+            "--data A B)") in caplog.text
+    caplog.clear()
     with caplog.at_level("WARNING", logger="vlm_r1"):
         args = parse_args(parse_only_argv + ["--learning_rate", "1e-5", "--learning-rate=2e-5"])
     assert args[2].learning_rate == 2e-5
-    assert "--learning_rate is given twice (--learning_rate, then --learning-rate): the last value is used" in caplog.text
+    assert "--learning_rate is given twice (--learning_rate, then --learning-rate): the last value is used\n" in \
+        caplog.text + "\n"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vlm_r1"):
+        parse_eval(["--model_name_or_path", "x", "--data", "a.jsonl", "b.jsonl"])
+    assert "given twice" not in caplog.text
 
 
 def test_recipe_values_meant_for_other_options_are_refused(tmp_path):

@@ -248,8 +248,8 @@ class RecipeParser(TrlParser):
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
         """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it). An
-        option of several values given twice is refused (argparse kept the last list alone); another option given
-        twice keeps its last value, as argparse does, with a warning."""
+        option given twice keeps its last value, as argparse does (a wrapper script's default, then its caller's
+        override), with a warning: argparse dropped the first silently (`--data a --data b` evaluated b alone)."""
         unknown = [a.partition("=")[0] for a in args if a.startswith("--") and a not in ("--", "--config")
                    and " " not in a and a.partition("=")[0] not in self._option_string_actions]  # a space: a value
         if unknown:
@@ -262,12 +262,11 @@ class RecipeParser(TrlParser):
             if action is None or arg == "--config":
                 continue
             flag = arg.partition("=")[0]
-            if action.dest in seen and action.nargs in ("+", "*"):  # argparse kept the last list alone
-                raise ValueError(f"--{action.dest} is given twice: give its values after one flag "
-                                 f"(--{action.dest} A B)")
-            if action.dest in seen:  # a wrapper script's default and its caller's override: the last one wins
-                logger.warning("--%s is given twice (%s, then %s): the last value is used", action.dest,
-                               seen[action.dest], flag)
+            if action.dest in seen:  # a wrapper script's default, then its caller's override: the last one wins
+                several = (f" (several values go after one flag: --{action.dest} A B)" if action.nargs in ("+", "*")
+                           else "")
+                logger.warning("--%s is given twice (%s, then %s): the last value is used%s", action.dest,
+                               seen[action.dest], flag, several)
             seen[action.dest] = flag
 
     def _settle_run_length(self, training_args, command_line: set[str]) -> None:
