@@ -12,6 +12,8 @@ import torch
 
 from vlm_r1.synthetic import write_split
 
+REPO = Path(__file__).resolve().parents[1]
+
 CUSTOM_REWARD = '''
 def digits(completions, **kwargs):
     """Share of digit characters: varies between random completions, so advantages are non-zero."""
@@ -196,7 +198,6 @@ READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and nev
     (["--loss_type", "cispo", "--delta", "2"], "delta only applies with loss_type grpo, bnpo, dr_grpo, dapo or luspo"),
     (["--num_completions_to_print", "2"], "num_completions_to_print only applies with log_completions true"),
     (["--use_bias_correction_kl", "false"], r"use_bias_correction_kl only applies with beta > 0"),
-    (["--save_strategy", "no", "--save_total_limit", "2"], "save_total_limit only applies with a save_strategy other"),
     (["--greater_is_better", "true"], "greater_is_better only applies with metric_for_best_model"),
     (["--hub_model_id", "me/run"], "hub_model_id only applies with push_to_hub true"),
     (["--gradient_checkpointing", "false", "--gradient_checkpointing_kwargs", '{"use_reentrant": false}'],
@@ -230,6 +231,19 @@ def test_options_that_would_fail_late_or_be_ignored_are_refused_when_parsed(pars
 
     with pytest.raises(OptionError, match=message):
         parse_args(parse_only_argv + extra)
+
+
+def test_documented_overrides_of_the_shipped_recipes_are_accepted(parse_only_argv):
+    """What the option checks must not refuse: the rl_vs_sft benchmark's --save_strategy no over a recipe that keeps
+    one checkpoint, GaLore with its target modules, and the pipeline's documented reward list equal to the recipe's."""
+    from vlm_r1.train import parse_args
+
+    recipe = ["--config", str(REPO / "recipes" / "tiny" / "rec_grpo.yaml")]
+    assert parse_args(parse_only_argv + recipe + ["--save_strategy", "no"])[2].save_total_limit == 1
+    for optim in ("galore_adamw", "apollo_adamw"):
+        parse_args(parse_only_argv + ["--optim", optim, "--optim_target_modules", "q_proj"])
+    args = parse_args(parse_only_argv + recipe + ["--reward_funcs", "iou_acc", "think_format"])
+    assert args[0].reward_funcs == ["iou_acc", "think_format"] and args[2].reward_weights == [1.0, 0.1]
 
 
 def test_a_liger_kernel_config_without_use_liger_kernel_is_refused(tmp_path):  # a mapping: recipes only
@@ -374,13 +388,14 @@ def test_recipe_values_meant_for_other_options_are_refused(tmp_path):
     argv = ["--config", str(recipe), "--train_data", "a.jsonl", "--output_dir", str(tmp_path / "o")]
     recipe.write_text("model_name_or_path: x\nuse_cpu: true\nreward_funcs: [iou_acc, think_format]\n"
                       "reward_weights: [1.0, 0.1]\n")
-    with pytest.raises(ValueError, match=r"--reward_funcs replaces the reward list of .*recipe.yaml, whose "
+    with pytest.raises(ValueError, match=r"--reward_funcs replaces the reward list of .*recipe.yaml \(\['iou_acc', "
+                                         r"'think_format'\]\), whose "
                                          r"reward_weights \[1.0, 0.1\] were for that list"):
         parse_args(argv + ["--reward_funcs", "think_format", "iou"])
     args = parse_args(argv + ["--reward_funcs", "think_format", "iou", "--reward_weights", "0.1", "1"])
     assert args[0].reward_funcs == ["think_format", "iou"] and args[2].reward_weights == [0.1, 1.0]
     assert parse_args(argv + ["--reward_weights", "2", "1"])[2].reward_weights == [2.0, 1.0]
-    with pytest.raises(ValueError, match="share_prompt_tokens applies only with share_image_encoding true"):
+    with pytest.raises(ValueError, match="share_prompt_tokens only applies with share_image_encoding true"):
         parse_args(argv + ["--share_image_encoding", "false", "--share_prompt_tokens", "true"])
     assert not parse_args(argv + ["--share_image_encoding", "false"])[2].share_image_encoding  # the default stays
 

@@ -367,10 +367,8 @@ _READ_ONLY_WHEN = (  # (option names, whether the run reads them, the setting th
     (("use_bias_correction_kl",), lambda a: a.beta != 0, "beta > 0 (a KL term)"),
     (("gradient_checkpointing_kwargs",),  # (transformers mirrors it into its new alias activation_checkpointing_kwargs)
      lambda a: a.gradient_checkpointing or getattr(a, "activation_checkpointing", False), "gradient_checkpointing true"),
-    (("optim_target_modules",), lambda a: any(k in str(a.optim) for k in ("galore", "apollo", "lomo")),
-     "an optim that targets modules (GaLore, APOLLO, LOMO)"),
-    (("save_total_limit", "save_only_model"), lambda a: str(getattr(a.save_strategy, "value", a.save_strategy)) != "no",
-     "a save_strategy other than no"),
+    (("optim_target_modules",), lambda a: any(k in str(getattr(a.optim, "value", a.optim)) for k in ("galore", "apollo")),
+     "an optim that targets modules (GaLore, APOLLO)"),
     (("dataloader_persistent_workers", "dataloader_prefetch_factor"), lambda a: a.dataloader_num_workers > 0,
      "dataloader_num_workers > 0"),
     (("greater_is_better",), lambda a: a.metric_for_best_model is not None, "metric_for_best_model"),

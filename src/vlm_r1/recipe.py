@@ -195,7 +195,7 @@ class RecipeParser(TrlParser):
         kwargs.setdefault("allow_abbrev", False)  # "--max_step 5" is an error, not a guess
         super().__init__(dataclass_types, **kwargs)
         self._hints = _field_hints(dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types])
-        self._recipe, self._recipe_keys, self._command_line = "the recipe", set(), set()
+        self._recipe, self._recipe_values, self._command_line = "the recipe", {}, set()
 
     def parse_args_and_config(self, args=None, **kwargs):
         args = list(args) if args is not None else sys.argv[1:]
@@ -208,7 +208,7 @@ class RecipeParser(TrlParser):
                         recipe = loader.get_single_data()
                     finally:
                         loader.dispose()
-                self._recipe_keys = set(recipe) if isinstance(recipe, dict) else set()
+                self._recipe_values = recipe if isinstance(recipe, dict) else {}
             except (ValueError, yaml.YAMLError) as e:
                 raise ValueError(f"{self._recipe}: {e}") from None
         self._refuse_unknown_flags(args)
@@ -217,7 +217,7 @@ class RecipeParser(TrlParser):
         except ValueError as e:
             if "support bf16" not in str(e):
                 raise
-            source = f"`bf16: true` in {self._recipe}" if "bf16" in self._recipe_keys else "bf16 is true by default"
+            source = f"`bf16: true` in {self._recipe}" if "bf16" in self._recipe_values else "bf16 is true by default"
             raise ValueError(f"{source}, and this machine has no GPU that supports bf16: add --bf16 false "
                              "--use_cpu true to train on the CPU") from None
         given = (self._option_string_actions.get(a.partition("=")[0]) for a in args if a.startswith("--"))
@@ -230,20 +230,23 @@ class RecipeParser(TrlParser):
 
     def refuse_stale_recipe_values(self, *parsed) -> None:
         """After :meth:`parse_args_and_config` (and the run's own option checks, which name a misspelt reward
-        first): refuse a recipe value that belongs to an option the command line replaced (the recipe's
-        reward_weights would weigh the command line's reward_funcs by position), and a given share_prompt_tokens
-        true without share_image_encoding (it applies only with it)."""
-        command_line = self._command_line
+        first): refuse the recipe's reward_weights beside another reward list from the command line (the weights
+        would weigh it by position), and a given share_prompt_tokens true without share_image_encoding (it applies
+        only with it)."""
+        command_line, recipe = self._command_line, self._recipe_values
         values = {f.name: getattr(obj, f.name) for obj in parsed if dataclasses.is_dataclass(obj)
                   for f in dataclasses.fields(obj)}
-        if "reward_funcs" in command_line and "reward_weights" in self._recipe_keys - command_line:
-            raise ValueError(f"--reward_funcs replaces the reward list of {self._recipe}, whose reward_weights "
-                             f"{values.get('reward_weights')} were for that list: give --reward_weights too (one per "
-                             "reward), or set both in the recipe")
-        given = command_line | self._recipe_keys
+        recipe_funcs = recipe.get("reward_funcs")
+        recipe_funcs = [recipe_funcs] if isinstance(recipe_funcs, str) else recipe_funcs
+        if ("reward_funcs" in command_line and "reward_weights" in set(recipe) - command_line
+                and values.get("reward_funcs") != recipe_funcs):
+            raise ValueError(f"--reward_funcs replaces the reward list of {self._recipe} ({recipe_funcs}), whose "
+                             f"reward_weights {values.get('reward_weights')} were for that list: give "
+                             "--reward_weights too (one per reward), or set both in the recipe")
+        given = command_line | set(recipe)
         if "share_prompt_tokens" in given and values.get("share_prompt_tokens") and not values.get(
                 "share_image_encoding", True):
-            raise ValueError("share_prompt_tokens applies only with share_image_encoding true (it is false here): "
+            raise ValueError("share_prompt_tokens only applies with share_image_encoding true (it is false here): "
                              "drop share_prompt_tokens, or set share_image_encoding")
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
@@ -271,7 +274,7 @@ class RecipeParser(TrlParser):
 
     def _settle_run_length(self, training_args, command_line: set[str]) -> None:
         """Keep the one of ``max_steps`` / ``num_train_epochs`` given last (command line over recipe)."""
-        given = {name: "command line" if name in command_line else self._recipe if name in self._recipe_keys else None
+        given = {name: "command line" if name in command_line else self._recipe if name in self._recipe_values else None
                  for name in ("max_steps", "num_train_epochs")}
         if training_args.max_steps <= 0:  # max_steps -1 means "not set": the epochs decide
             given["max_steps"] = None
