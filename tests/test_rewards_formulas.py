@@ -220,6 +220,8 @@ def test_repetition_penalty_leaves_a_correct_list_of_objects_alone(layout):
     assert r("repetition_penalty", [f"<answer>{json.dumps(wrapped, **layout)}</answer>"]) == [0.0]
     deep = {"result": {"objects": [{"a": {"b": o}} for o in objects]}}
     assert r("repetition_penalty", [f"<answer>{json.dumps(deep, **layout)}</answer>"]) == [0.0]
+    python_style = str(objects)  # [{'bbox_2d': [...], 'label': 'red circle'}, ...]: box objects too
+    assert r("repetition_penalty", [f"<answer>{python_style}</answer>"]) == [0.0]
     one = json.dumps(objects[0])  # only a box object or a four-number list leaves the text, not any {...[...]...}
     assert r("repetition_penalty", [f"<answer>{one} {{[] {'go ' * 300}}}</answer>"])[0] < -0.9
     assert r("repetition_penalty", [f"<answer>{one} [{'1 ' * 300}]</answer>"])[0] < -0.9

@@ -395,8 +395,13 @@ def merged_if_adapter(grpo_dir: Path, out: Path, force: bool = False) -> Path:
         return grpo_dir
     from .merge import merge_lora
 
-    print(f"{grpo_dir} holds a LoRA adapter: merging it into its base for the evaluation ({out / 'model'})")
-    run_stage_in(out, {"adapter": checkpoint_id(grpo_dir)}, force, lambda: merge_lora(grpo_dir, out / "model"))
+    def merge():
+        print(f"{grpo_dir} holds a LoRA adapter: merging it into its base for the evaluation ({out / 'model'})")
+        merge_lora(grpo_dir, out / "model")
+
+    inputs = {"adapter": checkpoint_id(grpo_dir)}
+    merged_whole = (out / "model" / "config.json").is_file() and any((out / "model").glob("*.safetensors"))
+    run_stage_in(out, inputs, force or not merged_whole, merge)  # (its stamp sees out's own files, not model/)
     return out / "model"
 
 

@@ -4,9 +4,9 @@ repetition_penalty, in [-1, 0]: -max(r_text, r_box) where
   r_text = 1 - (#distinct word 3-grams / #word 3-grams) over the first 20,000 whitespace-separated
            words of the completion (0 when it has fewer than 3 words), and
   r_box  = (#boxes that repeat an earlier box of the same label with IoU >= 0.95) / #boxes in the answer.
-  When the answer holds boxes, its box objects (valid JSON objects holding a four-number list) and bare
-  `[n, n, n, n]` lists are taken out of r_text's text (a list of N distinct objects
-  repeats the same keys N times, and r_box judges the boxes) and their string values are judged one by one
+  When the answer holds boxes, its box objects (JSON objects, or Python dict notation, holding a four-number
+  list) and bare `[n, n, n, n]` lists are taken out of r_text's text (a list of N distinct objects repeats the
+  same keys N times, and r_box judges the boxes) and their string values are judged one by one
   (a label stuffed with repeated words counts; one class named on N objects does not). Objects without a box
   and other words in the answer stay in the text. Whitespace-free scripts (e.g. Chinese) are one "word" per
   run and so are barely penalised.
@@ -54,10 +54,10 @@ MAX_SHELL_DEPTH = 8  # wrappers around the box objects taken out with them, up t
 def _text_and_values(parsed) -> tuple[str, list[str]]:
     """What r_text judges: the completion's text, and the string values of its answer's box objects, each on its own.
 
-    When the answer holds boxes, each valid JSON object with a four-number list as a value (a box with its label,
-    score, ...) and each bare `[n, n, n, n]` leaves the text, and so do the lists and objects that held only those
-    (up to MAX_SHELL_DEPTH levels: `[{"object": {...}}, ...]`): N distinct objects repeat the same keys N times, and r_box
-    judges the boxes. Their string values (labels) are judged one by one, so a label
+    When the answer holds boxes, each JSON object (or Python dict) with a four-number list as a value (a box with its
+    label, score, ...) and each bare `[n, n, n, n]` leaves the text, and so do the lists and objects that held only
+    those (up to MAX_SHELL_DEPTH levels: `[{"object": {...}}, ...]`): N distinct objects repeat the same keys N
+    times, and r_box judges the boxes. Their string values (labels) are judged one by one, so a label
     stuffed with repeated words still counts, while one class named on N objects does not. Everything else in the
     answer (objects without a box, other words) stays in the text."""
     if not any(d.box is not None for d in parsed.detections) or not parsed.answer:
@@ -69,6 +69,8 @@ def _text_and_values(parsed) -> tuple[str, list[str]]:
 
     def take_box_object(match: re.Match) -> str:
         ok, obj = loads_bounded(match.group(0))
+        if not ok:  # Python's dict notation, {'bbox_2d': [...], 'label': 'car'}, read as JSON (nothing is evaluated)
+            ok, obj = loads_bounded(match.group(0).replace("'", '"'))
         if not (ok and isinstance(obj, dict) and any(is_four_numbers(v) for v in obj.values())):
             return match.group(0)  # not a box object (e.g. `{[] go go go}`): its words stay in the text
         values.extend(v for v in obj.values() if isinstance(v, str))
