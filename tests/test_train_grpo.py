@@ -590,6 +590,7 @@ def test_the_console_line_survives_a_reward_that_applied_to_nothing():
     end = {"train_runtime": 4.0, "train_samples_per_second": 8.0, "train_loss": 0.0123, "total_flos": 1.0}
     assert end_line(end, state) == "training done: 3 steps in 4 s (1.33 s/step), mean loss 0.0123"
     assert end_line(evaluation, state) is None
+    assert end_line(end, state, first_step=1) == "training done: steps 2 to 3 in 4 s (2.00 s/step), mean loss 0.0123"
     lines = []
     printer = StepPrinter()
     printer.training_bar = SimpleNamespace(write=lines.append)

@@ -53,16 +53,18 @@ def step_line(logs: dict, state, seconds_per_step: float) -> str | None:
     return " | ".join(parts)
 
 
-def end_line(logs: dict, state) -> str | None:
-    """``training done: N steps in S s (T s/step), mean loss L`` for transformers' end-of-training log; None for
-    other logs."""
+def end_line(logs: dict, state, first_step: int = 0) -> str | None:
+    """``training done: N steps in S s (T s/step), mean loss L`` for transformers' end-of-training log (a resumed run:
+    ``steps F+1 to N``, the ones this call ran and timed); None for other logs."""
     runtime = logs.get("train_runtime")
     if not isinstance(runtime, (int, float)):
         return None
-    steps = state.global_step
-    per_step = f" ({runtime / steps:.2f} s/step)" if steps else ""
+    steps = state.global_step - first_step
+    per_step = f" ({runtime / steps:.2f} s/step)" if steps > 0 else ""
     loss = f", mean loss {_number(logs.get('train_loss'), 4)}" if "train_loss" in logs else ""
-    return f"training done: {steps} step{'' if steps == 1 else 's'} in {runtime:.0f} s{per_step}{loss}"
+    which = f"{steps} step{'' if steps == 1 else 's'}" if not first_step else \
+        f"steps {first_step + 1} to {state.global_step}"
+    return f"training done: {which} in {runtime:.0f} s{per_step}{loss}"
 
 
 class _CompactLines:
@@ -70,6 +72,7 @@ class _CompactLines:
 
     def _start_timing(self, state) -> None:
         self._last_time, self._last_step = time.monotonic(), state.global_step
+        self._first_step = state.global_step  # a resumed run starts at its checkpoint's step
 
     def _text(self, logs: dict, state) -> str:
         """The compact line (:func:`step_line`), or the dict without ``total_flos`` for the end-of-training summary."""
@@ -78,7 +81,7 @@ class _CompactLines:
             now = time.monotonic()
             seconds = (now - self._last_time) / max(1, state.global_step - self._last_step)
             self._last_time, self._last_step = now, state.global_step
-        return step_line(logs, state, seconds) or end_line(logs, state) or str(
+        return step_line(logs, state, seconds) or end_line(logs, state, getattr(self, "_first_step", 0)) or str(
             {k: v for k, v in logs.items() if k != "total_flos"})
 
 
