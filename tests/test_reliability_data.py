@@ -266,8 +266,9 @@ def test_a_row_cannot_choose_code_to_import(tmp_path, monkeypatch):
     assert not (tmp_path / "planted_by_data.ran").exists()  # refused before any import
     from vlm_r1.rewards import get_reward  # rows that bypassed the loader (a Dataset built in code): not imported
 
-    with pytest.warns(RuntimeWarning, match="names a module that is not imported, and data may not choose code"):
-        assert get_reward("accuracy")(["x"], reward=["planted_by_data:score"], solution=['"cat"']) == [None]
+    for planted in ("planted_by_data:score", "shutil:which"):  # imported or not, code no configuration named
+        with pytest.warns(RuntimeWarning, match="names code the run's configuration did not, and data may not"):
+            assert get_reward("accuracy")(["x"], reward=[planted], solution=['"cat"']) == [None]
     assert not (tmp_path / "planted_by_data.ran").exists()
     make_row_check(["accuracy"], default_reward="planted_by_data:score")("planted_by_data:score", "cat")  # configured
     assert (tmp_path / "planted_by_data.ran").exists()

@@ -133,6 +133,9 @@ def test_accuracy_checks_what_a_custom_reward_returns(monkeypatch):
     module.short = lambda completions, **kw: [1.0]
     module.text = lambda completions, **kw: "1.0"
     monkeypatch.setitem(sys.modules, "custom_rewards_for_test", module)
+    from vlm_r1.rewards import make_row_check
+
+    make_row_check([f"custom_rewards_for_test:{name}" for name in ("np32", "nothing", "short", "text")])  # configured
     acc = get_reward("accuracy")
     assert acc(["a", "b"], reward=["custom_rewards_for_test:np32"] * 2) == [0.5, 0.5]
     for bad in ("nothing", "short", "text"):

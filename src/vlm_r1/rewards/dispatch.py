@@ -7,7 +7,6 @@ naming something unknown (the data loader's `validate_solution` reports those at
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import Any
 
@@ -76,6 +75,7 @@ def make_row_check(reward_funcs: list[str], default_reward: str | None = None):
     `default_reward`) is refused when a listed reward judges correctness through the row's own reward
     (`cosine_length`: its ``reads_row_reward``), which would score it None."""
     importable = {n for n in [*reward_funcs, default_reward] if isinstance(n, str) and ":" in n}
+    _CONFIGURED_CODE.update(importable)
     dispatches = "accuracy" in reward_funcs
     scorers = [(n, get_validator(n)) for n in reward_funcs if n in list_rewards() and get_validator(n) is not None]
     checkable = (dispatches or scorers) and not any(":" in n for n in reward_funcs)
@@ -176,14 +176,19 @@ def scoped_to_row_task(name: str):
     return reward
 
 
-def _resolve_imported(name: str):
-    """:func:`resolve_accuracy` for a row's `reward` at scoring time, which imports nothing: a
-    'package.module:function' name resolves only when its module is imported already (by the run's configuration,
-    which named it); data never chooses code to import, even in rows that bypassed the loader's check."""
+# The 'package.module:function' rewards a run's configuration named (reward_funcs, default_reward): the only ones a
+# row's `reward` may name at scoring time. Filled by make_row_check, the configuration's check of the rows.
+_CONFIGURED_CODE: set[str] = set()
+
+
+def _resolve_configured(name: str):
+    """:func:`resolve_accuracy` for a row's `reward` at scoring time: a 'package.module:function' name resolves only
+    when the run's configuration named it (:data:`_CONFIGURED_CODE`); data never chooses code to import or call,
+    even in rows that bypassed the loader's check (a Dataset built in code)."""
     target = TASK_REWARDS.get(name, name) if isinstance(name, str) else name
-    if isinstance(target, str) and ":" in target and target.partition(":")[0] not in sys.modules:
-        raise RewardNameError(f"{name!r} names a module that is not imported, and data may not choose code to import: "
-                              "list it in reward_funcs or default_reward")
+    if isinstance(target, str) and ":" in target and target not in _CONFIGURED_CODE:
+        raise RewardNameError(f"{name!r} names code the run's configuration did not, and data may not choose code to "
+                              "run: list it in reward_funcs or default_reward")
     return resolve_accuracy(name)
 
 
@@ -212,7 +217,7 @@ def make_accuracy_reward(default: str | None = None, name: str = "accuracy"):
         out: list[float | None] = [None] * n
         for row_name, idx in groups.items():
             try:
-                fn = _resolve_imported(row_name)
+                fn = _resolve_configured(row_name)
             except Exception as e:  # a reward must never raise: report it and score the rows None
                 warnings.warn(f"accuracy reward {row_name!r} failed: {type(e).__name__}: {e}", RuntimeWarning)
                 continue
