@@ -93,9 +93,13 @@ def check_eval_output(output_dir: str, data: list[str]) -> None:
                               "it; choose another --output_dir")
 
 
-def recorded_model_name(name_or_path: str) -> str:
-    """A local folder as an absolute path (the result may be read from elsewhere), a hub id as given."""
-    return str(Path(name_or_path).resolve()) if Path(name_or_path).is_dir() else name_or_path
+def how_it_was_read(model: str, data: str, model_options: dict, device: str, image_root: str | None) -> dict:
+    """The part of an evaluation result that says what was evaluated and how it was read (``vlm-r1 eval``, a
+    detector's eval and the pipeline's evaluations record the same): ``model`` (a local folder as an absolute path,
+    the result may be read from elsewhere; a hub id as given), ``data`` (absolute), the loading options set away
+    from their defaults, the device, the image root."""
+    return {"model": str(Path(model).resolve()) if Path(model).is_dir() else model, "data": str(Path(data).resolve()),
+            "model_options": model_options, "device": str(device), "image_root": image_root}
 
 
 def _is_evaluation_result(path: Path) -> bool:
@@ -267,8 +271,8 @@ def main(argv: list[str] | None = None) -> dict:
         with tqdm(total=len(samples), desc=name, unit="row", disable=args.disable_tqdm) as bar:
             result = evaluate_samples(model, processor, module, samples, template, system_prompt, settings, args.task,
                                       progress=lambda done, total: bar.update(done - bar.n), checked=True)  # fmt: skip
-        result.update(model=recorded_model_name(model_args.model_name_or_path), data=str(Path(path).resolve()),
-                      model_options=loading_options(model_args), device=str(device), image_root=args.image_root)
+        result.update(how_it_was_read(model_args.model_name_or_path, path, loading_options(model_args), device,
+                                      args.image_root))
         if args.output_dir:
             out = write_json(result, Path(args.output_dir) / f"{name}.json")
             logger.info("%s: wrote %s", name, out)

@@ -346,6 +346,7 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
     """Greedy evaluation on every EVAL_SPLITS split, cached as <out_dir>/<split>.json with its stamp <split>.stamp.json."""
     from .config import ModelArguments
     from .data import load_rows
+    from .evaluate import how_it_was_read
     from .evaluation.runner import GenerationSettings, evaluate_samples, write_json
     from .loading import load_policy
 
@@ -370,7 +371,7 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
         settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
         result = evaluate_samples(model, processor, module, samples, setup.question_template, setup.system_prompt,
                                   settings)  # fmt: skip
-        result.update(model=str(checkpoint), data=str(paths[split]), model_options=setup.model_options)
+        result.update(how_it_was_read(str(checkpoint), paths[split], setup.model_options, "cpu", None))
         write_json(result, path)
         write_stamp(stamp, inputs)
         results[split] = result

@@ -76,7 +76,8 @@ def evaluate_detector(model_args, args, device: str) -> dict[str, dict]:
     from tqdm.auto import tqdm
 
     from vlm_r1.data import DataError
-    from vlm_r1.evaluate import check_eval_output, read_data, recorded_model_name
+    from vlm_r1.config import loading_options
+    from vlm_r1.evaluate import check_eval_output, how_it_was_read, read_data
     from vlm_r1.evaluation.detection import coco_metrics
     from vlm_r1.evaluation.runner import write_json
 
@@ -126,9 +127,7 @@ def evaluate_detector(model_args, args, device: str) -> dict[str, dict]:
             "n": len(examples),
             "classes": classes,
             "seconds": time.perf_counter() - start,
-            "model": recorded_model_name(model_args.model_name_or_path), "device": str(device),
-            "image_root": args.image_root,
-            "data": str(Path(path).resolve()),
+            **how_it_was_read(model_args.model_name_or_path, path, loading_options(model_args), device, args.image_root),
             "predictions": [
                 {"source": e.source, "image": e.image,
                  "solution": [{"bbox_2d": list(box), "label": label} for box, label in zip(e.boxes, e.labels)],
