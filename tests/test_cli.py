@@ -37,11 +37,23 @@ def test_a_missing_folder_under_a_local_folder_is_not_asked_of_the_hub(tmp_path,
     Hub was asked first, ~25 s of retries offline, and eval asked twice)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()
-    expected = "model_name_or_path outputs/finall: no such folder (outputs/ is a folder here, so this names a path"
+    expected = "model_name_or_path outputs/finall: no such folder (outputs/ is a folder here, so this reads as a"
     assert main(["eval", "--model_name_or_path", "outputs/finall", "--data", "a.jsonl"]) == 2
     assert expected in capsys.readouterr().err
     assert main(["grqo", "--model_name_or_path", "outputs/finall", "--train_data", "a.jsonl", "--output_dir", "o"]) == 2
     assert expected in capsys.readouterr().err
+    # a hub id whose first part is also a folder here, but which is in the Hugging Face cache: left to transformers
+    import huggingface_hub.constants as hub
+
+    from vlm_r1.modules import refuse_missing_folder
+
+    snapshot = tmp_path / "hub" / "models--outputs--finall" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--outputs--finall" / "refs").mkdir()
+    (tmp_path / "hub" / "models--outputs--finall" / "refs" / "main").write_text("abc")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    refuse_missing_folder("outputs/finall")  # no refusal
 
 
 def test_make_data_refuses_to_replace_a_jsonl_without_overwrite(tmp_path, capsys):

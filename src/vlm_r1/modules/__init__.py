@@ -87,16 +87,26 @@ def _raw_model_type(name_or_path: str, revision: str) -> str | None:
 
 def refuse_missing_folder(name_or_path: str) -> None:
     """Raise FileNotFoundError at once for a name that can only be a local folder and is not there: a path by its
-    form (:func:`_looks_like_a_path`), or "dir/name" where ``dir`` is a folder here. transformers would ask the Hub
-    first (about 25 s of retries without a network)."""
+    form (:func:`_looks_like_a_path`), or "dir/name" where ``dir`` is a folder here and no hub checkpoint of that
+    name is in the local Hugging Face cache. transformers would ask the Hub first (about 25 s of retries without a
+    network)."""
     if os.path.exists(name_or_path):
         return
     if _looks_like_a_path(name_or_path):
         raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder")
     first = name_or_path.split("/")[0]
-    if "/" in name_or_path and first and os.path.isdir(first):
+    if "/" in name_or_path and first and os.path.isdir(first) and not _in_hub_cache(name_or_path):
         raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder ({first}/ is a folder here, so "
-                                "this names a path, not a hub id)")
+                                "this reads as a mistyped path; to download the hub id, run from another folder)")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
 
 
 def _looks_like_a_path(name: str) -> bool:
