@@ -127,8 +127,8 @@ def test_bare_boxes_beside_a_box_object_are_predictions_too():
     gt = json.dumps([{"bbox_2d": [10, 10, 50, 50], "label": "cat"}])
     assert get_reward("det_map")([hedged], solution=[gt])[0] < 0.01
     assert get_reward("repetition_penalty")([hedged])[0] < -0.99
-    three = '<answer>{"bbox_2d": [10, 20, 60, 80]} [0, 0, 5, 5] [90, 90, 99, 99]</answer>'
-    assert boxes(three) == [(10, 20, 60, 80), (0, 0, 5, 5), (90, 90, 99, 99)]
+    three = '<answer>[0, 0, 5, 5] {"bbox_2d": [10, 20, 60, 80]} [90, 90, 99, 99]</answer>'
+    assert boxes(three) == [(0, 0, 5, 5), (10, 20, 60, 80), (90, 90, 99, 99)]  # in the answer's order
     assert get_reward("iou")([three], solution=["[10, 20, 60, 80]"]) == [0.0]
     assert len(boxes(f"<answer>{obj} (1, 2), (3, 4)</answer>")) == 1  # Qwen2-VL's pairs only when nothing else
 

@@ -21,7 +21,8 @@ Boxes are looked for inside the last `<answer>...</answer>` only, in this order:
    hidden by it);
 4. if steps 1 to 3 found none: every `(n, n), (n, n)` in the text, Qwen2-VL's own box format once the special
    tokens around it (`<|box_start|>`, `<|box_end|>`) are decoded away, as TRL and the evaluator decode.
-At most MAX_DETECTIONS detections are kept (the rest are dropped), and an answer longer than
+Detections come in the order they appear in the answer (a box written twice counts twice). At most MAX_DETECTIONS
+detections are kept (the rest are dropped), and an answer longer than
 MAX_ANSWER_CHARS is not searched at all (no model answer is that long: it has no detections).
 """
 from __future__ import annotations
@@ -237,27 +238,31 @@ def detections_in(answer: str) -> tuple[Detection, ...]:
         return tuple(out[:MAX_DETECTIONS])
     if value is TooDeep:  # absurdly nested JSON is garbage, not a container of boxes
         return ()
+    found: list[tuple[int, Detection]] = []  # (where in the answer, detection): kept in the answer's order
     outside = list(answer)  # the text with every object read here blanked: its boxes are not counted twice
     for match in _OBJECT_RE.finditer(answer):
         ok, obj = loads_bounded(match.group(0), MAX_OBJECT_CHARS + 2)
         if ok and isinstance(obj, dict):
             _walk(obj, out, 0)
+            found += [(match.start(), d) for d in out]
+            out.clear()
             outside[match.start():match.end()] = " " * (match.end() - match.start())
-        if len(out) >= MAX_DETECTIONS:
+        if len(found) >= MAX_DETECTIONS:
             break
     rest = "".join(outside)
     for pattern in (_BOX_RE, _PAIR_BOX_RE):  # bare lists beside the objects; Qwen2-VL's pairs only if nothing else
-        if pattern is _PAIR_BOX_RE and out:
+        if pattern is _PAIR_BOX_RE and found:
             break
         for match in pattern.finditer(rest):
             try:
                 nums = [float(g) for g in match.groups()]
             except (ValueError, OverflowError):
                 nums = None
-            out.append(Detection(make_box(nums) if nums else None))
-            if len(out) >= MAX_DETECTIONS:
+            found.append((match.start(), Detection(make_box(nums) if nums else None)))
+            if len(found) >= MAX_DETECTIONS:
                 break
-    return tuple(out[:MAX_DETECTIONS])
+    found.sort(key=lambda item: item[0])  # stable: an object's own detections keep their order
+    return tuple(d for _, d in found[:MAX_DETECTIONS])
 
 
 def parse_answer(text: Any) -> ParsedAnswer:
