@@ -366,8 +366,10 @@ _READ_ONLY_WHEN = (  # (option names, whether the run reads them, the setting th
     (("num_completions_to_print", "log_unique_prompts"), lambda a: a.log_completions, "log_completions true"),
     (("use_bias_correction_kl",), lambda a: a.beta != 0, "beta > 0 (a KL term)"),
     (("gradient_checkpointing_kwargs",),  # (transformers mirrors it into its new alias activation_checkpointing_kwargs)
-     lambda a: a.gradient_checkpointing or getattr(a, "activation_checkpointing", False), "gradient_checkpointing true"),
-    (("optim_target_modules",), lambda a: any(k in str(getattr(a.optim, "value", a.optim)) for k in ("galore", "apollo")),
+     lambda a: a.gradient_checkpointing or getattr(a, "activation_checkpointing", False),
+     "gradient_checkpointing true"),
+    (("optim_target_modules",),
+     lambda a: any(k in str(getattr(a.optim, "value", a.optim)) for k in ("galore", "apollo")),
      "an optim that targets modules (GaLore, APOLLO)"),
     (("dataloader_persistent_workers", "dataloader_prefetch_factor"), lambda a: a.dataloader_num_workers > 0,
      "dataloader_num_workers > 0"),

@@ -14,7 +14,8 @@ whose stamp differs from this run's inputs is redone, and so is everything after
 3. **before**: greedy evaluation of the warm start on ``test``, ``ood_pairs`` and ``ood`` (every row), with the question template,
    system prompt and loading options (image resolution, dtype, attention) GRPO uses (the GRPO recipe plus ``--grpo_args``).
 4. **GRPO**: :func:`vlm_r1.train.main` with ``recipes/tiny/rec_grpo.yaml`` from the warm start.
-5. **after**: the same evaluation of the GRPO checkpoint, and a table with paired differences (95% bootstrap
+5. **after**: the same evaluation of the GRPO checkpoint (a LoRA recipe's adapter merged into the warm start first,
+   in ``grpo_merged/``), and a table with paired differences (95% bootstrap
    intervals over rows), written to ``<work_dir>/summary.json`` and printed.
 
 Nothing in the table is typed in: every number is measured by this run (see docs/default_job.md for what to expect).
@@ -313,8 +314,6 @@ def grpo_argv(args, warm: Path, train_data: Path, out: Path) -> list[str]:
             raise ValueError("--grpo_max_steps and --grpo_args num_train_epochs=... both set GRPO's length: keep one")
         argv += ["--max_steps", str(args.grpo_max_steps)]
     return argv + extra + ["--resume_from_checkpoint", "auto"]  # an interrupted stage goes on from its checkpoint
-
-
 
 
 @dataclass(frozen=True)

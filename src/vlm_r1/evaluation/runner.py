@@ -31,9 +31,9 @@ import torch
 
 from ..data import DataError, Problem, Sample, load_row_images, to_conversation
 from ..modules import VLMModule
+from ..recipe import only_apply
 from ..rewards.boxes import is_four_numbers
 from ..rewards.dispatch import TASK_REWARDS, task_validator, validate_solution
-from ..recipe import only_apply
 from ..rewards.parsing import ParsedAnswer, load_solution, parse_answer
 from .answers import ANSWER_TASKS, answer_metrics, answer_scores
 from .counting import counting_metrics
@@ -230,7 +230,8 @@ def check_inputs(module: VLMModule, processor, samples: Sequence[Sample], questi
     unfit = module.input_problems(processor, samples)
     if unfit:
         raise DataError.from_problems(unfit, f"{len(unfit)} problem(s) with rows this model cannot be given (nothing "
-                                             "was generated): resize the images or edit the questions, or drop the rows")
+                                             "was generated): resize the images or edit the questions, or drop the "
+                                             "rows")
 
 
 def evaluate_samples(
@@ -245,7 +246,8 @@ def evaluate_samples(
     progress: Callable[[int, int], None] | None = None,
     checked: bool = False,
 ) -> dict[str, Any]:
-    """Generate for every sample and score (``checked``: the caller ran :func:`check_inputs` on them already). Returns ``{"metrics": {task: {...}}, "predictions": [...], ...}``.
+    """Generate for every sample and score (``checked``: the caller ran :func:`check_inputs` on them already).
+    Returns ``{"metrics": {task: {...}}, "predictions": [...], ...}``.
 
     With ``num_samples = k > 1`` the metrics are those of each row's FIRST completion, plus ``best_of_k`` (REC: any
     completion with IoU >= 0.5; counting / classification: any correct).

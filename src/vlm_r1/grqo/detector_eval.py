@@ -127,7 +127,8 @@ def evaluate_detector(model_args, args, device: str) -> dict[str, dict]:
             "n": len(examples),
             "classes": classes,
             "seconds": time.perf_counter() - start,
-            **how_it_was_read(model_args.model_name_or_path, path, loading_options(model_args), device, args.image_root),
+            **how_it_was_read(model_args.model_name_or_path, path, loading_options(model_args), device,
+                              args.image_root),
             "predictions": [
                 {"source": e.source, "image": e.image,
                  "solution": [{"bbox_2d": list(box), "label": label} for box, label in zip(e.boxes, e.labels)],

@@ -116,17 +116,19 @@ class VLMModule:
 
     def to_original(self, box: Box, original_size: Size, input_size: Size) -> Box:
         """Convert a box the model wrote into pixels of the original image."""
+        return _rescale(box, self._frame_size(input_size), original_size)
+
+    def _frame_size(self, input_size: Size) -> Size:
+        """The (width, height) of the frame the model writes boxes in: 1000 x 1000, or the resized input's pixels."""
         if self.output_frame == "relative_1000":
-            frame = (1000, 1000)
-        elif self.output_frame == "resized_pixels":
-            frame = input_size
-        else:  # pragma: no cover - guarded by the subclass definitions
-            raise ValueError(f"unknown output frame {self.output_frame!r}")
-        return _rescale(box, frame, original_size)
+            return (1000, 1000)
+        if self.output_frame == "resized_pixels":
+            return input_size
+        raise ValueError(f"unknown output frame {self.output_frame!r}")  # pragma: no cover - set by the subclasses
 
     def from_original(self, box: Box, original_size: Size, input_size: Size) -> Box:
         """Inverse of :meth:`to_original`: write a ground-truth box in the model's frame (for SFT targets)."""
-        return _rescale(box, original_size, (1000, 1000) if self.output_frame == "relative_1000" else input_size)
+        return _rescale(box, original_size, self._frame_size(input_size))
 
     def is_projector_param(self, name: str) -> bool:
         return any(key in name for key in self.projector_keywords)

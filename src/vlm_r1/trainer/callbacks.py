@@ -1,8 +1,8 @@
 """Callbacks of every training run.
 
 ``StepPrinter`` (``LinePrinter`` under ``disable_tqdm``): console output, a progress bar with one compact line per
-logging step and per evaluation, and one for the end of training. It replaces transformers' ``ProgressCallback`` (``PrinterCallback``), which prints
-every logged dict in full. The line shows the step, the total reward and each reward function's mean, the loss, the
+logging step and per evaluation, and one for the end of training. It replaces transformers' ``ProgressCallback``
+(``PrinterCallback``), which prints every logged dict in full. The line shows the step, the total reward and each reward function's mean, the loss, the
 KL when it is computed, the mean completion length, and seconds per step.
 
 ``RecordSaver``: writes the run's prompt (``vlm_r1.data.prompts``), its settings (``vlm_r1.run_record``) and a LoRA
