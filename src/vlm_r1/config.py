@@ -493,6 +493,26 @@ def check_sampling(data_args: DataArguments, training_args: VLMGRPOConfig) -> No
                          "or drop sync_ref_model")
 
 
+def check_recipe_overrides(data_args: DataArguments, training_args: VLMGRPOConfig, command_line: set[str],
+                           recipe: tuple[str, dict]) -> None:
+    """Checks that depend on where a value came from (``RecipeParser.command_line_options`` / ``recipe_values``), run
+    after :func:`check_args` (which names a misspelt reward first): the recipe's reward_weights beside another
+    reward list from the command line (they would weigh it by position), and a given share_prompt_tokens true
+    without share_image_encoding (it only applies with it)."""
+    recipe_name, values = recipe
+    recipe_funcs = values.get("reward_funcs")
+    recipe_funcs = [recipe_funcs] if isinstance(recipe_funcs, str) else recipe_funcs
+    if ("reward_funcs" in command_line and "reward_weights" in set(values) - command_line
+            and data_args.reward_funcs != recipe_funcs):
+        raise ValueError(f"--reward_funcs replaces the reward list of {recipe_name} ({recipe_funcs}), whose "
+                         f"reward_weights {training_args.reward_weights} were for that list: give --reward_weights "
+                         "too (one per reward), or set both in the recipe")
+    given = command_line | set(values)
+    if "share_prompt_tokens" in given and training_args.share_prompt_tokens and not training_args.share_image_encoding:
+        raise ValueError("share_prompt_tokens only applies with share_image_encoding true (it is false here): drop "
+                         "share_prompt_tokens, or set share_image_encoding")
+
+
 def check_args(data_args: DataArguments, model_args: ModelArguments, training_args: VLMGRPOConfig) -> None:
     """Refuse option combinations that would otherwise be ignored; raise ValueError saying what to do."""
     check_training_args(data_args, model_args, training_args)

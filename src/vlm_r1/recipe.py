@@ -22,8 +22,8 @@ The run's length is set by ``max_steps`` or by ``num_train_epochs``, never both:
 recipe here too (``--max_steps 50`` on a recipe with ``num_train_epochs: 2`` runs 50 steps, and the reverse), and
 both given in one place are refused.
 
-A recipe's ``reward_weights`` with ``--reward_funcs`` on the command line (and no ``--reward_weights``) is refused:
-the weights were written for the recipe's list.
+The parser remembers what the command line gave and what the recipe held (``command_line_options``,
+``recipe_values``) for checks that depend on where a value came from (``vlm_r1.config.check_recipe_overrides``).
 """
 
 from __future__ import annotations
@@ -228,26 +228,16 @@ class RecipeParser(TrlParser):
         self._command_line = command_line
         return parsed
 
-    def refuse_stale_recipe_values(self, *parsed) -> None:
-        """After :meth:`parse_args_and_config` (and the run's own option checks, which name a misspelt reward
-        first): refuse the recipe's reward_weights beside another reward list from the command line (the weights
-        would weigh it by position), and a given share_prompt_tokens true without share_image_encoding (it applies
-        only with it)."""
-        command_line, recipe = self._command_line, self._recipe_values
-        values = {f.name: getattr(obj, f.name) for obj in parsed if dataclasses.is_dataclass(obj)
-                  for f in dataclasses.fields(obj)}
-        recipe_funcs = recipe.get("reward_funcs")
-        recipe_funcs = [recipe_funcs] if isinstance(recipe_funcs, str) else recipe_funcs
-        if ("reward_funcs" in command_line and "reward_weights" in set(recipe) - command_line
-                and values.get("reward_funcs") != recipe_funcs):
-            raise ValueError(f"--reward_funcs replaces the reward list of {self._recipe} ({recipe_funcs}), whose "
-                             f"reward_weights {values.get('reward_weights')} were for that list: give "
-                             "--reward_weights too (one per reward), or set both in the recipe")
-        given = command_line | set(recipe)
-        if "share_prompt_tokens" in given and values.get("share_prompt_tokens") and not values.get(
-                "share_image_encoding", True):
-            raise ValueError("share_prompt_tokens only applies with share_image_encoding true (it is false here): "
-                             "drop share_prompt_tokens, or set share_image_encoding")
+    @property
+    def command_line_options(self) -> set[str]:
+        """The options the last parsed command line gave (by field name; after :meth:`parse_args_and_config`)."""
+        return set(self._command_line)
+
+    @property
+    def recipe_values(self) -> tuple[str, dict]:
+        """``(recipe path, its key -> value mapping as YAML read it)`` of the last parse (``("the recipe", {})``
+        without ``--config``)."""
+        return self._recipe, dict(self._recipe_values)
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
         """A misspelt flag gets the same "did you mean" as a misspelt recipe key (HfArgumentParser only lists it). An

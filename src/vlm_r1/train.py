@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from .config import (DataArguments, ModelArguments, VLMGRPOConfig, check_architecture_options, check_args,
-                     check_installed)  # fmt: skip
+                     check_installed, check_recipe_overrides)  # fmt: skip
 from .ranks import same_on_every_rank
 from .recipe import RecipeParser, check_output_dir, refusing_options
 
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None):
     with refusing_options():
         data_args, model_args, training_args = parser.parse_args_and_config(argv)
         check_args(data_args, model_args, training_args)
-        parser.refuse_stale_recipe_values(data_args, training_args)
+        check_recipe_overrides(data_args, training_args, parser.command_line_options, parser.recipe_values)
     return data_args, model_args, training_args
 
 
