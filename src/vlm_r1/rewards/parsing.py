@@ -49,7 +49,8 @@ SCORE_KEYS = ("score", "confidence", "conf")
 LABEL_KEYS = ("label", "category", "class")
 
 _NUM = r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_BOX_RE = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.ASCII)
+# a bare `[x1, y1, x2, y2]`: four ASCII numbers in brackets (repetition_penalty takes these out of its text too)
+BOX_LIST = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.ASCII)
 _PAIR_BOX_RE = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*(?:,\s*)?\(\s*({_NUM})\s*,\s*({_NUM})\s*\)", re.ASCII)
 _OBJECT_RE = re.compile(r"\{[^{}]{0,%d}\}" % MAX_OBJECT_CHARS)
 _EMPTY_ANSWERS = {"", '""', "[]", "{}", "none", "null", "nothing", "no objects", "no object"}  # '""': JSON's empty string
@@ -250,7 +251,7 @@ def detections_in(answer: str) -> tuple[Detection, ...]:
         if len(found) >= MAX_DETECTIONS:
             break
     rest = "".join(outside)
-    for pattern in (_BOX_RE, _PAIR_BOX_RE):  # bare lists beside the objects; Qwen2-VL's pairs only if nothing else
+    for pattern in (BOX_LIST, _PAIR_BOX_RE):  # bare lists beside the objects; Qwen2-VL's pairs only if nothing else
         if pattern is _PAIR_BOX_RE and found:
             break
         for match in pattern.finditer(rest):

@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 from .boxes import box_iou, is_four_numbers
-from .parsing import answers_from, loads_bounded, normalize_label
+from .parsing import BOX_LIST, answers_from, loads_bounded, normalize_label
 from .registry import get_reward, register_reward, reward_values
 
 MAX_WORDS = 20_000
@@ -42,8 +42,6 @@ def _text_repetition(text: str, n: int = 3) -> float:
 
 
 _OBJECT = re.compile(r"\{[^{}]*\}")  # an innermost JSON object
-_NUM = r"\s*-?[\d.]+(?:[eE][-+]?\d+)?\s*"
-_NUMBER_LIST = re.compile(rf"\[{_NUM},{_NUM},{_NUM},{_NUM}\]", re.ASCII)  # a box's four coordinates
 _TAKEN = "\ue000"  # marks where a box object was taken out (a private-use character, removed from the text first)
 _KEY_TAKEN = r'"(?:[^"\\]|\\.)*"\s*:\s*\ue000\s*'  # "key": <a taken-out box>
 _SHELL_OBJECT = re.compile(rf"\{{\s*(?:{_KEY_TAKEN},\s*)*{_KEY_TAKEN}\}}")  # {"object": <box>}: every value taken
@@ -76,7 +74,7 @@ def _text_and_values(parsed) -> tuple[str, list[str]]:
         values.extend(v for v in obj.values() if isinstance(v, str))
         return _TAKEN
 
-    answer = _NUMBER_LIST.sub(_TAKEN, _OBJECT.sub(take_box_object, parsed.answer.replace(_TAKEN, "")))
+    answer = BOX_LIST.sub(_TAKEN, _OBJECT.sub(take_box_object, parsed.answer.replace(_TAKEN, "")))
     for _ in range(MAX_SHELL_DEPTH):  # [{"object": {...}}, ...]: the shells left around the boxes go too
         unwrapped = _SHELL_OBJECT.sub(_TAKEN, _SHELL_LIST.sub(_TAKEN, answer))
         if unwrapped == answer:
