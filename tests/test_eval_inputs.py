@@ -55,6 +55,11 @@ def test_every_bad_row_of_every_file_is_reported_at_once(tiny_model_dir, rec_row
     assert f"{bad}:4" not in err and f"{also_bad}:1: solution: yes/no" in err
 
 
+def test_an_image_root_that_is_no_folder_is_refused_before_anything_is_read(rec_rows, no_model, capsys):
+    assert cli(["eval", "--model_name_or_path", "x", "--data", str(rec_rows), "--image_root", str(rec_rows)]) == 2
+    assert f"image_root {rec_rows}: a file, not a folder" in capsys.readouterr().err
+
+
 def test_an_unknown_reward_name_is_refused_as_training_refuses_it(tiny_model_dir, rec_rows, no_model, capsys):
     data = _rows("unknown_reward.jsonl", rec_rows, ([1, 2, 30, 40], "iuo"), ("cat", "iuo"))
     for task in ("auto", "rec"):

@@ -252,6 +252,8 @@ def test_user_mistakes_print_one_line_and_exit_2(tiny_dino, shapes, tmp_path, ca
     for extra, message in cases.items():
         code, err = _cli(_argv(tiny_dino, shapes, out, *extra), capsys)
         assert code == 2 and message in err and err.count("\n") == 1, (extra, err)
+    code, err = _cli(_argv(tiny_dino, shapes, out, "--image_root", "no_such_root"), capsys)  # in the config's list
+    assert code == 2 and "image_root no_such_root: no such folder" in err
     assert not out.exists()  # nothing was written
 
 

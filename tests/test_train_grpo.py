@@ -165,6 +165,7 @@ FAILING_LATE = [  # (flags, message): each used to pass the option checks and fa
      "reward_weights has 3 values for 2 reward_funcs"),
     (["--eval_strategy", "steps", "--eval_steps", "1"], "eval_strategy 'steps' needs eval_data"),
     (["--eval_on_start", "true"], "eval_on_start needs eval_data"),
+    (["--image_root", "no_such_root"], "image_root no_such_root: no such folder"),  # one error per row before
     (["--attn_implementation", "flash_attn"], "attn_implementation 'flash_attn' is not one transformers knows: eager, "),
     (["--lr_scheduler_kwargs", '{"min_lr": 1e-6}'], "lr_scheduler_kwargs min_lr are not taken by lr_scheduler_type 'linear'"),
     (["--lr_scheduler_type", "cosine_with_min_lr"], "'cosine_with_min_lr' needs its floor"),

@@ -276,7 +276,11 @@ def _has_cuda() -> bool:
 
 def check_training_args(data_args: DataArguments, model_args: ModelArguments, training_args) -> None:
     """The checks GRPO (:func:`check_args`) and SFT (``vlm_r1.sft.check_sft_args``) share; raise ValueError."""
+    from .data import image_root_problem
+
     check_model_args(model_args, training=True)
+    if image_root_problem(data_args.image_root):
+        raise ValueError(image_root_problem(data_args.image_root))
     check_schedule(training_args)
     check_conditional_options(training_args)
     if model_args.use_peft and "lm_head" in model_args.lora_target_modules:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ModelArguments, check_model_args, loading_options
-from .data import check_question_template
+from .data import check_question_template, image_root_problem
 from .evaluation.runner import TASKS, GenerationSettings
 from .recipe import OptionError, RecipeParser, check_output_dir, refusing_options
 
@@ -116,6 +116,8 @@ def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> Generati
     check_model_args(model_args, training=False)
     if not args.data:
         raise ValueError("data is required: one or more JSONL files")
+    if image_root_problem(args.image_root):
+        raise ValueError(image_root_problem(args.image_root))
     if len({Path(path).stem for path in args.data}) < len(args.data):
         raise ValueError("data files must have distinct names (results are keyed by file stem)")
     if args.task != "auto" and args.task not in TASKS:
@@ -173,7 +175,8 @@ def eval_prompt(checkpoint: str, question_template: str | None, system_prompt: s
         recorded = read_prompt(checkpoint)
     except CheckpointError as e:
         if question_template is None or system_prompt is None:
-            raise CheckpointError(f"{e} (pass --question_template and --system_prompt to evaluate without it)") from e
+            raise CheckpointError(f"{e}: repair it, or evaluate without it: --use_recorded_prompt false with "
+                                  "--question_template (and --system_prompt, if the run had one)") from e
         logger.warning("%s; evaluating with the prompt given", e)
         recorded = None
     if recorded is None:

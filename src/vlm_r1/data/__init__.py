@@ -2,7 +2,7 @@
 errors, image loading to RGB, and TRL conversational prompts. See docs/data.md."""
 
 from .errors import DataError, DataWarning, ImageError, Problem
-from .images import DEFAULT_MAX_PIXELS, load_image, load_row_images, probe_image, to_rgb
+from .images import DEFAULT_MAX_PIXELS, image_root_problem, load_image, load_row_images, probe_image, to_rgb
 from .prompts import (PROMPT_FILE, check_question_template, prompt_change_from, read_prompt, save_prompt,
                       to_conversation)
 from .rows import (
@@ -34,6 +34,7 @@ __all__ = [
     "check_question_template",
     "check_rows",
     "holds_boxes",
+    "image_root_problem",
     "load_image",
     "load_row_images",
     "load_rows",

@@ -175,3 +175,12 @@ def load_row_images(paths, source: str) -> list[Image.Image]:
         except ImageError as e:
             raise ImageError(f"{source}: image: {e}") from e
     return images
+
+
+def image_root_problem(image_root: str | None) -> str | None:
+    """What is wrong with an ``image_root`` option (None: nothing): it must be a folder, since every relative image
+    path is read from it (a mistyped one gave one "image file not found" per row)."""
+    if image_root is None or Path(image_root).is_dir():
+        return None
+    kind = "a file, not a folder" if Path(image_root).exists() else "no such folder"
+    return f"image_root {image_root}: {kind} (the JSONL files' relative image paths are read from it)"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlm_r1.checkpoints import RESUME_HELP
+from vlm_r1.data import image_root_problem
 from vlm_r1.recipe import only_apply
 
 
@@ -145,6 +146,8 @@ def check_config(cfg: GRQOConfig) -> None:
         problems.append("model_name_or_path is required")
     if not cfg.train_data:
         problems.append("train_data is required")
+    if image_root_problem(cfg.image_root):
+        problems.append(image_root_problem(cfg.image_root))
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
             problems.append(f"{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
