@@ -185,7 +185,7 @@ class GuardsMixin(ResumeWeightsMixin):
         self._metrics[mode]["guards/nonfinite_reward_frac"].append(dropped / total if total else 0.0)
         unscored = torch.isnan(rewards_per_func).all(dim=1).float().mean().item() if rewards_per_func.numel() else 0.0
         self._metrics[mode]["guards/unscored_frac"].append(unscored)
-        if dropped:
+        if dropped and self.accelerator.is_main_process:  # a count over every process: printed once
             logger.warning("%d reward value(s) were NaN, infinite or failed and were treated as None (not applied)",
                            dropped)
         return rewards_per_func
