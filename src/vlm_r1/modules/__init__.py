@@ -50,10 +50,10 @@ def checkpoint_config(name_or_path: str, trust_remote_code: bool = False, revisi
     """The ``config.json`` of a hub id or local folder (no weights); errors that say what is wrong."""
     from transformers import AutoConfig
 
-    refuse_missing_folder(name_or_path)
+    refuse_missing_folder(name_or_path)  # a missing folder of a path's form is refused here, before the Hub is asked
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
-    except (OSError, ValueError) as e:  # a mistyped folder reads as a malformed hub id ("Repo id must use ...")
+    except (OSError, ValueError) as e:
         if not trust_remote_code and "trust_remote_code" in str(e):
             from ..checkpoints import CheckpointError
             from ..recipe import OptionError
@@ -65,8 +65,6 @@ def checkpoint_config(name_or_path: str, trust_remote_code: bool = False, revisi
                               "nothing of it was run. If you trust it, add --trust_remote_code true") from e
         if os.path.exists(name_or_path):
             raise
-        if _looks_like_a_path(name_or_path):
-            raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such folder") from e
         if isinstance(e, OSError):  # a hub id the Hub does not have, or a Hub that cannot be reached
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise FileNotFoundError(f"model_name_or_path {name_or_path}: no such local folder, and the Hugging Face "
