@@ -279,8 +279,8 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
     from .data import image_root_problem
 
     check_model_args(model_args, training=True)
-    if image_root_problem(data_args.image_root):
-        raise ValueError(image_root_problem(data_args.image_root))
+    if problem := image_root_problem(data_args.image_root):
+        raise ValueError(problem)
     check_schedule(training_args)
     check_conditional_options(training_args)
     if model_args.use_peft and "lm_head" in model_args.lora_target_modules:

@@ -116,8 +116,8 @@ def check_eval_args(model_args: ModelArguments, args: EvalArguments) -> Generati
     check_model_args(model_args, training=False)
     if not args.data:
         raise ValueError("data is required: one or more JSONL files")
-    if image_root_problem(args.image_root):
-        raise ValueError(image_root_problem(args.image_root))
+    if problem := image_root_problem(args.image_root):
+        raise ValueError(problem)
     if len({Path(path).stem for path in args.data}) < len(args.data):
         raise ValueError("data files must have distinct names (results are keyed by file stem)")
     if args.task != "auto" and args.task not in TASKS:

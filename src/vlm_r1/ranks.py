@@ -1,9 +1,10 @@
-"""Start-up decisions each process of a run makes on its own must agree across processes.
+"""Decisions each process of a run makes on its own must agree across processes.
 
 Which checkpoint to resume and which rows to train on are decided by every process from its own files (each node may
 hold its own copy of the data and outputs). Processes that decided differently would train on different step counters
 or row lists and fail later in a collective, or wait in one forever; one whose decision raised would leave the others
-waiting. :func:`same_on_every_rank` makes every process raise the same error instead.
+waiting. :func:`same_on_every_rank` makes every process raise the same error instead. During training, a stop that
+each process decides from its own clock is taken when any of them decides it (:func:`true_on_any_rank`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ def same_on_every_rank(what: str, decide: Callable[[], T], fingerprint: Callable
         raise CheckpointError(f"the processes of this run disagree on {what} ({listing}): give every node the same "
                               "files (data, images, output_dir)")
     return result
+
+
+def true_on_any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any process of the run (an all-reduce; itself alone when there is one)."""
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=state.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _user_error(kind: str) -> type[Exception]:

@@ -22,7 +22,7 @@ from trl import SFTConfig
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_architecture_options, check_installed, check_training_args
 from .recipe import RecipeParser, check_output_dir, only_apply, refusing_options
-from .ranks import same_on_every_rank
+from .ranks import same_on_every_rank, true_on_any_rank
 from .train import RunRows, log_level, quiet_library_deprecations, refuse_zero3_with_text_rows, start_fingerprint
 from .trainer.sft import DEFAULT_THINK
 
@@ -171,7 +171,7 @@ def _stop_callback(seconds: float | None, step: int | None, any_rank=None):
     that stopped at different steps would wait on each other's collectives."""
     from transformers import TrainerCallback
 
-    any_rank = any_rank or _any_rank
+    any_rank = any_rank or true_on_any_rank
 
     class StopAfter(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -184,20 +184,6 @@ def _stop_callback(seconds: float | None, step: int | None, any_rank=None):
                 control.should_save = args.save_strategy != "no"  # a restart continues from here, not an older save
 
     return StopAfter()
-
-
-def _any_rank(flag: bool) -> bool:
-    """Whether ``flag`` is true on any process of the run (itself alone when there is one)."""
-    import torch
-    import torch.distributed as dist
-    from accelerate import PartialState
-
-    state = PartialState()
-    if state.num_processes == 1:
-        return flag
-    value = torch.tensor([float(flag)], device=state.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 def summarise(log_history: list[dict], steps: int, output_dir: str, seconds: float, printing: bool) -> dict:

@@ -146,8 +146,8 @@ def check_config(cfg: GRQOConfig) -> None:
         problems.append("model_name_or_path is required")
     if not cfg.train_data:
         problems.append("train_data is required")
-    if image_root_problem(cfg.image_root):
-        problems.append(image_root_problem(cfg.image_root))
+    if problem := image_root_problem(cfg.image_root):
+        problems.append(problem)
     for name, allowed in CHOICES.items():
         if getattr(cfg, name) not in allowed:
             problems.append(f"{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
