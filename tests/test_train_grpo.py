@@ -204,6 +204,9 @@ READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and nev
     (["--gradient_checkpointing", "false", "--gradient_checkpointing_kwargs", '{"use_reentrant": false}'],
      "gradient_checkpointing_kwargs only applies with gradient_checkpointing true"),
     (["--optim_target_modules", "q_proj"], r"optim_target_modules only applies with an optim that targets modules"),
+    (["--optim_args", "momentum=0.9"], "optim_args only applies with an optimizer that reads it, and optim adamw_torch"),
+    (["--optim", "sgd", "--optim_args", "momentum=0.9,betas=0.8"], r"optim_args betas: optim sgd does not read it \(it reads momentum"),
+    (["--optim", "sgd", "--optim_args", "momentum:0.9"], "optim_args: 'momentum:0.9' is not key=value"),
     (["--dataloader_persistent_workers", "true"], "dataloader_persistent_workers only applies with dataloader_num"),
     (["--eval_do_concat_batches", "false"], "eval_do_concat_batches only applies when the run evaluates"),
     (["--max_tool_calling_iterations", "3"], "max_tool_calling_iterations has no effect in vlm-r1 "),
@@ -245,6 +248,47 @@ def test_documented_overrides_of_the_shipped_recipes_are_accepted(parse_only_arg
         parse_args(parse_only_argv + ["--optim", optim, "--optim_target_modules", "q_proj"])
     args = parse_args(parse_only_argv + recipe + ["--reward_funcs", "iou_acc", "think_format"])
     assert args[0].reward_funcs == ["iou_acc", "think_format"] and args[2].reward_weights == [1.0, 0.1]
+
+
+def test_the_optim_args_table_is_what_the_installed_transformers_reads(monkeypatch, tmp_path, parse_only_argv):
+    """Every optimizer transformers offers is in the table, and for those that need no extra package the keys the
+    table lists are exactly the keys transformers looks up (recorded by handing it a dict that notes each look-up),
+    so an upgrade that changes either fails here. A key the optimizer reads is accepted."""
+    import transformers.trainer
+    from transformers import Trainer, TrainingArguments
+    from transformers.training_args import OptimizerNames
+
+    from vlm_r1.optim_args import KEYS_READ
+    from vlm_r1.train import parse_args
+
+    assert {o.value for o in OptimizerNames} == set(KEYS_READ)
+
+    class NotingDict(dict):
+        def __init__(self):
+            super().__init__()
+            self.asked = set()
+
+        def get(self, key, default=None):
+            self.asked.add(key)
+            return super().get(key, default)
+
+        def pop(self, key, *default):
+            self.asked.add(key)
+            return super().pop(key, *default)
+
+        def __contains__(self, key):
+            self.asked.add(key)
+            return super().__contains__(key)
+
+        def __bool__(self):  # transformers skips the look-ups of an empty optim_args
+            return True
+
+    for optim in ("sgd", "adagrad", "rmsprop", "adamw_torch", "adafactor"):
+        noted = NotingDict()
+        monkeypatch.setattr(transformers.trainer, "_parse_optim_args", lambda text: noted)
+        Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(output_dir=str(tmp_path), optim=optim, use_cpu=True))
+        assert noted.asked == set(KEYS_READ[optim]), optim
+    parse_args(parse_only_argv + ["--optim", "rmsprop", "--optim_args", "momentum=0.9, centered=true"])
 
 
 def test_a_liger_kernel_config_without_use_liger_kernel_is_refused(tmp_path):  # a mapping: recipes only

@@ -14,6 +14,7 @@ from pathlib import Path
 from trl import GRPOConfig
 
 from .checkpoints import RESUME_HELP
+from .optim_args import check_optim_args
 from .recipe import OptionError, only_apply
 
 
@@ -425,6 +426,7 @@ def check_conditional_options(training_args) -> None:
     for name, reason in _NEVER_READ.items():
         if name in changed:
             raise ValueError(f"{name} has no effect in vlm-r1 ({reason}): drop it")
+    check_optim_args(training_args)
 
 
 def check_installed(training_args) -> None:
