@@ -61,6 +61,7 @@ def test_import_path_specs():
     ("cls_match", {"label": "cat", "aliases": ["kitty"]}), ("counting", 3), ("number_match", "2.5"),
     ("multiple_choice", "B"), ("yes_no", "No"), ("vlm_r1.rewards.rec:iou", "anything"), (None, "anything"),
     ("map", []), ("count", 2), ("class", "square"),  # the aliases vlm_r1.synthetic writes
+    ("counting", 3.0), ("count", "three"), ("counting", 0), ("numeric", -2.5), ("number_match", -1),
 ])
 def test_validate_solution_accepts(name, solution):
     validate_solution(name, solution)
@@ -82,6 +83,7 @@ def test_a_row_must_name_an_accuracy_reward(name):
     ("detection", [{"bbox_2d": [0, 0, 1, 1], "label": ""}], "label"),
     ("classification", "", "class name"), ("classification", {"label": "cat", "aliases": "kitty"}, "aliases"),
     ("counting", "three or four", "finite number"), ("counting", math.inf, "finite"),
+    ("counting", -1, "a count must be a whole number >= 0"), ("count", "2.5", "whole number"),
     ("multiple_choice", "AB", "one letter"), ("yes_no", "maybe", "'yes' or 'no'"),
     ("no_such_task", 1, "unknown accuracy reward"),
 ])

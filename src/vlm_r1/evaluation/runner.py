@@ -77,7 +77,10 @@ def row_task(reward: str | None, value: Any, task: str = "auto") -> str:
     is the ``validate_solution`` callback of :func:`vlm_r1.data.load_rows`."""
     if reward is not None and ":" not in TASK_REWARDS.get(reward, reward):
         validate_solution(reward, value)
-    chosen = task if task != "auto" else reward_task(reward) or infer_task(value)
+    named = reward_task(reward)
+    if task == "auto" and named is not None:
+        return named  # checked above by the row's own reward name ("numeric" is not held to a count's rule)
+    chosen = task if task != "auto" else infer_task(value)
     try:
         validate_solution(chosen, value)
     except ValueError as e:

@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from .registry import get_reward, get_validator, list_rewards, register_reward, reward_values
+from .short_answers import validate_count
 
 TASK_REWARDS = {  # task names and short aliases (as written in `reward` columns) -> registered accuracy reward
     "rec": "iou_acc", "grounding": "iou_acc",
@@ -20,6 +21,9 @@ TASK_REWARDS = {  # task names and short aliases (as written in `reward` columns
     "multiple_choice": "choice_match", "mc": "choice_match", "choice": "choice_match",
     "yes_no": "yes_no_match", "yesno": "yes_no_match",
 }
+
+
+COUNT_NAMES = ("counting", "count")  # scored by number_match like "numeric", but their ground truth is a count
 
 
 class RewardNameError(ValueError):
@@ -60,6 +64,8 @@ def validate_solution(reward_name: str, solution: Any, allow_import: bool = True
     validator = get_validator(name) if name in list_rewards() else None
     if validator is not None:
         validator(solution)
+    if reward_name in COUNT_NAMES:
+        validate_count(solution)
 
 
 def make_row_check(reward_funcs: list[str], default_reward: str | None = None):

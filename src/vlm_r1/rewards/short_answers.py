@@ -72,6 +72,14 @@ def validate_number(solution: Any) -> None:
         raise ValueError(f"numeric ground truth must be a finite number, got {solution!r:.200}")
 
 
+def validate_count(solution: Any) -> None:
+    """Raise ValueError unless `solution` is a count: a whole number >= 0 (``3``, ``3.0``, ``"3"``, ``"three"``)."""
+    exact = _exact_number(solution)
+    if exact is None or exact < 0 or exact != exact.to_integral_value():
+        raise ValueError(f"a count must be a whole number >= 0, got {solution!r:.200} (name the row's reward "
+                         "'numeric' for other numbers)")
+
+
 def validate_choice(solution: Any) -> None:
     """Raise ValueError unless `solution` is a single letter A-Z."""
     if not (isinstance(solution, str) and len(solution.strip()) == 1 and solution.strip().isascii()
