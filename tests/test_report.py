@@ -288,7 +288,11 @@ def test_a_new_run_starts_its_own_gallery_and_never_deletes_outside_it(tmp_path)
 
     fresh = ReportCallback(_fake_trainer(tmp_path, _batch(tmp_path, step=9)))
     state.global_step = 0  # a new run in the same output_dir
+    (first.dir / "curves.png").write_bytes(b"an earlier run's curves")
     fresh.on_train_begin(None, state, None)
+    # from the start, not at its first snapshot or save: nothing of the earlier run is shown as this run's
+    assert json.loads(index.read_text())["snapshots"] == [] and not (first.dir / "curves.png").exists()
+    assert "No snapshot yet" in (first.dir / "gallery.html").read_text()
     state.global_step = 2
     fresh.on_step_end(None, state, None)
     assert [s["step"] for s in json.loads(index.read_text())["snapshots"]] == [2]

@@ -85,6 +85,8 @@ class Gallery:
             earlier_run = [s for s in self.snapshots if resumed_at == 0 or s["step"] > resumed_at]
             self.snapshots = [s for s in self.snapshots if s not in earlier_run]
             self._delete_images(earlier_run)
+            if earlier_run:  # the page and index show this run's snapshots from now on, not at its first one
+                self._save()
 
     def _delete_images(self, snapshots: list[dict]) -> None:
         """Delete the pictures of ``snapshots``: only names this class writes, in its images/ folder (gallery.json is
@@ -150,11 +152,15 @@ class Gallery:
         self.snapshots.sort(key=lambda s: s["step"])
         dropped, self.snapshots = self.snapshots[: -self.keep], self.snapshots[-self.keep :]
         self._delete_images(dropped)
+        self._save()
+        return sheets
+
+    def _save(self) -> None:
+        """Write ``gallery.json`` (whole or not at all) and the page."""
         tmp = self.dir / "gallery.json.tmp"
         tmp.write_text(json.dumps({"snapshots": self.snapshots}, indent=1), encoding="utf-8")
         tmp.replace(self.dir / "gallery.json")
         self.write_html()
-        return sheets
 
     def write_html(self) -> Path:
         parts = [_HEAD]

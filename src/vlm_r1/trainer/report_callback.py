@@ -42,6 +42,9 @@ class ReportCallback(TrainerCallback):
     # ------------------------------------------------------------------ events
     def on_train_begin(self, args, state, control, **kwargs):
         self._start_step = state.global_step  # 0 for a fresh run: an earlier run's gallery is not this run's
+        if state.is_world_process_zero and self.dir.exists():  # an earlier run's report: this run's from the start
+            self._guarded("gallery", self._open_gallery)
+            self._guarded("curves", self.write_curves, state)
 
     def on_step_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -73,9 +76,7 @@ class ReportCallback(TrainerCallback):
         if batch is None or batch is self._last_batch:
             return
         self._last_batch = batch
-        if self._gallery is None:
-            self._gallery = Gallery(self.dir, keep=self.keep, resumed_at=self._start_step)
-        sheets = self._gallery.add(batch, step, groups=self.groups, weights=self._weights())
+        sheets = self._open_gallery().add(batch, step, groups=self.groups, weights=self._weights())
         writer = self._tensorboard_writer()
         for tag, sheet in sheets:
             if writer is not None:
@@ -86,8 +87,17 @@ class ReportCallback(TrainerCallback):
         if sheets and wandb is not None and getattr(wandb, "run", None) is not None:
             wandb.log({"gallery": [wandb.Image(s, caption=t) for t, s in sheets], "train/global_step": step})
 
+    def _open_gallery(self) -> Gallery:
+        """The gallery, opened once: an earlier run's snapshots past this run's start are removed then."""
+        if self._gallery is None:
+            self._gallery = Gallery(self.dir, keep=self.keep, resumed_at=self._start_step)
+        return self._gallery
+
     def write_curves(self, state) -> None:
-        write_history_and_curves(state.log_history, self.dir)
+        """``log_history.json`` and ``curves.png`` from this run's history; with nothing plottable yet, an earlier
+        run's ``curves.png`` is removed rather than shown as this run's."""
+        if write_history_and_curves(state.log_history, self.dir) is None:
+            (self.dir / "curves.png").unlink(missing_ok=True)
 
     def _weights(self) -> dict[str, float]:
         names = getattr(self.trainer, "reward_func_names", None) or []
