@@ -200,6 +200,14 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     (run / "checkpoint-12").mkdir()
     (run / "checkpoint-12" / "trainer_state.json").write_text('{"log_history": [{"step": 1, "lo')  # save cut short
     assert main([str(run)]) == 0 and "checkpoint-10" in capsys.readouterr().out  # the readable history is used
+    # a fresh run in the same folder: its report/log_history.json is newer than the earlier run's longer history
+    import os
+
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": _history(10)}))
+    (run / "report" / "log_history.json").write_text(json.dumps({"log_history": _history(1)}))
+    for older in (run / "trainer_state.json", *run.glob("checkpoint-*/trainer_state.json")):
+        os.utime(older, (1_000_000_000, 1_000_000_000))
+    assert main([str(run)]) == 0 and "report/log_history.json (3 entries)" in capsys.readouterr().out
     # a run trained with report_dir keeps its log history there: --out finds it
     moved = tmp_path / "elsewhere"
     moved.mkdir()
