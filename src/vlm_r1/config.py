@@ -177,7 +177,7 @@ def check_attn_implementation(name: str | None) -> None:
 
     if name is None or "/" in name:
         return
-    known = ["eager", *sorted(AttentionInterface._global_mapping)]
+    known = ["eager", *sorted(AttentionInterface().keys())]  # its public Mapping view of the registered kernels
     if name not in known:
         raise ValueError(f"attn_implementation {name!r} is not one transformers knows: {', '.join(known)}")
     if name.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None and \
