@@ -24,6 +24,8 @@ from ..rewards.parsing import Detection
 TRUTH = (0, 200, 0)
 PREDICTION = (230, 30, 30)
 LINE = 2  # line width in display pixels
+MORE = (90, 90, 90)  # the tag saying how many labels were left out
+MAX_TAGS = 60  # labels placed on one picture: placing each avoids the others, so the cost grows with their square
 SMALL_TARGET = 320  # images whose long side is below this are enlarged by an integer factor up to about this
 LARGE_LIMIT = 640  # images whose long side is above this are shrunk to it
 
@@ -96,8 +98,10 @@ def draw_answer(
         if caption:
             tags.append((caption[:40], PREDICTION, (x1, y1 - _tag_size(draw, caption[:40])[1])))
     placed: list[tuple[int, int, int, int]] = []
-    for text, colour, corner in tags:
+    for text, colour, corner in tags[:MAX_TAGS]:  # the truth's first
         _label(draw, text, corner, size, colour, placed)
+    if len(tags) > MAX_TAGS:
+        _label(draw, f"+{len(tags) - MAX_TAGS} labels not drawn", (0, size[1]), size, MORE, placed)
     return canvas
 
 
