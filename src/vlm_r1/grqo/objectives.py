@@ -65,11 +65,15 @@ _LOG_RATIO_CLAMP = 50.0
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Standardise rewards over the last dim (one group): (r - mean) / (std + eps), population std."""
-    rewards = rewards.float()
-    centred = rewards - rewards.mean(dim=-1, keepdim=True)
-    std = rewards.std(dim=-1, keepdim=True, correction=0)
-    return centred / (std + eps)
+    """Standardise rewards over the last dim (one group): (r - mean) / (std + eps), population std.
+
+    Computed in float64 from each group's offset to its first reward, so that equal rewards give exactly 0: the
+    float32 mean of 900 equal values is not always that value, and its residual d over a std of |d| made an
+    advantage of d / (|d| + eps), of order 1 and one sign for every query."""
+    offsets = rewards.double() - rewards.double()[..., :1]
+    centred = offsets - offsets.mean(dim=-1, keepdim=True)
+    std = offsets.std(dim=-1, keepdim=True, correction=0)
+    return (centred / (std + eps)).float()
 
 
 def label_log_prob(logits: torch.Tensor, label_maps: torch.Tensor) -> torch.Tensor:
