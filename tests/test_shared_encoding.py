@@ -185,6 +185,29 @@ def test_logps_match_and_vision_runs_once_per_image(setup, images_per_row):
             assert counter.count * G == plain_units, (counter.count, plain_units)  # each distinct unit once
 
 
+def test_internvl_images_cut_into_tiles_are_encoded_once_per_group(tiny_model_dir, tmp_path):
+    """Non-square images that InternVL's processor cuts into several tiles plus a thumbnail (TRL's ``num_tiles``
+    path; the rows above fit one tile each), in order and shuffled: the same log-probs, each tile encoded once."""
+    trainer = _trainer(tiny_model_dir("internvl"), "internvl", tmp_path)
+    counter = VisionCounter(trainer.model)
+    rows = [{"prompt": [{"role": "user", "content": "Find the red circle."}], "images": [_image(0, (300, 100))]},
+            {"prompt": [{"role": "user", "content": "Count the shapes in these pictures, then answer."}],
+             "images": [_image(1, (100, 300)), _image(2)]}]  # fmt: skip
+    generated = trainer._generate_and_score_completions([row for row in rows for _ in range(G)])
+    assert max(generated["num_tiles"]) > 1, generated["num_tiles"]  # the case under test: several tiles per image
+    for inputs in (generated, _shuffled(generated)):
+        for batch_size in (2 * G, 3):
+            _set_share(trainer, False)
+            counter.count = 0
+            plain = _logps(trainer, inputs, batch_size)
+            plain_tiles = counter.count
+            _set_share(trainer, True)
+            counter.count = 0
+            torch.testing.assert_close(_logps(trainer, inputs, batch_size), plain, **LOGP_TOL)
+            if batch_size == 2 * G:
+                assert counter.count * G == plain_tiles, (counter.count, plain_tiles)
+
+
 @pytest.mark.parametrize("trainable_vision", [True, False])
 @pytest.mark.parametrize("images_per_row", [1, 2])
 def test_loss_and_gradients_match(setup, images_per_row, trainable_vision):
