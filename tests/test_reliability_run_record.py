@@ -34,6 +34,9 @@ def test_a_finished_run_restarted_with_auto_trains_nothing(tiny_model_dir, rec_r
     (out / "tokenizer_config.json").unlink()  # the weights cut short, the processor not yet written
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
     assert _sha(out / "model.safetensors") == weights and (out / "tokenizer_config.json").is_file()
+    (out / "processor_config.json").write_text("")  # present but cut short: every later load failed on it
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
+    assert _sha(out / "processor_config.json") == _sha(out / "checkpoint-3" / "processor_config.json")
     untouched = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == untouched  # whole: left alone
@@ -68,6 +71,20 @@ def test_another_runs_checkpoints_are_neither_resumed_nor_mixed_with(tiny_model_
     assert longer["log_history"][-2]["step"] == 3
     assert "was written by a run of 2 steps, and this one has max_steps 3: its linear learning-rate schedule" in (
         caplog.text)  # said, since the rates then differ from a 3-step run's
+
+
+def test_auto_over_only_unfinished_saves_starts_afresh(tiny_model_dir, rec_rows, tmp_path, grpo_run, caplog):
+    """A run killed during its first checkpoint's save left a checkpoint-N that can never be resumed: every restart
+    with --resume_from_checkpoint auto was refused, telling it to pass auto. Now the leftover is deleted (said)."""
+    cut = tmp_path / "out" / "checkpoint-1"
+    cut.mkdir(parents=True)
+    (cut / "model.safetensors").write_bytes(b"cut short")
+    summary = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", max_steps=1,
+                       save_strategy="steps", save_steps=1)  # fmt: skip
+    assert summary["log_history"][0]["step"] == 1 and "its save was cut short" in caplog.text
+    assert (cut / "trainer_state.json").is_file()  # the new run's own checkpoint-1, nothing of the old one
+    with pytest.raises(CheckpointError, match="holds checkpoints of this run"):  # unset: still refused, as before
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
 
 
 def test_sft_stopped_early_saves_where_it_stopped(tiny_model_dir, rec_rows, tmp_path):

@@ -224,6 +224,11 @@ RESUME_HELP = ("auto: continue from the latest complete checkpoint-N in output_d
                "incomplete); another folder: its latest complete checkpoint. Unset: start fresh.")
 
 
+def asks_for_latest(value) -> bool:
+    """Whether a ``--resume_from_checkpoint`` value means "the latest complete checkpoint in output_dir"."""
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("auto", "true", "latest"))
+
+
 def resolve_resume(value, output_dir) -> str | None:
     """Turn ``--resume_from_checkpoint`` into a checkpoint path for ``Trainer.train`` (or None: start fresh).
 
@@ -236,7 +241,7 @@ def resolve_resume(value, output_dir) -> str | None:
     """
     if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "false", "none")):
         return None
-    if value is True or (isinstance(value, str) and value.strip().lower() in ("auto", "true", "latest")):
+    if asks_for_latest(value):
         found = latest_complete_checkpoint(output_dir)
         if found is None:
             logger.info("resume_from_checkpoint=auto: no complete checkpoint in %s, starting from scratch", output_dir)

@@ -129,7 +129,7 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     resume them; of another run: use another folder), or when the checkpoint to resume from was made with other
     settings or, for a LoRA run (``lora_base``: the base it loads), on another base (``vlm_r1.base_record``; checked
     here, before any model loads, so that DeepSpeed's resume path is covered too)."""
-    from .checkpoints import TRAINER_STATE, CheckpointError, list_checkpoints, resolve_resume
+    from .checkpoints import TRAINER_STATE, CheckpointError, asks_for_latest, list_checkpoints, resolve_resume
 
     resume = resolve_resume(resume_value, output_dir)
     if resume is None:
@@ -140,6 +140,9 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
                 f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c, _ in others)}; "
                 f"{'; '.join(differences(others[-1][1], record))}): a fresh run there would mix its "
                 "checkpoints with them, and save_total_limit would delete theirs. Use a new output_dir, or delete them")
+        if found and asks_for_latest(resume_value):  # none complete (else `auto` resumes it): saves cut short
+            remove_unfinished_saves(found)
+            return None, None
         if found:  # this run's own: a fresh start would leave the later ones, which `auto` would resume later
             raise CheckpointError(
                 f"{output_dir} holds checkpoints of this run ({', '.join(c.name for c in found)}): pass "
@@ -175,6 +178,20 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     return resume, None
 
 
+def remove_unfinished_saves(checkpoints) -> None:
+    """Delete checkpoint folders whose save was cut short (nothing in them can be resumed), so that a run that starts
+    from scratch under ``auto`` does not write its own checkpoints over their leftovers; by the main process."""
+    import shutil
+
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        for folder in checkpoints:
+            logger.warning("deleting %s: its save was cut short and no complete checkpoint is beside it, so this run "
+                           "starts from scratch", folder)  # fmt: skip
+            shutil.rmtree(folder)
+
+
 def settle_start(data_args, model_args, training_args) -> tuple[dict, str | None, dict | None]:
     """``(the run's record, the checkpoint it resumes from or None, that checkpoint's trainer state when nothing is
     left to train)``, by :func:`plan_start`, before the model loads or anything is written to ``output_dir``. When
@@ -203,7 +220,8 @@ def keep_final_weights(checkpoint, output_dir) -> None:
     out = Path(output_dir)
     model_files = [path for path in Path(checkpoint).iterdir() if path.is_file()
                    and path.name not in TRAINING_STATE_FILES and not path.name.startswith("rng_state")]  # fmt: skip
-    if not weights_problems(out) and all((out / p.name).is_file() for p in model_files):
+    if not weights_problems(out) and all((out / p.name).is_file() and (out / p.name).stat().st_size == p.stat().st_size
+                                         for p in model_files):  # (a final save cut short leaves files short)
         return
     for path in model_files:
         shutil.copy2(path, out / path.name)
