@@ -91,14 +91,25 @@ def test_pipeline_smoke(tmp_path, capsys):
     main(base + saving + sft)
     assert (grpo_dir / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns == first_checkpoint  # not redone
     assert (grpo_dir / "checkpoint-2").is_dir() and (grpo_dir / "DONE").exists()
-    assert "test.json: unreadable (JSONDecodeError), evaluating again" in capsys.readouterr().out
+    assert "test.json: not the result its stamp records" in capsys.readouterr().out
+    json.loads((work / "eval_before" / "test.json").read_text())  # written again, whole
+    edited = json.loads((work / "eval_after" / "test.json").read_text())
+    edited["metrics"]["rec"]["mean_iou"] = 0.9  # a result edited by hand is not reused
+    (work / "eval_after" / "test.json").write_text(json.dumps(edited))
+    summary = main(base + saving + sft)
+    assert summary["after"]["test"]["rec"]["mean_iou"] != 0.9
+    assert not list(work.rglob("*.stamp.json.tmp")) and not list(work.rglob("DONE.tmp"))  # stamps written whole
     now = stamps()
 
-    # other data redoes everything downstream of it
+    # other data redoes everything downstream of it; a deleted image rewrites the data
     main(common + ["--data_seed", "1", "--skip_grpo"] + sft)
     later = stamps()
     for name in ("data/stamp.json", "warm_start/DONE", "eval_before/test.stamp.json"):
         assert later[name] != now[name], name
+    image = next((work / "data" / "images").iterdir())
+    image.unlink()
+    main(common + ["--data_seed", "1", "--skip_grpo"] + sft)
+    assert image.is_file()
 
     # a LoRA recipe: the adapter is merged into the warm start for the evaluation (it stopped there, after training)
     lora = ["--grpo_recipe", str(REPO / "recipes" / "tiny" / "rec_grpo_lora.yaml")]
@@ -107,6 +118,39 @@ def test_pipeline_smoke(tmp_path, capsys):
     assert (work / "grpo" / "adapter_config.json").exists() and (merged / "config.json").exists()
     assert json.loads((work / "eval_after" / "test.json").read_text())["model"] == str(merged)
     assert set(summary["comparison"]) == {"test", "ood_pairs", "ood"}
+    # a merge cut short (no DONE, a partial model/) is merged again, not refused as a non-empty folder; a merged
+    # model edited afterwards is merged again too
+    (work / "grpo_merged" / "DONE").unlink()
+    (merged / "model.safetensors").write_bytes(b"cut short")
+    main(base + lora + grpo + sft)
+    assert (merged / "model.safetensors").stat().st_size > 1000
+    (merged / "config.json").write_text((merged / "config.json").read_text() + " ")
+    capsys.readouterr()
+    main(base + lora + grpo + sft)
+    assert "merging it into its base" in capsys.readouterr().out
+    # the merged model may not be the next run's warm start: that stage deletes it
+    with pytest.raises(SystemExit):
+        main(base + lora + grpo + ["--warm_start", str(merged)])
+    assert "grpo_merged, which a later stage deletes" in capsys.readouterr().err and merged.is_dir()
+
+
+def test_grpo_is_stamped_with_the_code_of_its_custom_rewards_and_the_files_it_reads(tmp_path, monkeypatch):
+    """A `module:function` reward's module file, eval_data and a DeepSpeed config file are in the GRPO stage's
+    inputs: an edited reward module reused a stale GRPO result."""
+    from types import SimpleNamespace
+
+    from vlm_r1.pipeline import files_read
+
+    (tmp_path / "my_rewards.py").write_text("def score(completions, **kw):\n    return [0.0] * len(completions)\n")
+    (tmp_path / "eval.jsonl").write_text("{}\n")
+    (tmp_path / "ds.json").write_text("{}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = SimpleNamespace(reward_funcs=["iou_acc", "my_rewards:score"], default_reward=None,
+                           eval_data=[str(tmp_path / "eval.jsonl")])
+    assert files_read(data, SimpleNamespace(deepspeed=str(tmp_path / "ds.json"))) == (
+        str(tmp_path / "my_rewards.py"), str(tmp_path / "eval.jsonl"), str(tmp_path / "ds.json"))
+    assert files_read(SimpleNamespace(reward_funcs=["iou_acc"], default_reward=None, eval_data=None),
+                      SimpleNamespace(deepspeed=None)) == ()  # fmt: skip
 
 
 def test_shipped_warm_start_refuses_another_image_size():

@@ -162,18 +162,23 @@ def is_fresh(stamp: Path, inputs: dict) -> bool:
 
 
 def write_stamp(stamp: Path, inputs: dict) -> None:
+    """Write ``stamp`` whole or not at all (a stamp cut short would redo a finished stage)."""
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(inputs, indent=1))
+    tmp = stamp.with_name(stamp.name + ".tmp")
+    tmp.write_text(json.dumps(inputs, indent=1))
+    tmp.replace(stamp)
 
 
-def run_stage_in(out: Path, inputs: dict, force: bool, run) -> Path:
+def run_stage_in(out: Path, inputs: dict, force: bool, run, outputs_in: Path | None = None) -> Path:
     """Run a training stage (``run()``) into ``out``, cached: reused when its DONE stamp holds ``inputs`` and the
-    files it finished with (a deleted or rewritten weight file redoes it); resumed when an interrupted run was
+    files it finished with, in ``out`` or in ``outputs_in`` (a deleted or rewritten weight file redoes it); resumed
+    when an interrupted run was
     started with the same ``inputs`` (its STARTED stamp; the stage's command resumes its latest checkpoint-N);
     otherwise, or with ``force``, deleted and redone from scratch, so no checkpoint-N made with other inputs is ever
     resumed."""
     done_stamp, started = out / "DONE", out / "STARTED"
-    if not force and out.is_dir() and is_fresh(done_stamp, {**inputs, "outputs": _outputs_id(out)}):
+    outputs_in = outputs_in or out
+    if not force and outputs_in.is_dir() and is_fresh(done_stamp, {**inputs, "outputs": _outputs_id(outputs_in)}):
         return out
     if out.exists() and (force or done_stamp.exists() or not is_fresh(started, inputs)):
         checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
@@ -183,7 +188,7 @@ def run_stage_in(out: Path, inputs: dict, force: bool, run) -> Path:
         shutil.rmtree(out)
     write_stamp(started, inputs)
     run()
-    write_stamp(done_stamp, {**inputs, "outputs": _outputs_id(out)})
+    write_stamp(done_stamp, {**inputs, "outputs": _outputs_id(outputs_in)})
     return out
 
 
@@ -210,8 +215,8 @@ def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int)
     stamp = data / "stamp.json"
     params = {"task": "rec", "n": sizes, "image_size": image_size, "seed": seed}
 
-    def written() -> dict:  # the JSONL files as they are now (an edited or cut file is rewritten)
-        return {split: file_id(path)["sha256"] for split, path in paths.items()}
+    def written() -> dict:  # the JSONL files and images as they are now (an edited, cut or deleted one is rewritten)
+        return {**{split: file_id(path)["sha256"] for split, path in paths.items()}, "images": images_id(data)}
 
     if all(path.exists() for path in paths.values()) and is_fresh(stamp, {**params, "files": written()}):
         return paths
@@ -220,6 +225,14 @@ def make_data(work: Path, n_train: int, n_test: int, image_size: int, seed: int)
         write_split(data, "rec", split, n, seed=seed, image_size=image_size)
     write_stamp(stamp, {**params, "files": written()})
     return paths
+
+
+def images_id(data: Path) -> str:
+    """A hash of the name, size and mtime of each file in ``data/images`` (a deleted or rewritten image changes it)."""
+    folder = data / "images"
+    listing = sorted(f"{f.name} {f.stat().st_size} {f.stat().st_mtime_ns}" for f in folder.iterdir()) \
+        if folder.is_dir() else []
+    return hashlib.sha256("\n".join(listing).encode()).hexdigest()
 
 
 def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str, extra: list[str]) -> Path:
@@ -326,6 +339,7 @@ class GRPOSetup:
     model_options: dict = field(default_factory=dict)  # config.LOADING_OPTIONS set away from their defaults
     report_dir: str | None = None  # GRPO's report_dir, where the training reward is read from afterwards
     prompts_per_batch: int = 1  # distinct prompts in one generation batch: fewer training rows train 0 steps
+    files_read: tuple[str, ...] = ()  # what else GRPO reads: reward modules' code, eval_data, a DeepSpeed config
 
 
 def grpo_setup(train_argv: list[str]) -> GRPOSetup:
@@ -337,7 +351,27 @@ def grpo_setup(train_argv: list[str]) -> GRPOSetup:
     data_args, model_args, training_args = parse_args(train_argv)
     options = loading_options(model_args)
     return GRPOSetup(data_args.question_template, data_args.system_prompt, options, training_args.report_dir,
-                     training_args.prompts_per_batch)
+                     training_args.prompts_per_batch, files_read(data_args, training_args))
+
+
+def files_read(data_args, training_args) -> tuple[str, ...]:
+    """Files besides the recipe and the training data whose content decides the GRPO stage: the module of each
+    ``module:function`` reward (that file only, not what it imports), ``eval_data``, a DeepSpeed config file. A
+    module that cannot be found is left for `vlm-r1 train` to refuse."""
+    import importlib.util
+
+    names = [*data_args.reward_funcs, data_args.default_reward or ""]
+    modules = sorted({name.partition(":")[0] for name in names if ":" in name})
+    found = []
+    for module in modules:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            found.append(spec.origin)
+    deepspeed = [training_args.deepspeed] if isinstance(training_args.deepspeed, str) else []
+    return tuple(found + [path for path in [*(data_args.eval_data or []), *deepspeed] if Path(path).is_file()])
 
 
 def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path, batch_size: int, max_new_tokens: int,
@@ -357,12 +391,12 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
                   "max_new_tokens": max_new_tokens}  # fmt: skip
         if setup.model_options:  # (absent when none is set)
             inputs["model_options"] = setup.model_options
-        if path.exists() and is_fresh(stamp, inputs) and not force:
-            try:
-                results[split] = json.loads(path.read_text())
-                continue
-            except (OSError, ValueError) as e:
-                print(f"{path}: unreadable ({type(e).__name__}), evaluating again")
+        if path.exists() and is_fresh(stamp, {**inputs, "result": file_id(path)["sha256"]}) and not force:
+            results[split] = json.loads(path.read_text())  # the file this stage wrote, as it wrote it
+            continue
+        if path.exists() and stamp.exists():
+            print(f"{path}: not the result its stamp records (edited, cut short, or made with other inputs), "
+                  "evaluating again")
         stamp.unlink(missing_ok=True)
         if model is None:
             model, processor, module = load_policy(ModelArguments(model_name_or_path=str(checkpoint), **setup.model_options))
@@ -372,17 +406,21 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
                                   settings)  # fmt: skip
         result.update(how_it_was_read(str(checkpoint), paths[split], setup.model_options, "cpu", None))
         write_json(result, path)
-        write_stamp(stamp, inputs)
+        write_stamp(stamp, {**inputs, "result": file_id(path)["sha256"]})  # an edited result is evaluated again
         results[split] = result
     return results
 
 
-def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Path, force: bool = False) -> Path:
-    """:func:`vlm_r1.train.main` with ``argv``, cached as ``out``; its DONE file is the stamp."""
+def run_grpo(argv: list[str], recipe: str, warm: Path, train_data: Path, out: Path, force: bool = False,
+             files_read: tuple[str, ...] = ()) -> Path:
+    """:func:`vlm_r1.train.main` with ``argv``, cached as ``out``; its DONE file is the stamp (with the content of
+    ``files_read``, :func:`files_read`)."""
     from .train import main as train_main
 
     inputs = {"warm_start": checkpoint_id(warm), "train_data": file_id(train_data), "recipe": file_id(recipe),
               "argv": argv}  # fmt: skip
+    if files_read:  # (absent when there are none)
+        inputs["files_read"] = [file_id(path) for path in files_read]
     return run_stage_in(out, inputs, force, lambda: train_main(argv))
 
 
@@ -397,11 +435,10 @@ def merged_if_adapter(grpo_dir: Path, out: Path, force: bool = False) -> Path:
 
     def merge():
         print(f"{grpo_dir} holds a LoRA adapter: merging it into its base for the evaluation ({out / 'model'})")
+        shutil.rmtree(out / "model", ignore_errors=True)  # a merge cut short leaves a folder merge_lora refuses
         merge_lora(grpo_dir, out / "model")
 
-    inputs = {"adapter": checkpoint_id(grpo_dir)}
-    merged_whole = (out / "model" / "config.json").is_file() and any((out / "model").glob("*.safetensors"))
-    run_stage_in(out, inputs, force or not merged_whole, merge)  # (its stamp sees out's own files, not model/)
+    run_stage_in(out, {"adapter": checkpoint_id(grpo_dir)}, force, merge, outputs_in=out / "model")
     return out / "model"
 
 
@@ -479,9 +516,10 @@ def main(argv: list[str] | None = None) -> dict:
         if build:
             check_sft_args(args, work)
         grpo_dir = work / "grpo"
-        if grpo_dir.resolve() in (warm.resolve(), *warm.resolve().parents):
-            raise ValueError(f"--warm_start {warm} lies in {grpo_dir}, which the GRPO stage deletes and rewrites: "
-                             "copy it elsewhere first, or use another --work_dir")
+        for rewritten in (grpo_dir, work / "grpo_merged"):  # (a LoRA stage's merge rewrites grpo_merged/)
+            if rewritten.resolve() in (warm.resolve(), *warm.resolve().parents):
+                raise ValueError(f"--warm_start {warm} lies in {rewritten}, which a later stage deletes and rewrites: "
+                                 "copy it elsewhere first, or use another --work_dir")
         train_argv = grpo_argv(args, warm, data_paths(work)["train"], grpo_dir)
         setup = grpo_setup(train_argv)
         if not args.skip_grpo and args.n_train < setup.prompts_per_batch:
@@ -493,6 +531,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(str(e))  # one line (and the usage), exit status 2
     work.mkdir(parents=True, exist_ok=True)
     (work / WORK_DIR_MARK).touch()
+    (work / "summary.json").unlink(missing_ok=True)  # an earlier run's, until this one writes its own
 
     stage("data")
     paths = make_data(work, args.n_train, args.n_test, args.image_size, args.data_seed)
@@ -517,7 +556,7 @@ def main(argv: list[str] | None = None) -> dict:
         return summary
 
     stage("GRPO")
-    run_grpo(train_argv, args.grpo_recipe, warm, paths["train"], grpo_dir, force=args.force)
+    run_grpo(train_argv, args.grpo_recipe, warm, paths["train"], grpo_dir, args.force, setup.files_read)
     done("GRPO")
 
     stage("evaluate GRPO")
