@@ -153,14 +153,17 @@ def test_grpo_is_stamped_with_the_code_of_its_custom_rewards_and_the_files_it_re
                       SimpleNamespace(deepspeed=None)) == ()  # fmt: skip
 
 
-def test_shipped_warm_start_refuses_another_image_size():
-    from vlm_r1.pipeline import SHIPPED_WARM_START, check_shipped_image_size
+def test_shipped_warm_start_refuses_another_image_size(tmp_path, capsys):
+    from vlm_r1.pipeline import SHIPPED_WARM_START, check_shipped_image_size, main
 
     trained_at = json.loads((SHIPPED_WARM_START / "warm_start.json").read_text())["image_size"]
     check_shipped_image_size(trained_at)  # the size it was trained at passes
     other = 2 * trained_at
     with pytest.raises(ValueError, match=f"trained on {trained_at} px images, not {other} px: pass --image_size {trained_at}"):
         check_shipped_image_size(other)
+    with pytest.raises(SystemExit):  # named rather than chosen by auto: checked all the same
+        main(["--warm_start", str(SHIPPED_WARM_START), "--image_size", str(other), "--work_dir", str(tmp_path / "w")])
+    assert f"not {other} px" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
 def test_options_the_run_would_not_use_are_refused(tmp_path, capsys):

@@ -253,10 +253,13 @@ def build_warm_start(work: Path, model_type: str, train_data: Path, recipe: str,
 
 
 def check_shipped_image_size(image_size: int, folder: Path = SHIPPED_WARM_START) -> None:
-    """Refuse to pair the shipped warm start with images of another size: it was trained at one size only."""
+    """Refuse to pair a warm start whose ``warm_start.json`` names the image size it was trained at (the shipped
+    one's does, whether chosen by ``auto`` or named) with images of another size."""
+    if not (folder / "warm_start.json").is_file():
+        return
     trained_at = json.loads((folder / "warm_start.json").read_text())["image_size"]
     if image_size != trained_at:
-        raise ValueError(f"the shipped warm start ({folder}) was trained on {trained_at} px images, not {image_size} px: "
+        raise ValueError(f"the warm start {folder} was trained on {trained_at} px images, not {image_size} px: "
                          f"pass --image_size {trained_at}, or --warm_start build to train one at {image_size} px")
 
 
@@ -305,6 +308,7 @@ def choose_warm_start(args, work: Path) -> tuple[Path, bool]:
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"--warm_start {path}: no config.json there")
         refuse_build_options(args, str(path))
+        check_shipped_image_size(args.image_size, path)
         return path, False
     if args.warm_start == "auto" and (SHIPPED_WARM_START / "config.json").exists() and args.model_type == "qwen2_vl":
         refuse_build_options(args, f"the shipped {SHIPPED_WARM_START}")
