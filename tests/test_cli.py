@@ -23,6 +23,17 @@ def test_unknown_command_lists_the_commands(capsys):
         assert command in captured.out
 
 
+def test_rewards_lists_each_reward_with_its_whole_summary(capsys):
+    """Each registered reward on one line with its docstring's first paragraph (a summary wrapped over two lines was
+    cut at the first: "..., else")."""
+    from vlm_r1.rewards import list_rewards
+
+    assert main(["rewards"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(list_rewards())
+    assert all(line.rstrip().endswith((".", ")")) for line in lines), [l for l in lines if not l.endswith((".", ")"))]
+
+
 def test_make_data_writes_each_split_with_the_same_seed(tmp_path):
     from vlm_r1.synthetic import write_split
 

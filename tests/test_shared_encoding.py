@@ -237,9 +237,10 @@ def test_loss_and_gradients_match(setup, images_per_row, trainable_vision):
         torch.testing.assert_close(shared_grads[name], grad, rtol=GRAD_RTOL, atol=GRAD_ATOL_SCALE * scale, msg=name)
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", (*MODEL_TYPES, "qwen3_vl"))
 def test_greedy_generation_gives_identical_tokens(tiny_model_dir, tmp_path, model_type):
-    """Greedy decoding (with a repetition penalty, which reads the prompt) gives the same tokens either way."""
+    """Greedy decoding (with a repetition penalty, which reads the prompt) gives the same tokens either way; for
+    Qwen3-VL too, whose generation is shared (its log-prob and training passes are TRL's: DeepStack features)."""
     config = {"generation_kwargs": {"do_sample": False}, "repetition_penalty": 1.3, "max_completion_length": 12}
     trainer = _trainer(tiny_model_dir(model_type), model_type, tmp_path, **config)
     from trl.data_utils import prepare_multimodal_messages

@@ -117,8 +117,9 @@ def _rewards(argv: list[str]) -> int:
 
     argparse.ArgumentParser(prog="vlm-r1 rewards", description="List the registered rewards.").parse_args(argv)
     for name, func in sorted(list_rewards().items()):
-        doc = (func.__doc__ or "").strip().splitlines()
-        print(f"{name:<24} {doc[0] if doc else ''}")
+        lines = [line.strip() for line in (func.__doc__ or "").strip().splitlines()]
+        summary = " ".join(lines[: lines.index("")] if "" in lines else lines)  # the docstring's first paragraph
+        print(f"{name:<24} {summary}")
     return 0
 
 

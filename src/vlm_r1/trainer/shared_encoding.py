@@ -18,8 +18,8 @@ This mixin, placed before ``GRPOTrainer`` in the bases, removes the repeats when
   (tests/test_shared_encoding.py, tests/test_shared_prompt.py state the tolerances).
 
 Anything the sharing does not cover falls back to TRL's own code, unchanged: vLLM, continuous batching,
-tools / environments, a static cache, unsupported model types (Qwen3-VL's vision path), a prompt whose
-last token is an image token. With ``share_image_encoding=False`` every method is TRL's.
+tools / environments, a static cache, a prompt whose last token is an image token, and Qwen3-VL's log-prob and
+training passes (its vision path returns DeepStack features; its generation is shared). With ``share_image_encoding=False`` every method is TRL's.
 
 Not shared: TRL's second processor call in ``_generate_and_score_completions`` (it builds the training
 ``pixel_values`` for all rows, G copies each).
