@@ -85,6 +85,13 @@ def test_auto_over_only_unfinished_saves_starts_afresh(tiny_model_dir, rec_rows,
     assert (cut / "trainer_state.json").is_file()  # the new run's own checkpoint-1, nothing of the old one
     with pytest.raises(CheckpointError, match="holds checkpoints of this run"):  # unset: still refused, as before
         grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
+    # saved whole (trainer_state.json, written last, is there) but incomplete now, as a node-local output_dir's
+    # checkpoint lacking the other node's RNG state: refused under auto, never deleted
+    (cut / "rng_state.pth").unlink()
+    with pytest.raises(CheckpointError, match="holds checkpoints of this run that cannot be resumed .checkpoint-1"):
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", max_steps=2,
+                 save_strategy="steps", save_steps=1)  # fmt: skip
+    assert (cut / "trainer_state.json").is_file() and (cut / "model.safetensors").is_file()
 
 
 def test_sft_stopped_early_saves_where_it_stopped(tiny_model_dir, rec_rows, tmp_path):

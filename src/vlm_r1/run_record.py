@@ -140,9 +140,16 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
                 f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c, _ in others)}; "
                 f"{'; '.join(differences(others[-1][1], record))}): a fresh run there would mix its "
                 "checkpoints with them, and save_total_limit would delete theirs. Use a new output_dir, or delete them")
-        if found and asks_for_latest(resume_value):  # none complete (else `auto` resumes it): saves cut short
+        cut_short = [c for c in found if not (c / TRAINER_STATE).is_file()]  # (written last by a save)
+        if found and cut_short == found and asks_for_latest(resume_value):  # none complete, none saved whole
             remove_unfinished_saves(found)
             return None, None
+        if found and asks_for_latest(resume_value):  # saved whole, yet incomplete (a weight file damaged since,
+            raise CheckpointError(  # another node's RNG state): not deleted, not resumed
+                f"{output_dir} holds checkpoints of this run that cannot be resumed "
+                f"({', '.join(c.name for c in found if c not in cut_short)}; the warnings above say what each lacks): "
+                "repair or delete them, or use a new output_dir. (A run on several nodes needs one output_dir they "
+                "all share: each node's own would hold only its processes' RNG state.)", [])
         if found:  # this run's own: a fresh start would leave the later ones, which `auto` would resume later
             raise CheckpointError(
                 f"{output_dir} holds checkpoints of this run ({', '.join(c.name for c in found)}): pass "
@@ -179,8 +186,9 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
 
 
 def remove_unfinished_saves(checkpoints) -> None:
-    """Delete checkpoint folders whose save was cut short (nothing in them can be resumed), so that a run that starts
-    from scratch under ``auto`` does not write its own checkpoints over their leftovers; by the main process."""
+    """Delete checkpoint folders whose save was cut short before its ``trainer_state.json`` (nothing in them can be
+    resumed), so that a run that starts from scratch under ``auto`` does not write its own checkpoints over their
+    leftovers; by the main process."""
     import shutil
 
     from accelerate import PartialState
