@@ -94,6 +94,32 @@ def test_a_two_process_run_resumed_in_its_second_epoch_draws_the_uninterrupted_r
     assert got[(5, 0)] != expected[(1, 0)] or got[(5, 1)] != expected[(1, 1)]  # not epoch 0's order again
 
 
+RAISING_ON_RANK_1 = """
+import os
+
+def nothing(completions, **kwargs):
+    return [0.0] * len(completions)
+
+def fails_on_rank_1(completions, **kwargs):
+    if os.environ["RANK"] == "1":
+        raise RuntimeError("this reward fails on process 1 only")
+    return [1.0] * len(completions)
+"""
+
+
+def test_a_reward_that_fails_on_one_process_scores_no_row_of_the_step(job):
+    """Each group of 8 completions is split over the two processes. A reward whose call failed on process 1 only
+    scored its half of every group None and the other half 1.0: advantages made of the failure (reward_std 0.53)."""
+    (job / "raising_reward.py").write_text(RAISING_ON_RANK_1)
+    out = job / "one_fails"
+    result = launch(job, "vlm_r1.train", "--output_dir", str(out), "--num_generations", "8", "--max_steps", "2",
+                    "--save_strategy", "no", "--reward_funcs", "raising_reward:nothing", "raising_reward:fails_on_rank_1")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    steps = [e for e in json.loads((out / "report" / "log_history.json").read_text())["log_history"] if "reward_std" in e]
+    assert len(steps) == 2 and all(e["reward_std"] == 0.0 for e in steps), steps
+    assert all(e["guards/nonfinite_reward_frac"] == 0.5 for e in steps), steps  # 8 of the 16 values were dropped
+
+
 def test_processes_that_read_other_rows_or_miss_a_file_all_stop_with_one_error(job):
     rows = (job / "data" / "rec_train.jsonl").read_text().splitlines()
     fewer = job / "data" / "fewer.jsonl"
@@ -102,6 +128,14 @@ def test_processes_that_read_other_rows_or_miss_a_file_all_stop_with_one_error(j
     log = result.stdout + result.stderr
     assert result.returncode != 0 and log.count("the processes of this run disagree on the rows") >= 2, log[-4000:]
     assert "process 0: ((8," in log and "process 1: ((7," in log
+
+    edited = job / "other_copy" / "rec_train.jsonl"  # same name, as many rows, other questions: caught too (before,
+    edited.parent.mkdir(exist_ok=True)  # only names and line numbers were compared, and the processes trained apart)
+    shutil.copytree(job / "data" / "images", edited.parent / "images", dirs_exist_ok=True)
+    edited.write_text("\n".join(rows).replace("Find the", "Locate the") + "\n")
+    result = launch(job, "per_rank_data", "--output_dir", str(job / "edited"), env={"RANK1_TRAIN_DATA": str(edited)})
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and log.count("the processes of this run disagree on the rows") >= 2, log[-4000:]
 
     result = launch(job, "per_rank_data", "--output_dir", str(job / "missing"),
                     env={"RANK1_TRAIN_DATA": str(job / "data" / "not_copied.jsonl")})  # fmt: skip

@@ -114,12 +114,15 @@ class RunRows:
 
     def fingerprint(self) -> tuple:
         """What every process must agree on (:func:`vlm_r1.ranks.same_on_every_rank`): the rows kept, by file name
-        and line."""
+        and line, and what they hold (question, ground truth, reward, the images' names and sizes; not where the
+        files lie, which may differ between nodes)."""
         import hashlib
+        import json
 
         def rows(samples):
-            names = "\n".join(f"{Path(path).name}:{line}" for path, _, line in (s.source.rpartition(":") for s in samples))
-            return len(samples), hashlib.sha256(names.encode()).hexdigest()[:12]
+            held = [[Path(path).name, line, s.problem, s.solution, s.reward, [Path(i).name for i in s.images],
+                     s.image_sizes] for s, (path, _, line) in ((s, s.source.rpartition(":")) for s in samples)]  # fmt: skip
+            return len(samples), hashlib.sha256(json.dumps(held).encode()).hexdigest()[:12]
 
         return rows(self.train), rows(self.eval)
 

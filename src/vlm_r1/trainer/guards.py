@@ -72,9 +72,11 @@ def guard_reward_function(func, counter: NonFiniteRewardCounter):
     def guarded(*args, **kwargs):
         nonlocal failures
         completions = kwargs.get("completions", args[0] if args else [])
+        guarded.failed_last_call = False
         try:
             cleaned, dropped = reward_values(func(*args, **kwargs), len(completions), name)
         except Exception:
+            guarded.failed_last_call = True  # read by GuardsMixin: a call failed on one process fails on all
             if failures % 100 == 0:
                 logger.warning("reward %r failed (%d failures so far); its completions score None", name,
                                failures + 1, exc_info=True)
@@ -85,6 +87,7 @@ def guard_reward_function(func, counter: NonFiniteRewardCounter):
         return cleaned
 
     guarded.__vlm_r1_guarded__ = True
+    guarded.failed_last_call = False
     return guarded
 
 
@@ -174,11 +177,16 @@ class GuardsMixin(ResumeWeightsMixin):
         late_dropped = int(infinite.sum().item())
         if late_dropped:
             rewards_per_func = rewards_per_func.masked_fill(infinite, float("nan"))
-        tally = torch.tensor(
-            [self._reward_counter.dropped, self._reward_counter.seen], dtype=torch.float64, device=rewards_per_func.device
-        )
-        dropped, seen = self.accelerator.gather(tally).view(-1, 2).sum(dim=0).tolist()
+        failed_here = [float(getattr(f, "failed_last_call", False)) for f in self.reward_funcs]
+        tally = torch.tensor([self._reward_counter.dropped, self._reward_counter.seen, *failed_here],
+                             dtype=torch.float64, device=rewards_per_func.device)  # fmt: skip
+        dropped, seen, *failed = self.accelerator.gather(tally).view(-1, len(tally)).sum(dim=0).tolist()
         dropped += late_dropped  # rewards_per_func is already gathered, so this count is global
+        for column, failures in enumerate(failed):  # a call that failed on some process: the whole column is None,
+            if failures:  # else a group split across processes would be scored by that function in part only
+                scored = ~torch.isnan(rewards_per_func[:, column])
+                dropped += int(scored.sum().item())
+                rewards_per_func[:, column] = float("nan")
         self.guard_counts["nonfinite_rewards"] += int(dropped)
         mode = "train" if self.model.training else "eval"
         total = max(seen, rewards_per_func.numel())
