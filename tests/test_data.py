@@ -99,6 +99,12 @@ BAD_ROWS = [  # (line, field, message fragment)
     # the image under another dataset's key: it was read as nothing, and the row trained on as text
     ({"images": ["a.png"], "conversations": [{"from": "human", "value": "Find the cat."},
                                              {"from": "gpt", "value": "3"}]}, "images", "is not read: a row's image is"),
+    ({"image": None, "images": ["a.png"], "conversations": [{"from": "human", "value": "Which colour?"},
+                                                            {"from": "gpt", "value": "red"}]}, "images", "is not read"),
+    ({"Image": "a.png", "conversations": [{"from": "human", "value": "Which colour?"}, {"from": "gpt", "value": "red"}]},
+     "Image", "is not read"),  # (an empty `image`, or one spelt otherwise, hid the lookalike key)
+    ({"image": [], "file_name": "a.png", "conversations": [{"from": "human", "value": "Which colour?"},
+                                                           {"from": "gpt", "value": "red"}]}, "file_name", "is not read"),
     # a box with no image: no pixels for it to be in (it was scored unconverted, in the model's frame)
     (_row(value="Find the cat.", image=None), "solution", "a box ground truth needs an image"),
     (_row(image=None, value="Which?", answer=[{"bbox_2d": [1, 2, 3, 4], "label": "x"}]), "solution", "needs an image"),
@@ -346,6 +352,8 @@ def test_other_modes(tmp_path):
     assert np.abs(np.asarray(to_rgb(ycc)).astype(int) - [200, 30, 40]).max() <= 3
     with pytest.raises(ImageError, match=r"img\.tiff: cannot convert mode F"):
         _roundtrip(Image.new("F", (2, 2), 0.5), "TIFF", tmp_path)
+    with pytest.raises(ImageError, match=r"img\.tiff: image mode F has no unambiguous 8-bit RGB reading"):
+        probe_image(tmp_path / "img.tiff")  # refused when the rows are checked, not at the row's first step
 
 
 def test_truncated_and_corrupt_files_refused_with_name(tmp_path):

@@ -30,6 +30,7 @@ from .errors import ImageError
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # 67M pixels, about 8192 x 8192
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA = ("RGBA", "LA", "PA", "RGBa")
+NO_RGB_READING = ("F", "La")  # 32-bit float pixels; luminance with premultiplied alpha
 
 
 def _open(path: Path) -> Image.Image:
@@ -76,6 +77,8 @@ def probe_image(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int,
         size = im.size
         image_format = im.format
         _check_pixels(path, size, max_pixels)
+        if im.mode in NO_RGB_READING:  # from the header: load_image would refuse it at the row's first step
+            raise ImageError(f"{path}: image mode {im.mode} has no unambiguous 8-bit RGB reading; convert it first")
         try:
             im.verify()
         except Exception as e:
@@ -141,7 +144,7 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) 
         return im.copy()
     if mode in _SIXTEEN_BIT:
         return _sixteen_bit_to_rgb(im)
-    if mode in ("F", "La"):
+    if mode in NO_RGB_READING:
         raise ValueError(f"image mode {mode} has no unambiguous 8-bit RGB reading; convert it first")
     if mode in _ALPHA or "transparency" in im.info:
         rgba = im.convert("RGBA")

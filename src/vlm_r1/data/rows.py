@@ -200,7 +200,8 @@ def _finite(value) -> bool:
 
 
 # keys other datasets keep a row's image under; read as nothing, they would make it a text-only row
-IMAGE_KEY_LOOKALIKES = ("images", "img", "image_path", "image_paths", "image_file", "img_path")
+IMAGE_KEY_LOOKALIKES = ("image", "images", "img", "image_path", "image_paths", "image_file", "img_path", "image_url",
+                        "file_name", "filename", "image_name")  # compared in lower case; "image" itself as `Image`
 
 
 def _missing_conversations(row: dict) -> str:
@@ -300,8 +301,8 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
     else:
         turns = None
         problems.append(("conversations", _missing_conversations(row)))
-    misplaced = [key for key in IMAGE_KEY_LOOKALIKES if key in row]
-    if misplaced and "image" not in row:  # the image would be dropped and the row trained on as text
+    misplaced = [key for key in row if key != "image" and str(key).lower() in IMAGE_KEY_LOOKALIKES]
+    if misplaced and not row.get("image"):  # the image would be dropped and the row trained on as text
         problems.append((misplaced[0], "is not read: a row's image is `image` (a path or a list of paths); rename "
                                        "the key"))
     # images
