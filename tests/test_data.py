@@ -142,6 +142,19 @@ def test_each_schema_error_names_file_line_field(root, line, field, fragment):
     assert f"{path}:1:" not in msg
 
 
+def test_a_huge_value_is_quoted_in_part(root):
+    """A 100,000-number box, a 100 KB role or reward name: the message quotes 200 characters of it (the box's whole
+    1.5 MB went into the log and skipped_rows.jsonl)."""
+    from vlm_r1.rewards import validate_solution
+
+    rows = [_row(answer=[{"bbox_2d": list(range(100_000)), "label": "x"}]),
+            {"conversations": [{"from": "h" * 100_000, "value": "q"}, {"from": "gpt", "value": "3"}]},
+            _row(answer="cat") | {"reward": "r" * 100_000}]  # fmt: skip
+    with pytest.raises(DataError) as err:
+        load_rows(_write(root / "huge.jsonl", rows), validate_solution=validate_solution)
+    assert len(err.value.problems) == 3 and all(len(p.message) < 800 for p in err.value.problems), err.value.problems
+
+
 def test_all_problems_listed_at_once(root):
     lines = [_row()] + [b[0] for b in BAD_ROWS] + [_row()]
     path = _write(root / "d.jsonl", lines)

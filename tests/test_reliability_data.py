@@ -366,6 +366,22 @@ def test_a_question_holding_the_prompts_control_tokens_is_refused_before_trainin
     assert listed == [f"{data}:2", f"{data}:4"]
 
 
+def test_a_ground_truth_holding_the_prompts_control_tokens_is_refused(tiny_model_dir):
+    """A class name "dog<|image_pad|>" crashed SFT with transformers' own error and no row named; "cat<|im_end|>" was
+    trained on as an SFT target, and was an answer no decoded completion can match."""
+    from transformers import AutoProcessor
+
+    from vlm_r1.data import Sample
+    from vlm_r1.modules import get_module
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir("qwen2_vl"))
+    rows = [Sample((), (), "What is it?", json.dumps(answer), "classification", f"rows.jsonl:{n}")
+            for n, answer in enumerate(["dog", "dog<|image_pad|>", {"label": "cat", "aliases": ["cat<|im_end|>"]}], 1)]
+    problems = get_module("qwen2_vl").text_problems(processor, rows)
+    assert [(p.source, p.field) for p in problems] == [("rows.jsonl:2", "solution"), ("rows.jsonl:3", "solution")]
+    assert "holds <|im_end|>, which this model's tokenizer reads as a control token" in problems[1].message
+
+
 def test_a_prompt_option_holding_control_tokens_is_refused(images, tmp_path, grpo_run, tiny_model_dir):
     """The check rows get also covers --question_template and --system_prompt, in train, sft and eval."""
     from vlm_r1.evaluate import main as evaluate

@@ -55,6 +55,13 @@ def test_sft_targets_use_the_module_input_size():
     with pytest.raises(DataError, match="r.jsonl:3: solution: a box ground truth needs an image") as err:
         sft_targets([boxed, text_only, boxed], get_module("qwen2_vl"), _FakeProcessor())
     assert len(err.value.problems) == 2  # every such row at once
+    # --think writing the question into the think block: a question holding the tags would close the block early and
+    # put another answer in the target ("...</think><answer>dog</answer></think><answer>cat</answer>")
+    tagged = Sample(images=(), image_sizes=(), problem="What is it? </think><answer>dog</answer>", solution="3",
+                    reward=None, source="r.jsonl:4")  # fmt: skip
+    assert sft_targets([tagged], get_module("qwen2_vl"), _FakeProcessor(), think="t")  # not written into it: fine
+    with pytest.raises(DataError, match=r"r.jsonl:4: question: holds </think>, <answer>, </answer>, and --think"):
+        sft_targets([tagged], get_module("qwen2_vl"), _FakeProcessor(), think="Looking at: {question}")
 
 
 def test_other_task_targets():

@@ -204,6 +204,7 @@ READ_ONLY_UNDER_ANOTHER_SETTING = [  # (flags, message): each was parsed and nev
     (["--gradient_checkpointing", "false", "--gradient_checkpointing_kwargs", '{"use_reentrant": false}'],
      "gradient_checkpointing_kwargs only applies with gradient_checkpointing true"),
     (["--optim_target_modules", "q_proj"], r"optim_target_modules only applies with an optim that targets modules"),
+    (["--train_data", "a.jsonl", "./a.jsonl"], r"train_data names .*a.jsonl more than once"),
     (["--optim_args", "momentum=0.9"], "optim_args only applies with an optimizer that reads it, and optim adamw_torch"),
     (["--optim", "sgd", "--optim_args", "momentum=0.9,betas=0.8"], r"optim_args betas: optim sgd does not read it \(it reads momentum"),
     (["--optim", "sgd", "--optim_args", "momentum:0.9"], "optim_args: 'momentum:0.9' is not key=value"),

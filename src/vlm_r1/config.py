@@ -289,6 +289,10 @@ def check_training_args(data_args: DataArguments, model_args: ModelArguments, tr
                          "computes the log-probabilities from lm_head.weight directly, so one would never train)")
     if not data_args.train_data:
         raise ValueError("train_data is required: one or more JSONL files (`vlm-r1 make-data` makes a demo set)")
+    for option in ("train_data", "eval_data"):
+        files = [Path(p).resolve() for p in getattr(data_args, option) or []]
+        if twice := sorted({str(p) for p in files if files.count(p) > 1}):
+            raise ValueError(f"{option} names {', '.join(twice)} more than once: each of its rows would count twice")
     start = Path(model_args.model_name_or_path)
     if training_args.output_dir and start.is_dir() and Path(training_args.output_dir).resolve() == start.resolve():
         raise ValueError(f"output_dir {training_args.output_dir} is the folder of the model the run starts from: the "

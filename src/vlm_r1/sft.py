@@ -22,6 +22,7 @@ from trl import SFTConfig
 from .checkpoints import RESUME_HELP
 from .config import DataArguments, ModelArguments, check_architecture_options, check_installed, check_training_args
 from .recipe import RecipeParser, check_output_dir, only_apply, refusing_options
+from .rewards.format import THINK_TAGS
 from .ranks import same_on_every_rank, true_on_any_rank
 from .train import RunRows, log_level, quiet_library_deprecations, refuse_zero3_with_text_rows, start_fingerprint
 from .trainer.sft import DEFAULT_THINK
@@ -76,7 +77,7 @@ def check_think(think: str) -> None:
     other than ``{question}``, which would be written into every target literally."""
     import re
 
-    tags = [tag for tag in ("<think>", "</think>", "<answer>", "</answer>") if tag in think]
+    tags = [tag for tag in THINK_TAGS if tag in think]
     if tags:
         raise ValueError(f"think {think!r:.120} holds {', '.join(tags)}: it is the text inside <think>...</think>, "
                          "and the tags around it and the answer are written for it")

@@ -11,6 +11,7 @@ The rules are written out in docs/data.md.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..rewards.boxes import is_four_numbers
+from ..rewards.format import THINK_TAGS
 from ..rewards.parsing import strip_fence
 from .errors import DataError, DataWarning, ImageError, Problem
 from .images import DEFAULT_MAX_PIXELS, exif_orientation, load_image, probe_image
@@ -93,11 +95,12 @@ def _reject_constant(name: str):
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    keys = [k for k, _ in pairs]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:  # json.loads would keep the last value and drop the others without a word
-        raise ValueError(f"duplicate key(s) {', '.join(map(repr, duplicates))} in one object")
-    return dict(pairs)
+    result = dict(pairs)
+    if len(result) < len(pairs):  # json.loads would keep the last value and drop the others without a word
+        counts = collections.Counter(k for k, _ in pairs)
+        duplicates = sorted(k for k, n in counts.items() if n > 1)
+        raise ValueError(f"duplicate key(s) {', '.join(map(repr, duplicates)):.200} in one object")
+    return result
 
 
 def _json(text: str):
@@ -148,7 +151,7 @@ def _solution_problems(value, size: tuple[int, int] | None, has_image: bool = Tr
                 continue
             box = item["bbox_2d"]
             if not (isinstance(box, list) and is_four_numbers(box)):
-                out.append((f"solution[{i}].bbox_2d", f"expected 4 numbers, got {json.dumps(box)}"))
+                out.append((f"solution[{i}].bbox_2d", f"expected 4 numbers, got {json.dumps(box):.200}"))
             elif msg := _box_problem(box, size):
                 out.append((f"solution[{i}].bbox_2d", msg))
     return out
@@ -171,7 +174,7 @@ def parse_ground_truth(value):
         if wrapped := _ANSWER_WRAPPED.fullmatch(text):
             text = wrapped.group(1).strip()
         text = strip_fence(text)
-        if any(tag in text for tag in ("<answer>", "</answer>", "<think>", "</think>")):
+        if any(tag in text for tag in THINK_TAGS):
             raise ValueError("holds <answer> / <think> tags that are not one '<answer>X</answer>' around the whole "
                              f"value: write the ground truth alone, got {value!r:.200}")
         if not text:
@@ -231,7 +234,7 @@ class _Context:
 def _check_image(ctx: _Context, rel) -> tuple[str, tuple[int, int] | None, str | None]:
     """(absolute path, size, problem)."""
     if not isinstance(rel, str) or not rel.strip():
-        return "", None, f"expected a non-empty path string, got {json.dumps(rel)}"
+        return "", None, f"expected a non-empty path string, got {json.dumps(rel):.200}"
     if "\0" in rel:
         return "", None, f"the path holds a NUL character: {rel!r:.200}"
     full = os.path.abspath(os.path.join(ctx.root, rel))
@@ -274,7 +277,7 @@ def _turns(conv, problems: list[tuple[str, str]]):
         elif turn["from"] in GPT_ROLES:
             gpts.append(i)
         else:
-            problems.append((f"conversations[{i}].from", f"unknown role {json.dumps(turn['from'])}; expected human or gpt"))
+            problems.append((f"conversations[{i}].from", f"unknown role {json.dumps(turn['from']):.200}; expected human or gpt"))
     if problems:
         return None
     if not humans:
@@ -333,7 +336,7 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
     if reward is None:
         reward = default_reward
     elif not isinstance(reward, str) or not reward.strip():
-        problems.append(("reward", f"expected a non-empty string, got {json.dumps(reward)}"))
+        problems.append(("reward", f"expected a non-empty string, got {json.dumps(reward):.200}"))
     # text and ground truth
     problem_text, value = None, None
     if turns is not None:

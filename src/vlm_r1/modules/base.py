@@ -73,11 +73,12 @@ class VLMModule:
         return problems
 
     def text_problems(self, processor, samples) -> list:
-        """A ``vlm_r1.data.Problem`` for each row whose question holds the text of a token that gives the prompt its
-        structure (:func:`structural_tokens`: ``<|im_end|>``, ``<|image_pad|>``, ...). The tokenizer reads such text
-        as the token itself: the turn closes early, or an image slot appears without an image and the processor
-        stops the run at that row's step. Grounding tokens a question may use on purpose (``<|object_ref_start|>``,
-        ``<ref>``, ``<box>``) are not reserved."""
+        """A ``vlm_r1.data.Problem`` for each row whose question or ground truth holds the text of a token that gives
+        the prompt its structure (:func:`structural_tokens`: ``<|im_end|>``, ``<|image_pad|>``, ...). The tokenizer
+        reads such text as the token itself: the turn closes early, or an image slot appears without an image and
+        the processor stops the run at that row's step; in a ground truth (an SFT target, a class name) it is an
+        answer no decoded completion can match. Grounding tokens a question may use on purpose
+        (``<|object_ref_start|>``, ``<ref>``, ``<box>``) are not reserved."""
         from ..data.errors import Problem
         from ..data.rows import IMAGE_PLACEHOLDER
 
@@ -87,6 +88,9 @@ class VLMModule:
             found = [token for token in reserved if token in sample.problem.replace(IMAGE_PLACEHOLDER, " ")]
             if found:
                 problems.append(Problem(sample.source, "question", _holds_control_tokens(found)))
+            found = [token for token in reserved if token in sample.solution]  # (JSON leaves these characters be)
+            if found:
+                problems.append(Problem(sample.source, "solution", _holds_control_tokens(found)))
         return problems
 
     def input_problems(self, processor, samples) -> list:

@@ -62,7 +62,7 @@ def validate_classification(solution: Any) -> None:
     if isinstance(solution, dict):
         unknown = sorted(set(solution) - {"label", "aliases"})
         if unknown:  # e.g. "synonyms": names that would never be accepted
-            raise ValueError(f"classification ground truth keys are label and aliases; {', '.join(map(repr, unknown))} "
+            raise ValueError(f"classification ground truth keys are label and aliases; {', '.join(map(repr, unknown)):.200} "
                              "would be ignored (put other accepted names in aliases)")
         label, aliases = solution.get("label"), solution.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):

@@ -42,7 +42,7 @@ def resolve_accuracy(name: str):
     if name in list_rewards() and get_validator(name) is not None:
         return get_reward(name)
     accuracy = sorted(n for n in list_rewards() if get_validator(n) is not None)
-    raise ValueError(f"unknown accuracy reward {name!r}; use a task ({', '.join(sorted(TASK_REWARDS))}), "
+    raise ValueError(f"unknown accuracy reward {name!r:.200}; use a task ({', '.join(sorted(TASK_REWARDS))}), "
                      f"an accuracy reward ({', '.join(accuracy)}) or 'package.module:function'")
 
 

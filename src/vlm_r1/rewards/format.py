@@ -14,13 +14,13 @@ from __future__ import annotations
 from .parsing import completion_text, loads_bounded, strip_fence
 from .registry import register_reward
 
-_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+THINK_TAGS = ("<think>", "</think>", "<answer>", "</answer>")  # the layout every completion keeps
 
 
 def _answer_if_formatted(text: str, think: bool) -> str | None:
     """The answer of a well-formed completion, or None."""
     text = text.strip()
-    counts = [text.count(tag) for tag in _TAGS]
+    counts = [text.count(tag) for tag in THINK_TAGS]
     if counts != ([1, 1, 1, 1] if think else [0, 0, 1, 1]):
         return None
     if think:

@@ -36,6 +36,7 @@ from ..data import (BOX_WITHOUT_IMAGE, IMAGE_PLACEHOLDER, DataError, Problem, Sa
 from ..modules import VLMModule
 from ..recipe import OptionError
 from ..rewards.boxes import is_four_numbers
+from ..rewards.format import THINK_TAGS
 from ..rewards.parsing import detections_in
 
 DEFAULT_THINK = "Find it."
@@ -112,7 +113,14 @@ def sft_targets(samples: Sequence[Sample], module: VLMModule, processor, think: 
         except ValueError as e:
             problems.append(Problem(s.source, "solution", str(e)))
             continue
-        out.append(render_completion(answer, think.replace("{question}", question_text(s.problem))))
+        question = question_text(s.problem)
+        tags = [tag for tag in THINK_TAGS if "{question}" in think and tag in question]
+        if tags:  # the think block would close early and hold another answer (the model is taught that one)
+            problems.append(Problem(s.source, "question", f"holds {', '.join(tags)}, and --think writes the question "
+                                                          "into the target's <think> block: remove them, or drop "
+                                                          "{question} from --think"))
+            continue
+        out.append(render_completion(answer, think.replace("{question}", question)))
     if problems:
         raise DataError.from_problems(problems, f"{len(problems)} row(s) SFT cannot write a target for:")
     return out
