@@ -37,6 +37,11 @@ def test_a_finished_run_restarted_with_auto_trains_nothing(tiny_model_dir, rec_r
     (out / "processor_config.json").write_text("")  # present but cut short: every later load failed on it
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
     assert _sha(out / "processor_config.json") == _sha(out / "checkpoint-3" / "processor_config.json")
+    # whole files that differ by right are kept: a LoRA checkpoint's README (PEFT's) is not the final model card
+    (out / "checkpoint-3" / "README.md").write_text("PEFT's card")
+    (out / "README.md").write_text("TRL's model card, longer")
+    grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
+    assert (out / "README.md").read_text() == "TRL's model card, longer"
     untouched = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", **run)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == untouched  # whole: left alone
@@ -79,10 +84,16 @@ def test_auto_over_only_unfinished_saves_starts_afresh(tiny_model_dir, rec_rows,
     cut = tmp_path / "out" / "checkpoint-1"
     cut.mkdir(parents=True)
     (cut / "model.safetensors").write_bytes(b"cut short")
+    (tmp_path / "out" / "checkpoint-2").mkdir()
+    (tmp_path / "out" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_hi')  # cut short
+    with pytest.raises(CheckpointError, match="whose save was cut short .checkpoint-1, checkpoint-2.: pass "
+                                              "--resume_from_checkpoint auto to delete them"):  # unset: said what to do
+        grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
     summary = grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, "--resume_from_checkpoint", "auto", max_steps=1,
                        save_strategy="steps", save_steps=1)  # fmt: skip
     assert summary["log_history"][0]["step"] == 1 and "its save was cut short" in caplog.text
     assert (cut / "trainer_state.json").is_file()  # the new run's own checkpoint-1, nothing of the old one
+    assert not (tmp_path / "out" / "checkpoint-2").exists()
     with pytest.raises(CheckpointError, match="holds checkpoints of this run"):  # unset: still refused, as before
         grpo_run(tiny_model_dir("qwen2_vl"), rec_rows, max_steps=1, save_strategy="steps", save_steps=1)
     # saved whole (trainer_state.json, written last, is there) but incomplete now, as a node-local output_dir's

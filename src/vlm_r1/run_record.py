@@ -140,16 +140,19 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
                 f"{output_dir} holds checkpoints of another run ({', '.join(c.name for c, _ in others)}; "
                 f"{'; '.join(differences(others[-1][1], record))}): a fresh run there would mix its "
                 "checkpoints with them, and save_total_limit would delete theirs. Use a new output_dir, or delete them")
-        cut_short = [c for c in found if not (c / TRAINER_STATE).is_file()]  # (written last by a save)
-        if found and cut_short == found and asks_for_latest(resume_value):  # none complete, none saved whole
-            remove_unfinished_saves(found)
-            return None, None
+        cut_short = [c for c in found if save_cut_short(c)]
+        if found and cut_short == found and asks_for_latest(resume_value):  # none complete, none saved whole:
+            return None, None  # a fresh start, after remove_unfinished_saves
         if found and asks_for_latest(resume_value):  # saved whole, yet incomplete (a weight file damaged since,
             raise CheckpointError(  # another node's RNG state): not deleted, not resumed
                 f"{output_dir} holds checkpoints of this run that cannot be resumed "
                 f"({', '.join(c.name for c in found if c not in cut_short)}; the warnings above say what each lacks): "
                 "repair or delete them, or use a new output_dir. (A run on several nodes needs one output_dir they "
                 "all share: each node's own would hold only its processes' RNG state.)", [])
+        if found and cut_short == found:
+            raise CheckpointError(
+                f"{output_dir} holds checkpoints whose save was cut short ({', '.join(c.name for c in found)}): pass "
+                "--resume_from_checkpoint auto to delete them and start afresh, or use a new output_dir")
         if found:  # this run's own: a fresh start would leave the later ones, which `auto` would resume later
             raise CheckpointError(
                 f"{output_dir} holds checkpoints of this run ({', '.join(c.name for c in found)}): pass "
@@ -161,7 +164,7 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     if recorded is not None and (unrecorded := sorted(set(record) - set(recorded))):
         logger.info("%s records no %s (an older vlm-r1 or TRL): not compared", resume, ", ".join(unrecorded))
     if recorded is not None and differences(recorded, record):
-        named = str(resume_value).lower() not in ("auto", "true")  # the checkpoint was named, not found in output_dir
+        named = not asks_for_latest(resume_value)  # the checkpoint was named, not found in output_dir
         fresh = "Drop --resume_from_checkpoint to start afresh" if named else "Use a new output_dir for this one"
         raise CheckpointError(
             f"{resume} was made by a run with other settings ({'; '.join(differences(recorded, record))}): resuming "
@@ -185,19 +188,42 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
     return resume, None
 
 
-def remove_unfinished_saves(checkpoints) -> None:
-    """Delete checkpoint folders whose save was cut short before its ``trainer_state.json`` (nothing in them can be
-    resumed), so that a run that starts from scratch under ``auto`` does not write its own checkpoints over their
-    leftovers; by the main process."""
+def _reads_as_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def save_cut_short(folder) -> bool:
+    """Whether a checkpoint's save stopped before its ``trainer_state.json``, which transformers writes last: absent,
+    or not readable JSON (cut short while written)."""
+    from .checkpoints import TRAINER_STATE
+
+    return not _reads_as_json(Path(folder) / TRAINER_STATE)
+
+
+def remove_unfinished_saves(resume_value, resume, output_dir) -> None:
+    """For a run that starts from scratch under ``auto`` (``resume`` None): delete the checkpoint folders whose save
+    was cut short (:func:`save_cut_short`; nothing in them can be resumed, and :func:`plan_start` lets such a run
+    start only when every folder is one), so that it does not write its own checkpoints over their leftovers. Called
+    once every process has agreed on the start; the main process deletes, the others wait for it."""
     import shutil
 
     from accelerate import PartialState
 
-    if PartialState().is_main_process:
-        for folder in checkpoints:
+    from .checkpoints import asks_for_latest, list_checkpoints
+
+    if resume is not None or not asks_for_latest(resume_value):
+        return
+    state = PartialState()
+    if state.is_main_process:
+        for folder in list_checkpoints(output_dir):
             logger.warning("deleting %s: its save was cut short and no complete checkpoint is beside it, so this run "
                            "starts from scratch", folder)  # fmt: skip
             shutil.rmtree(folder)
+    state.wait_for_everyone()
 
 
 def settle_start(data_args, model_args, training_args) -> tuple[dict, str | None, dict | None]:
@@ -217,10 +243,11 @@ def settle_start(data_args, model_args, training_args) -> tuple[dict, str | None
 
 
 def keep_final_weights(checkpoint, output_dir) -> None:
-    """For a run that had nothing left to train: unless ``output_dir`` holds whole final weights and each model file
-    of ``checkpoint`` (the run stopped after its last checkpoint, before or during its final save), copy the model
-    files of ``checkpoint`` there, as the final save would have written them (weights, configs, processor, records;
-    no optimizer, scheduler or RNG state)."""
+    """For a run that had nothing left to train (it stopped after its last checkpoint, before or during its final
+    save): copy the model files of ``checkpoint`` (weights, configs, processor, records; no optimizer, scheduler or
+    RNG state) that ``output_dir`` lacks or holds cut short, as the final save would have written them: all of them
+    when its weights are missing or cut short, else each missing file and each JSON file that does not parse. Files
+    that are whole are kept (with ``load_best_model_at_end`` the final weights are not the last checkpoint's)."""
     import shutil
 
     from .checkpoints import TRAINING_STATE_FILES, weights_problems
@@ -228,9 +255,13 @@ def keep_final_weights(checkpoint, output_dir) -> None:
     out = Path(output_dir)
     model_files = [path for path in Path(checkpoint).iterdir() if path.is_file()
                    and path.name not in TRAINING_STATE_FILES and not path.name.startswith("rng_state")]  # fmt: skip
-    if not weights_problems(out) and all((out / p.name).is_file() and (out / p.name).stat().st_size == p.stat().st_size
-                                         for p in model_files):  # (a final save cut short leaves files short)
+    if weights_problems(out):  # the final save did not finish its weights: all of the checkpoint's model files
+        broken = model_files
+    else:  # missing, or a JSON file cut short (its README, a model card, differs by right and is not compared)
+        broken = [p for p in model_files
+                  if not (out / p.name).is_file() or (p.suffix == ".json" and not _reads_as_json(out / p.name))]
+    if not broken:
         return
-    for path in model_files:
+    for path in broken:
         shutil.copy2(path, out / path.name)
     logger.info("copied the model files of %s to %s (its final save had not finished)", checkpoint, out)

@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
     from .modules import checkpoint_config
     from .recipe import OptionError
-    from .run_record import settle_start
+    from .run_record import remove_unfinished_saves, settle_start
     from .trainer.sft import to_sft_dataset
 
     check_installed(args)
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     # refused when that checkpoint, or the checkpoints a fresh run would write beside, belong to another run
     record, resume, finished = same_on_every_rank("where the run starts",
                                                   lambda: settle_start(data_args, model_args, args), start_fingerprint)
+    remove_unfinished_saves(args.resume_from_checkpoint, resume, args.output_dir)  # (once agreed)
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     from .data import prompt_change_from
     from .loading import apply_training_mode, check_model_options, describe_parameters, load_policy
     from .modules import checkpoint_config
-    from .run_record import settle_start
+    from .run_record import remove_unfinished_saves, settle_start
     from .trainer.dataset import to_hf_dataset
 
     check_installed(training_args)
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     record, resume, finished = same_on_every_rank("where the run starts",
                                                   lambda: settle_start(data_args, model_args, training_args),
                                                   start_fingerprint)  # fmt: skip
+    remove_unfinished_saves(training_args.resume_from_checkpoint, resume, training_args.output_dir)  # (once agreed)
     if finished is not None:  # another step would overwrite the run's final weights
         from accelerate import PartialState
 
