@@ -103,7 +103,7 @@ BAD_ROWS = [  # (line, field, message fragment)
                                                             {"from": "gpt", "value": "red"}]}, "images", "is not read"),
     ({"Image": "a.png", "conversations": [{"from": "human", "value": "Which colour?"}, {"from": "gpt", "value": "red"}]},
      "Image", "is not read"),  # (an empty `image`, or one spelt otherwise, hid the lookalike key)
-    ({"image": [], "file_name": "a.png", "conversations": [{"from": "human", "value": "Which colour?"},
+    ({"image": [], "file_name": "a.PNG", "conversations": [{"from": "human", "value": "Which colour?"},
                                                            {"from": "gpt", "value": "red"}]}, "file_name", "is not read"),
     # a box with no image: no pixels for it to be in (it was scored unconverted, in the model's frame)
     (_row(value="Find the cat.", image=None), "solution", "a box ground truth needs an image"),
@@ -114,6 +114,13 @@ BAD_ROWS = [  # (line, field, message fragment)
     ('{"conversations": [{"from": "human", "value": "q?"}, {"from": "gpt", "value": ' + "[" * 900 + "]" * 900 + "}]}",
      "solution", "nested too deep to read"),
 ]
+
+
+def test_metadata_keys_of_text_only_rows_are_not_taken_for_images(root):
+    row = {"file_name": "notes.txt", "image_url": None, "conversations": [{"from": "human", "value": "Which colour?"},
+                                                                          {"from": "gpt", "value": "red"}]}
+    (sample,) = load_rows(_write(root / "text_only.jsonl", [row]))
+    assert sample.images == ()
 
 
 def test_a_tiny_box_in_pixels_is_kept(root):

@@ -204,12 +204,13 @@ def test_row_tasks_checked_before_generation_with_file_line():
 
 
 def test_a_count_is_a_whole_number_unless_the_row_names_numeric():
-    """A row scored as a count (named "counting" or "count", `--task counting`, or a bare number's shape) must hold
-    a whole number >= 0; "numeric" rows, scored by the same exact-match rule, may hold any finite number."""
+    """A row scored as a count (named "counting" or "count", or under `--task counting`) must hold a whole number >= 0;
+    "numeric" rows, scored by the same exact-match rule, and rows whose number only gives the task its name (no
+    `reward`: training's number_match accepts them) may hold any finite number."""
     from vlm_r1.data import DataError
 
-    assert row_tasks([_row("-2.5", 1, "numeric"), _row("3", 2), _row("4.0", 3, "count")]) == ["counting"] * 3
-    for row, task in ((_row("-1", 4, "counting"), "auto"), (_row("2.5", 5), "auto"), (_row("2.5", 6, "numeric"), "counting")):
+    assert row_tasks([_row("-2.5", 1, "numeric"), _row("2.5", 2), _row("4.0", 3, "count")]) == ["counting"] * 3
+    for row, task in ((_row("-1", 4, "counting"), "auto"), (_row("2.5", 5), "counting"), (_row("2.5", 6, "numeric"), "counting")):
         with pytest.raises(DataError, match=r"(?m)^rows.jsonl:\d: solution: a count must be a whole number >= 0"):
             row_tasks([row], task)
 

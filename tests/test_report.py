@@ -208,6 +208,15 @@ def test_cli_redraws_from_trainer_state(tmp_path, capsys):
     for older in (run / "trainer_state.json", *run.glob("checkpoint-*/trainer_state.json")):
         os.utime(older, (1_000_000_000, 1_000_000_000))
     assert main([str(run)]) == 0 and "report/log_history.json (3 entries)" in capsys.readouterr().out
+    # a copied folder, its files timed by the copy in any order: the newest is a checkpoint's, and the longer
+    # history that begins with it is the same run further on
+    (run / "report" / "log_history.json").unlink()
+    os.utime(run / "trainer_state.json", (2_000_000_000, 2_000_000_000))
+    os.utime(run / "checkpoint-10" / "trainer_state.json", (2_000_000_100, 2_000_000_100))
+    ten_steps = json.loads((run / "checkpoint-10" / "trainer_state.json").read_text())["log_history"]
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": ten_steps + [{"step": 11, "loss": 0.01}]}))
+    os.utime(run / "trainer_state.json", (2_000_000_000, 2_000_000_000))
+    assert main([str(run)]) == 0 and f"{run / 'trainer_state.json'} ({len(ten_steps) + 1} entries)" in capsys.readouterr().out
     # a run trained with report_dir keeps its log history there: --out finds it
     moved = tmp_path / "elsewhere"
     moved.mkdir()
@@ -367,7 +376,10 @@ def test_hundreds_of_labelled_boxes_are_drawn_with_the_first_labels_only():
                   for i in range(200)]  # fmt: skip
     out = draw_answer(image, [((10, 10, 60, 60), "truth")], detections, scale=1.0)
     assert any(out.getpixel((x, 299)) == MORE for x in range(40)), "no 'labels not drawn' tag at the bottom left"
-    assert TRUTH in {out.getpixel((x, y)) for x in range(0, 80) for y in range(60, 80)}  # the truth's label kept
+    below_truth = [(x, y) for x in range(0, 80) for y in range(63, 80)]  # under the box's outline (y 60-61)
+    assert TRUTH in {out.getpixel(p) for p in below_truth}  # the truth's label kept, first
+    unlabelled = draw_answer(image, [((10, 10, 60, 60), None)], detections, scale=1.0)
+    assert TRUTH not in {unlabelled.getpixel(p) for p in below_truth}  # (what that region holds without it)
     few = draw_answer(image, [], detections[:MAX_TAGS], scale=1.0)
     assert MORE not in {few.getpixel((x, 299)) for x in range(40)}
 

@@ -257,7 +257,11 @@ def check_shipped_image_size(image_size: int, folder: Path = SHIPPED_WARM_START)
     one's does, whether chosen by ``auto`` or named) with images of another size."""
     if not (folder / "warm_start.json").is_file():
         return
-    trained_at = json.loads((folder / "warm_start.json").read_text())["image_size"]
+    try:
+        trained_at = json.loads((folder / "warm_start.json").read_text())["image_size"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder / 'warm_start.json'}: no readable image_size ({type(e).__name__}: {e}); it should "
+                         'read {"image_size": N}, the side of the images the warm start was trained on') from None
     if image_size != trained_at:
         raise ValueError(f"the warm start {folder} was trained on {trained_at} px images, not {image_size} px: "
                          f"pass --image_size {trained_at}, or --warm_start build to train one at {image_size} px")
@@ -398,7 +402,7 @@ def evaluate_checkpoint(checkpoint: Path, paths: dict[str, Path], out_dir: Path,
         if path.exists() and is_fresh(stamp, {**inputs, "result": file_id(path)["sha256"]}) and not force:
             results[split] = json.loads(path.read_text())  # the file this stage wrote, as it wrote it
             continue
-        if path.exists() and stamp.exists():
+        if path.exists() and stamp.exists() and not force:
             print(f"{path}: not the result its stamp records (edited, cut short, or made with other inputs), "
                   "evaluating again")
         stamp.unlink(missing_ok=True)

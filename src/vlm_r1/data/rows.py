@@ -203,8 +203,15 @@ def _finite(value) -> bool:
 
 
 # keys other datasets keep a row's image under; read as nothing, they would make it a text-only row
-IMAGE_KEY_LOOKALIKES = ("image", "images", "img", "image_path", "image_paths", "image_file", "img_path", "image_url",
-                        "file_name", "filename", "image_name")  # compared in lower case; "image" itself as `Image`
+IMAGE_KEY_LOOKALIKES = ("image", "images", "img", "image_path", "image_paths", "image_file", "img_path")  # any case
+# keys text-only rows may keep as metadata: refused only when they hold a path with an image file's extension
+IMAGE_NAME_KEYS = ("image_url", "file_name", "filename", "image_name")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def _names_an_image(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) and v.strip().lower().endswith(IMAGE_EXTENSIONS) for v in values)
 
 
 def _missing_conversations(row: dict) -> str:
@@ -304,7 +311,8 @@ def _check_row(ctx: _Context, row, lineno: int, default_reward, validate_solutio
     else:
         turns = None
         problems.append(("conversations", _missing_conversations(row)))
-    misplaced = [key for key in row if key != "image" and str(key).lower() in IMAGE_KEY_LOOKALIKES]
+    misplaced = [key for key in row if key != "image" and (str(key).lower() in IMAGE_KEY_LOOKALIKES or (
+        str(key).lower() in IMAGE_NAME_KEYS and _names_an_image(row[key])))]
     if misplaced and not row.get("image"):  # the image would be dropped and the row trained on as text
         problems.append((misplaced[0], "is not read: a row's image is `image` (a path or a list of paths); rename "
                                        "the key"))

@@ -81,8 +81,10 @@ def row_task(reward: str | None, value: Any, task: str = "auto") -> str:
     if task == "auto" and named is not None:
         return named  # checked above by the row's own reward name ("numeric" is not held to a count's rule)
     chosen = task if task != "auto" else infer_task(value)
+    # a number's shape says "counting" but not that it is a count: checked as training's number_match checks it
+    checked_as = "numeric" if task == "auto" and chosen == "counting" else chosen
     try:
-        validate_solution(chosen, value)
+        validate_solution(checked_as, value)
     except ValueError as e:
         raise ValueError(f"{e} (task {task!r})" if task != "auto" else str(e)) from e
     return chosen

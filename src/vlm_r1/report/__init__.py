@@ -35,8 +35,9 @@ __all__ = [
 
 
 def find_log_history(output_dir: str | Path, report_dir: str | Path | None = None) -> tuple[list[dict], Path]:
-    """The log history last written under ``output_dir``, and the file it came from (the longest among files
-    written in the same second: a copied run's files all carry the time of the copy).
+    """The log history of the run last written under ``output_dir``, and the file it came from: the newest file,
+    or a longer one whose history begins with the newest's (the same run further on: a copied or synced folder's
+    files carry the times of the copy, in any order).
 
     Looks at ``trainer_state.json`` (written by ``trainer.save_state()``), ``report/log_history.json`` (written by the
     report callback; ``REPORT_DIR/log_history.json`` too for a run trained with ``report_dir``) and the newest
@@ -59,7 +60,9 @@ def find_log_history(output_dir: str | Path, report_dir: str | Path | None = Non
         found += [(history, moved)] if (history := _read_history(moved)) is not None else []
     # the newest: a fresh run in a used output_dir rewrites report/log_history.json as it starts, while an earlier
     # run's longer trainer_state.json stays until this one ends
-    best = max(found, key=lambda item: (int(item[1].stat().st_mtime), len(item[0])), default=None)
+    newest = max(found, key=lambda item: item[1].stat().st_mtime, default=None)
+    same_run = [item for item in found if newest is not None and item[0][: len(newest[0])] == newest[0]]
+    best = max(same_run, key=lambda item: len(item[0]), default=None)
     if best is None:
         also = f" and {Path(report_dir) / 'log_history.json'}" if report_dir is not None and not root.is_file() else ""
         raise FileNotFoundError(
