@@ -172,17 +172,22 @@ def test_logps_match_and_vision_runs_once_per_image(setup, images_per_row):
     inputs = batches[images_per_row]
     if model_type != "internvl":
         inputs = _shuffled(inputs)
-    for batch_size in (2 * G, 3):  # whole batch in one chunk; chunks that cut groups apart
+    _assert_shared_logps_match(trainer, counter, inputs)
+
+
+def _assert_shared_logps_match(trainer, counter, inputs):
+    """Log-probs with sharing equal those without, for the whole batch in one chunk and in chunks that cut groups
+    apart; with one chunk, the vision tower sees each distinct unit (image or tile) once."""
+    for batch_size in (2 * G, 3):
         _set_share(trainer, False)
         counter.count = 0
         plain = _logps(trainer, inputs, batch_size)
         plain_units = counter.count
         _set_share(trainer, True)
         counter.count = 0
-        shared = _logps(trainer, inputs, batch_size)
-        torch.testing.assert_close(shared, plain, **LOGP_TOL)
+        torch.testing.assert_close(_logps(trainer, inputs, batch_size), plain, **LOGP_TOL)
         if batch_size == 2 * G:
-            assert counter.count * G == plain_units, (counter.count, plain_units)  # each distinct unit once
+            assert counter.count * G == plain_units, (counter.count, plain_units)
 
 
 def test_internvl_images_cut_into_tiles_are_encoded_once_per_group(tiny_model_dir, tmp_path):
@@ -196,16 +201,7 @@ def test_internvl_images_cut_into_tiles_are_encoded_once_per_group(tiny_model_di
     generated = trainer._generate_and_score_completions([row for row in rows for _ in range(G)])
     assert max(generated["num_tiles"]) > 1, generated["num_tiles"]  # the case under test: several tiles per image
     for inputs in (generated, _shuffled(generated)):
-        for batch_size in (2 * G, 3):
-            _set_share(trainer, False)
-            counter.count = 0
-            plain = _logps(trainer, inputs, batch_size)
-            plain_tiles = counter.count
-            _set_share(trainer, True)
-            counter.count = 0
-            torch.testing.assert_close(_logps(trainer, inputs, batch_size), plain, **LOGP_TOL)
-            if batch_size == 2 * G:
-                assert counter.count * G == plain_tiles, (counter.count, plain_tiles)
+        _assert_shared_logps_match(trainer, counter, inputs)
 
 
 @pytest.mark.parametrize("trainable_vision", [True, False])
