@@ -172,10 +172,9 @@ def write_stamp(stamp: Path, inputs: dict) -> None:
 def run_stage_in(out: Path, inputs: dict, force: bool, run, outputs_in: Path | None = None) -> Path:
     """Run a training stage (``run()``) into ``out``, cached: reused when its DONE stamp holds ``inputs`` and the
     files it finished with, in ``out`` or in ``outputs_in`` (a deleted or rewritten weight file redoes it); resumed
-    when an interrupted run was
-    started with the same ``inputs`` (its STARTED stamp; the stage's command resumes its latest checkpoint-N);
-    otherwise, or with ``force``, deleted and redone from scratch, so no checkpoint-N made with other inputs is ever
-    resumed."""
+    when an interrupted run was started with the same ``inputs`` (its STARTED stamp; the stage's command resumes its
+    latest checkpoint-N); otherwise, or with ``force``, deleted and redone from scratch, so no checkpoint-N made with
+    other inputs is ever resumed."""
     done_stamp, started = out / "DONE", out / "STARTED"
     outputs_in = outputs_in or out
     if not force and outputs_in.is_dir() and is_fresh(done_stamp, {**inputs, "outputs": _outputs_id(outputs_in)}):
