@@ -112,9 +112,14 @@ def test_a_reward_that_fails_on_one_process_scores_no_row_of_the_step(job):
     scored its half of every group None and the other half 1.0: advantages made of the failure (reward_std 0.53)."""
     (job / "raising_reward.py").write_text(RAISING_ON_RANK_1)
     out = job / "one_fails"
+    with_a_bad_row = job / "data" / "with_a_bad_row.jsonl"  # (also: a warning every process would give, given once)
+    with_a_bad_row.write_text((job / "data" / "rec_train.jsonl").read_text() + '{"conversations": []}\n')
     result = launch(job, "vlm_r1.train", "--output_dir", str(out), "--num_generations", "8", "--max_steps", "2",
-                    "--save_strategy", "no", "--reward_funcs", "raising_reward:nothing", "raising_reward:fails_on_rank_1")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+                    "--save_strategy", "no", "--reward_funcs", "raising_reward:nothing", "raising_reward:fails_on_rank_1",
+                    "--train_data", str(with_a_bad_row), "--skip_invalid_rows", "true")  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert log.count("skipped 1 of 9 invalid rows") == 1, log[-4000:]
     steps = [e for e in json.loads((out / "report" / "log_history.json").read_text())["log_history"] if "reward_std" in e]
     assert len(steps) == 2 and all(e["reward_std"] == 0.0 for e in steps), steps
     assert all(e["guards/nonfinite_reward_frac"] == 0.5 for e in steps), steps  # 8 of the 16 values were dropped

@@ -27,6 +27,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ranks import is_main_rank
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -215,7 +217,8 @@ def latest_complete_checkpoint(output_dir) -> Path | None:
         check = check_checkpoint(folder)
         if check.complete:
             return folder
-        logger.warning("passing over incomplete checkpoint %s: %s", folder, "; ".join(check.problems))
+        if is_main_rank():  # (every process finds the same)
+            logger.warning("passing over incomplete checkpoint %s: %s", folder, "; ".join(check.problems))
     return None
 
 

@@ -54,6 +54,14 @@ def same_on_every_rank(what: str, decide: Callable[[], T], fingerprint: Callable
     return result
 
 
+def is_main_rank() -> bool:
+    """Whether this is the run's main process, from the launcher's ``RANK`` (readable before anything initialises the
+    process group). What every process decides alike (and :func:`same_on_every_rank` checks) is said by this one."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def true_on_any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true on any process of the run (an all-reduce; itself alone when there is one)."""
     import torch

@@ -24,6 +24,8 @@ import logging
 import os
 from pathlib import Path
 
+from .ranks import is_main_rank
+
 RUN_RECORD_FILE = "vlm_r1_run.json"
 
 # Every field of the run's argument objects is recorded except these: what may change on a restart, and the
@@ -176,11 +178,13 @@ def plan_start(resume_value, output_dir, max_steps: int, record: dict,
         check_base(resume, lora_base)
     state = json.loads((Path(resume) / TRAINER_STATE).read_text(encoding="utf-8"))
     if max_steps > 0 and state.get("global_step", 0) >= max_steps:
-        logger.warning("%s is at step %d, and max_steps is %d: nothing is left to train (raise max_steps to train "
-                       "on)", resume, state["global_step"], max_steps)  # fmt: skip
+        if is_main_rank():
+            logger.warning("%s is at step %d, and max_steps is %d: nothing is left to train (raise max_steps to "
+                           "train on)", resume, state["global_step"], max_steps)  # fmt: skip
         return resume, state
     laid_out, schedule = state.get("max_steps"), str(record.get("lr_scheduler_type", "linear"))
-    if max_steps > 0 and laid_out and laid_out != max_steps and schedule not in ("constant", "constant_with_warmup"):
+    if max_steps > 0 and laid_out and laid_out != max_steps and schedule not in ("constant", "constant_with_warmup") \
+            and is_main_rank():
         logger.warning("%s was written by a run of %d steps, and this one has max_steps %d: its %s learning-rate "
                        "schedule follows the new length from here on (its first resumed step keeps the last rate of "
                        "the old schedule), so the rates differ from an uninterrupted run of %d steps", resume,

@@ -96,18 +96,25 @@ class RunRows:
         self._check_rows_are_left()
 
     def _load(self, paths: list[str]) -> list:
-        from .data import load_rows
+        from .data import DataWarning, load_rows
+        from .ranks import is_main_rank
         from .rewards import make_row_check
 
         args = self.data_args
         check_row = make_row_check(args.reward_funcs, args.default_reward)
         samples = []
         for path in paths:
-            rows = load_rows(path, args.image_root, default_reward=args.default_reward,
-                             skip_invalid=args.skip_invalid_rows, validate_solution=check_row,
-                             allow_outside_root=args.allow_images_outside_root)  # fmt: skip
-            if rows.skipped:
-                logger.warning("%s: skipped %d invalid rows%s", path, len(rows.skipped), self._listed_in())
+            with warnings.catch_warnings():
+                # said below with the file that lists them; and every process reads the same rows, the main one speaks
+                warnings.filterwarnings("ignore", message=r".* invalid rows \(see \.report", category=DataWarning)
+                if not is_main_rank():
+                    warnings.simplefilter("ignore", DataWarning)
+                rows = load_rows(path, args.image_root, default_reward=args.default_reward,
+                                 skip_invalid=args.skip_invalid_rows, validate_solution=check_row,
+                                 allow_outside_root=args.allow_images_outside_root)  # fmt: skip
+            if rows.skipped and is_main_rank():
+                logger.warning("%s: skipped %d of %d invalid rows%s", path, len(rows.skipped), rows.report.n_rows,
+                               self._listed_in())
             self.skipped.extend(rows.skipped)
             samples.extend(rows)
         return samples
@@ -191,11 +198,10 @@ class RunRows:
 
 
 def log_level() -> int:
-    """INFO on the main process, WARNING on the others (a run's INFO lines are printed once, not once per process).
-    Read from the launcher's RANK, before anything initialises the process group."""
-    import os
+    """INFO on the main process, WARNING on the others (a run's INFO lines are printed once, not once per process)."""
+    from .ranks import is_main_rank
 
-    return logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    return logging.INFO if is_main_rank() else logging.WARNING
 
 
 def refuse_zero3_with_text_rows(training_args, rows: RunRows) -> None:
