@@ -203,7 +203,7 @@ def test_row_tasks_checked_before_generation_with_file_line():
         row_tasks(rows, "grounding")
 
 
-def test_a_count_is_a_whole_number_unless_the_row_names_numeric():
+def test_a_count_is_a_whole_number_where_a_count_is_asked_for():
     """A row scored as a count (named "counting" or "count", or under `--task counting`) must hold a whole number >= 0;
     "numeric" rows, scored by the same exact-match rule, and rows whose number only gives the task its name (no
     `reward`: training's number_match accepts them) may hold any finite number."""
